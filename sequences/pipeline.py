@@ -1,0 +1,533 @@
+"""The main job: encode a camera run -> fit a latent GP over poses -> predict -> decode.
+
+A :class:`~sequences.run.CameraRun` is encoded frame by frame into the latent space of a
+:class:`generative.backbone.Backbone`; a :class:`viewgp.latent_gp.LatentGP` whose kernel knows camera
+geometry is fitted to the latents of the *observed* frames and predicts a latent (mean, variance and
+joint samples) at every requested pose; the backbone decodes the posterior mean into frames and
+posterior samples into per-pixel standard-deviation maps.
+
+Methods (``method=``) share one code path so they are compared on equal terms:
+
+* GP kernels by name (see :func:`viewgp.kernels.make_kernel`): ``view`` (orientation x translation,
+  the default), ``orientation``, ``time`` (a temporal kernel only), ``euler``, ``quaternion`` ...
+* ``linear``: interpolation in latent space between the nearest observed frames in time (SLERP on
+  the sphere for sphere latents), the usual baseline.
+* ``nearest``: the latent of the nearest observed frame in pose space (novel-view baseline).
+* ``independent``: per-frame encodings as they are (only defined where frames were observed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+BASELINES = ("linear", "nearest", "independent")
+
+
+# ----------------------------------------------------------------------------------------- encoding
+def _frames_to_model(frames: np.ndarray, resolution: int) -> Tensor:
+    """uint8 ``(B, H, W, 3)`` frames -> ``(B, 3, r, r)`` float in [-1, 1] (centre crop + area resize)."""
+    import cv2
+
+    out = []
+    for f in frames:
+        h, w = f.shape[:2]
+        s = min(h, w)
+        y0, x0 = (h - s) // 2, (w - s) // 2
+        f = f[y0 : y0 + s, x0 : x0 + s]
+        if s != resolution:
+            interp = cv2.INTER_AREA if s > resolution else cv2.INTER_LINEAR
+            f = cv2.resize(f, (resolution, resolution), interpolation=interp)
+        out.append(f)
+    x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+def model_to_frames(x: Tensor) -> np.ndarray:
+    """``(B, 3, H, W)`` images in [-1, 1] -> uint8 ``(B, H, W, 3)``."""
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _fingerprint(backbone, frames) -> str:
+    """Key of an encoding cache entry: the backbone's weights and the frames' pixels."""
+    h = hashlib.sha1()
+    h.update(str(getattr(backbone, "kind", type(backbone).__name__)).encode())
+    for name, t in sorted(backbone.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes()[:4096])
+        h.update(str(tuple(t.shape)).encode())
+    n = len(frames)
+    h.update(str((n,) + tuple(frames.shape[1:])).encode())
+    for i in range(n):
+        h.update(np.ascontiguousarray(frames[i]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def encode_frames(
+    backbone,
+    frames,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    cache_dir: Optional[str] = None,
+) -> np.ndarray:
+    """Encode frames into latents ``(N, *latent_shape)`` float32.
+
+    ``frames`` is a uint8 ``(N, H, W, 3)`` array or a lazy frame source. With ``cache_dir``, the result
+    is stored under a key made from the backbone weights and the pixels, so a second call is free.
+    """
+    if not getattr(backbone, "has_encoder", False):
+        raise ValueError(
+            f"backbone of kind {getattr(backbone, 'kind', '?')!r} has no encoder; use optimization-based inversion"
+        )
+    cache_path = None
+    if cache_dir is not None:
+        key = _fingerprint(backbone, frames)
+        cache_path = os.path.join(cache_dir, f"latents-{key}.npy")
+        if os.path.exists(cache_path):
+            return np.load(cache_path)
+    from tqdm.auto import tqdm
+
+    n = len(frames)
+    out = []
+    with torch.no_grad():
+        for s in tqdm(range(0, n, batch_size), desc="encode", unit="batch", disable=not progress):
+            batch = np.asarray(frames[s : s + batch_size])
+            x = _frames_to_model(batch, backbone.resolution).to(device)
+            out.append(backbone.encode(x).float().cpu().numpy())
+    z = np.concatenate(out, 0) if out else np.zeros((0,) + tuple(backbone.latent_shape), np.float32)
+    if cache_path is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = cache_path + ".tmp.npy"
+        np.save(tmp, z)
+        os.replace(tmp, cache_path)
+    return z
+
+
+def decode_latents(
+    backbone, z, batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = False
+) -> np.ndarray:
+    """Decode latents ``(N, *latent_shape)`` into uint8 frames ``(N, r, r, 3)``."""
+    from tqdm.auto import tqdm
+
+    z = torch.as_tensor(np.asarray(z), dtype=torch.float32)
+    out = []
+    with torch.no_grad():
+        for s in tqdm(range(0, z.shape[0], batch_size), desc="decode", unit="batch", disable=not progress):
+            out.append(model_to_frames(backbone.decode(z[s : s + batch_size].to(device))))
+    return np.concatenate(out, 0)
+
+
+def pixel_std_maps(
+    backbone, samples, batch_size: int = 32, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode posterior samples ``(S, M, *latent_shape)``; return (per-pixel std ``(M, r, r)`` in [0, 1]
+    units of the image range, decoded sample frames uint8 ``(S, M, r, r, 3)``)."""
+    samples = np.asarray(samples)
+    S, M = samples.shape[:2]
+    frames = decode_latents(backbone, samples.reshape((S * M,) + samples.shape[2:]), batch_size, device)
+    frames = frames.reshape((S, M) + frames.shape[1:])
+    std = (frames.astype(np.float64) / 255.0).std(axis=0).mean(axis=-1)  # std over samples, mean over RGB
+    return std, frames
+
+
+# ------------------------------------------------------------------------------------ latent methods
+def _normalize(z: np.ndarray) -> np.ndarray:
+    return z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+
+
+def _slerp_np(a: np.ndarray, b: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """SLERP between unit vectors ``a, b`` ``(M, ..., d)`` at fractions ``u`` ``(M,)``."""
+    a, b = _normalize(a), _normalize(b)
+    u = u.reshape((-1,) + (1,) * (a.ndim - 1))
+    dot = np.clip((a * b).sum(-1, keepdims=True), -1.0, 1.0)
+    om = np.arccos(dot)
+    so = np.sin(om)
+    near = so < 1e-6
+    w0 = np.where(near, 1 - u, np.sin((1 - u) * om) / np.where(near, 1, so))
+    w1 = np.where(near, u, np.sin(u * om) / np.where(near, 1, so))
+    return _normalize(w0 * a + w1 * b)
+
+
+def linear_interpolation(
+    times_obs: np.ndarray, z_obs: np.ndarray, times_query: np.ndarray, geometry: str = "euclidean"
+) -> np.ndarray:
+    """Latents at ``times_query`` interpolated between the observed frames around each query time.
+
+    Linear in R^D, SLERP for ``geometry='sphere'``; the end latents are held outside the observed range.
+    """
+    times_obs = np.asarray(times_obs, np.float64)
+    order = np.argsort(times_obs)
+    t, z = times_obs[order], np.asarray(z_obs)[order]
+    tq = np.clip(np.asarray(times_query, np.float64), t[0], t[-1])
+    if len(t) == 1:
+        return np.repeat(z[:1], len(tq), 0)
+    hi = np.clip(np.searchsorted(t, tq, side="right"), 1, len(t) - 1)
+    lo = hi - 1
+    u = np.clip((tq - t[lo]) / np.maximum(t[hi] - t[lo], 1e-300), 0.0, 1.0)
+    if geometry == "sphere":
+        return _slerp_np(z[lo], z[hi], u)
+    u = u.reshape((-1,) + (1,) * (z.ndim - 1))
+    return (1 - u) * z[lo] + u * z[hi]
+
+
+def nearest_view(poses_obs: Tensor, z_obs: np.ndarray, poses_query: Tensor) -> np.ndarray:
+    """Latent of the observed frame nearest in pose (chordal rotation distance + translation distance)."""
+    d = torch.cdist(poses_query[:, :12], poses_obs[:, :12])
+    return np.asarray(z_obs)[d.argmin(dim=1).numpy()]
+
+
+@dataclass
+class Prediction:
+    """Posterior at the query frames. ``var`` is ``None`` for methods without uncertainty."""
+
+    method: str
+    mean: np.ndarray  # (M, *latent_shape)
+    var: Optional[np.ndarray] = None  # (M,)
+    samples: Optional[np.ndarray] = None  # (S, M, *latent_shape)
+    hyperparameters: dict = field(default_factory=dict)
+    fit_seconds: float = 0.0
+
+
+def _default_fit_steps(n_obs: int) -> int:
+    return 0 if n_obs < 6 else 150
+
+
+def gp_predict(
+    method: str,
+    poses_obs: Tensor,
+    z_obs: np.ndarray,
+    poses_query: Tensor,
+    geometry: str = "euclidean",
+    n_samples: int = 0,
+    steps: Optional[int] = None,
+    fixed: Optional[dict] = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> Prediction:
+    """Fit a :class:`~viewgp.latent_gp.LatentGP` with kernel ``method`` on the observed frames and
+    predict at ``poses_query`` (flat pose features with a time column, ``(M, 13)``).
+
+    With few observations (fewer than 6, e.g. the first and last frame only) type-II ML is not
+    identifiable, so hyper-parameters are set from the data instead: output scale from the spread of the
+    observed latents and lengthscales by the median heuristic over *all* poses (query poses are known even
+    where frames are missing). ``fixed`` overrides any of them (``outputscale``, ``noise``, and
+    lengthscales by kernel attribute path, e.g. ``{"orientation.lengthscale": 1.0975}``).
+    """
+    from gpytorch.kernels import ScaleKernel
+
+    from viewgp.kernels import make_kernel
+    from viewgp.latent_gp import LatentGP
+
+    z_obs = np.asarray(z_obs, np.float64)
+    n = z_obs.shape[0]
+    flat = torch.from_numpy(z_obs.reshape(n, -1))
+    kernel = ScaleKernel(make_kernel(method))
+    gp = LatentGP(kernel=kernel, latent_geometry=geometry)
+    _init_hyperparameters(gp, poses_obs, poses_query, flat)
+    if fixed:
+        _set_hyperparameters(gp, fixed)
+    steps = _default_fit_steps(n) if steps is None else steps
+    t0 = time.perf_counter()
+    gp.fit(poses_obs, torch.from_numpy(z_obs), steps=steps, optimize=steps > 0 and not fixed, progress=progress)
+    fit_s = time.perf_counter() - t0
+    mean, var = gp.predict(poses_query)
+    samples = None
+    if n_samples > 0:
+        g = torch.Generator().manual_seed(seed)
+        samples = gp.sample(poses_query, n_samples, generator=g).numpy()
+    return Prediction(method, mean.numpy(), var.numpy(), samples, gp.hyperparameters(), fit_s)
+
+
+def _median_distance(x: Tensor) -> float:
+    d = torch.cdist(x, x)
+    d = d[d > 1e-9]
+    return float(d.median()) if d.numel() else 1.0
+
+
+def _lengthscale_modules(kernel) -> list[tuple[str, torch.nn.Module]]:
+    """Sub-kernels with a GPyTorch lengthscale and explicit input columns (``active_dims``)."""
+    return [
+        (name, m)
+        for name, m in kernel.named_modules()
+        if getattr(m, "has_lengthscale", False) and getattr(m, "active_dims", None) is not None
+    ]
+
+
+def _init_hyperparameters(gp, poses_obs: Tensor, poses_query: Tensor, z_flat: Tensor) -> None:
+    """Data-driven starting values; they are also the final values when there is too little data to fit.
+
+    Output scale = mean per-dimension variance of the observed latents; noise = 1% of it; every
+    lengthscale = median distance between all (observed and query) poses in that kernel's columns.
+    """
+    allp = torch.cat([poses_obs, poses_query], 0)
+    centred = z_flat - z_flat.mean(0, keepdim=True)
+    spread = float(centred.pow(2).mean()) if z_flat.shape[0] > 1 else float(z_flat.pow(2).mean())
+    spread = max(spread, 1e-8)
+    with torch.no_grad():
+        gp.kernel.outputscale = torch.as_tensor(spread, dtype=torch.float64)
+        gp.noise = torch.as_tensor(1e-2 * spread, dtype=torch.float64)
+        for _, m in _lengthscale_modules(gp.kernel.base_kernel):
+            cols = m.active_dims.tolist()
+            m.lengthscale = torch.full_like(m.lengthscale, _median_distance(allp[:, cols]))
+
+
+def _set_hyperparameters(gp, fixed: dict) -> None:
+    """Set ``outputscale``, ``noise`` and lengthscales given as ``"<submodule>.lengthscale"``."""
+    mods = dict(gp.kernel.base_kernel.named_modules())
+    with torch.no_grad():
+        for key, value in fixed.items():
+            if key == "outputscale":
+                gp.kernel.outputscale = value
+            elif key == "noise":
+                gp.noise = value
+            else:
+                owner, _, attr = key.rpartition(".")
+                if owner not in mods or not hasattr(mods[owner], attr):
+                    raise ValueError(f"unknown hyper-parameter {key!r}; known sub-kernels: {sorted(k for k in mods if k)}")
+                setattr(mods[owner], attr, value)
+
+
+def predict_latents(
+    method: str,
+    poses_obs: Tensor,
+    times_obs: np.ndarray,
+    z_obs: np.ndarray,
+    poses_query: Tensor,
+    times_query: np.ndarray,
+    geometry: str = "euclidean",
+    **gp_kwargs: Any,
+) -> Prediction:
+    """One entry point for GP kernels and baselines (see the module docstring)."""
+    t0 = time.perf_counter()
+    if method == "linear":
+        return Prediction(method, linear_interpolation(times_obs, z_obs, times_query, geometry), fit_seconds=time.perf_counter() - t0)
+    if method == "nearest":
+        return Prediction(method, nearest_view(poses_obs, z_obs, poses_query), fit_seconds=time.perf_counter() - t0)
+    if method == "independent":
+        if len(times_obs) != len(times_query) or not np.allclose(times_obs, times_query):
+            raise ValueError("method 'independent' is only defined where every query frame was encoded")
+        return Prediction(method, np.asarray(z_obs))
+    return gp_predict(method, poses_obs, z_obs, poses_query, geometry=geometry, **gp_kwargs)
+
+
+# ----------------------------------------------------------------------------------------- metrics
+def frame_errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, list[float]]:
+    """Per-frame MSE (images scaled to [0, 1]) and PSNR (dB) between uint8 frame stacks."""
+    a = pred.astype(np.float64) / 255.0
+    b = truth.astype(np.float64) / 255.0
+    mse = ((a - b) ** 2).reshape(len(a), -1).mean(1)
+    psnr = 10 * np.log10(1.0 / np.maximum(mse, 1e-12))
+    return {"mse": mse.tolist(), "psnr": psnr.tolist()}
+
+
+def delta_smoothness(frames: np.ndarray, delta: int = 5, distance=None) -> float:
+    """'LPIPS-delta' of the view-aware paper: mean distance between generated frames ``delta`` apart.
+
+    ``distance`` maps two uint8 stacks to per-pair distances; the default is RMSE in [0, 1] units
+    (pass an LPIPS callable for the paper's metric).
+    """
+    if len(frames) <= delta:
+        return float("nan")
+    a, b = frames[:-delta], frames[delta:]
+    if distance is None:
+        d = np.sqrt((((a.astype(np.float64) - b.astype(np.float64)) / 255.0) ** 2).reshape(len(a), -1).mean(1))
+    else:
+        d = np.asarray(distance(a, b), np.float64)
+    return float(np.mean(d))
+
+
+def write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=float)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------ orchestration
+def parse_keyframes(spec: str, n: int) -> np.ndarray:
+    """Observed-frame mask ``(n,)`` from ``'every:K'`` (every K-th frame and the last), ``'ends'``
+    (first and last frame only) or ``'all'``."""
+    mask = np.zeros(n, bool)
+    if spec == "all":
+        mask[:] = True
+    elif spec == "ends":
+        mask[[0, n - 1]] = True
+    elif spec.startswith("every:"):
+        try:
+            k = int(spec.split(":", 1)[1])
+        except ValueError:
+            k = 0
+        if k < 1:
+            raise ValueError(f"keyframes {spec!r}: K in 'every:K' must be a positive integer")
+        mask[::k] = True
+        mask[n - 1] = True
+    else:
+        raise ValueError(f"unknown keyframes spec {spec!r}; use 'every:K', 'ends' or 'all'")
+    return mask
+
+
+@dataclass
+class PipelineConfig:
+    """What to fit and what to write. ``methods[0]`` is the headline method (decoded with uncertainty)."""
+
+    methods: Sequence[str] = ("view", "linear")
+    n_samples: int = 8
+    fit_steps: Optional[int] = None
+    fixed: Optional[dict] = None
+    batch_size: int = 32
+    fps: float = 10.0
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = True
+    cache_dir: Optional[str] = None
+
+
+def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineConfig(), query=None) -> dict:
+    """Encode ``run``, fit on its observed frames, predict, decode and write everything to ``out_dir``.
+
+    Without ``query`` the prediction targets are the run's own frames (smoothing where all frames are
+    observed, interpolation where some are masked out); with a ``query`` run (poses only, or with
+    ground-truth frames) the targets are its poses (novel views). Returns the metrics dict that is also
+    written to ``metrics.json``.
+    """
+    from sequences.plots import plot_kernel_matrices, plot_latent_trajectories
+    from sequences.video import write_strip, write_video
+
+    os.makedirs(out_dir, exist_ok=True)
+    torch.manual_seed(config.seed)
+    timings: dict[str, float] = {}
+    obs = np.asarray(run.observed, bool)
+    if obs.sum() < 1:
+        raise ValueError("the camera run has no observed frames to fit on")
+    if run.frames is None:
+        raise ValueError("the camera run has no frames to encode")
+
+    t0 = time.perf_counter()
+    z_all = encode_frames(backbone, run.frames, config.batch_size, config.device, config.progress, config.cache_dir)
+    timings["encode_s"] = time.perf_counter() - t0
+    geometry = backbone.latent_geometry
+    poses_obs = run.pose_features(with_time=True)[torch.from_numpy(obs)]
+    times_obs = np.asarray(run.timestamps)[obs]
+    target = run if query is None else query
+    poses_q = target.pose_features(with_time=True)
+    times_q = np.asarray(target.timestamps, np.float64)
+    truth = None
+    if target.frames is not None:
+        truth = np.stack([f for f in model_to_frames(_frames_to_model(np.asarray(target.frames[:]), backbone.resolution))])
+
+    preds: dict[str, Prediction] = {}
+    for i, method in enumerate(config.methods):
+        t0 = time.perf_counter()
+        kwargs = {}
+        if method not in BASELINES:
+            kwargs = dict(
+                n_samples=config.n_samples if i == 0 else 0,
+                steps=config.fit_steps,
+                fixed=config.fixed,
+                seed=config.seed,
+                device=config.device,
+            )
+        if method == "independent" and query is not None:
+            continue
+        preds[method] = predict_latents(method, poses_obs, times_obs, z_all[obs], poses_q, times_q, geometry, **kwargs)
+        timings[f"{method}_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    decoded = {m: decode_latents(backbone, p.mean, config.batch_size, config.device) for m, p in preds.items()}
+    recon = decode_latents(backbone, z_all, config.batch_size, config.device) if query is None else None
+    head = config.methods[0]
+    std = None
+    if preds[head].samples is not None:
+        std, _ = pixel_std_maps(backbone, preds[head].samples, config.batch_size, config.device)
+    timings["decode_s"] = time.perf_counter() - t0
+
+    # -------- files
+    write_video(os.path.join(out_dir, "interpolated.mp4"), decoded[head], config.fps)
+    panels = ([truth] if truth is not None else []) + ([recon] if recon is not None else [])
+    panels += [decoded[m] for m in preds if m != "independent"]
+    labels = (["ground truth"] if truth is not None else []) + (["per-frame"] if recon is not None else [])
+    labels += [m for m in preds if m != "independent"]
+    if std is not None:
+        heat = _std_to_rgb(std)
+        write_video(os.path.join(out_dir, "uncertainty.mp4"), heat, config.fps)
+        panels.append(heat)
+        labels.append("uncertainty")
+    side = np.concatenate(panels, axis=2)
+    write_video(os.path.join(out_dir, "comparison.mp4"), side, config.fps)
+    step = max(1, len(side) // 10)
+    write_strip(os.path.join(out_dir, "comparison_strip.png"), side[::step], ncols=1)
+    for m, frames in decoded.items():
+        write_strip(os.path.join(out_dir, f"strip_{m}.png"), frames[::step])
+
+    plot_latent_trajectories(
+        os.path.join(out_dir, "latent_trajectories.png"),
+        times_q,
+        {m: (p.mean, p.var) for m, p in preds.items() if m != "independent"},
+        obs if query is None else np.zeros(len(times_q), bool),
+        z_all if query is None else None,
+    )
+    plot_kernel_matrices(os.path.join(out_dir, "kernel_matrices.png"), _pose_kernel_matrices(poses_q), times_q)
+
+    metrics: dict[str, Any] = {
+        "n_frames": int(len(times_q)),
+        "n_observed": int(obs.sum()),
+        "observed": obs.tolist() if query is None else None,
+        "backbone": {"kind": backbone.kind, "resolution": int(backbone.resolution)},
+        "panels": labels,
+        "methods": {},
+        "timings": timings,
+    }
+    held = ~obs if query is None else np.ones(len(times_q), bool)
+    for m, frames in decoded.items():
+        entry: dict[str, Any] = {"hyperparameters": preds[m].hyperparameters, "fit_seconds": preds[m].fit_seconds}
+        entry["delta_smoothness_rmse"] = delta_smoothness(frames)
+        if truth is not None:
+            err = frame_errors(frames, truth)
+            entry["per_frame"] = err
+            entry["mse_all"] = float(np.mean(err["mse"]))
+            if held.any():
+                entry["mse_held_out"] = float(np.mean(np.asarray(err["mse"])[held]))
+                entry["psnr_held_out"] = float(np.mean(np.asarray(err["psnr"])[held]))
+        if preds[m].var is not None:
+            v = preds[m].var
+            entry["posterior_sd_observed"] = float(np.sqrt(v[~held]).mean()) if (~held).any() else None
+            entry["posterior_sd_held_out"] = float(np.sqrt(v[held]).mean()) if held.any() else None
+        metrics["methods"][m] = entry
+    if recon is not None and truth is not None:
+        metrics["per_frame_reconstruction_mse"] = float(np.mean(frame_errors(recon, truth)["mse"]))
+    write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def _std_to_rgb(std: np.ndarray) -> np.ndarray:
+    """Per-pixel std maps ``(M, r, r)`` -> uint8 heat-map frames, one colour scale for the whole run."""
+    import cv2
+
+    top = max(float(std.max()), 1e-6)
+    gray = np.clip(std / top * 255.0, 0, 255).astype(np.uint8)
+    return np.stack([cv2.applyColorMap(g, cv2.COLORMAP_INFERNO)[..., ::-1] for g in gray])
+
+
+def _pose_kernel_matrices(poses: Tensor) -> dict[str, np.ndarray]:
+    """Translation and orientation kernel matrices over the frames, lengthscales by the median heuristic."""
+    from viewgp.kernels import OrientationKernel, TranslationKernel
+
+    out = {}
+    for name, k in (("translation", TranslationKernel()), ("orientation", OrientationKernel())):
+        with torch.no_grad():
+            k = k.to(torch.float64)
+            cols = k.active_dims.tolist()
+            k.lengthscale = _median_distance(poses[:, cols])
+            out[f"{name} kernel"] = k(poses, poses).to_dense().numpy()
+    return out
