@@ -97,3 +97,22 @@ def test_frame_metrics():
     assert err["psnr"][1] == pytest.approx(0.0)
     seq = np.stack([np.full((2, 2, 3), i * 10, np.uint8) for i in range(8)])
     assert delta_smoothness(seq, delta=5) == pytest.approx(50 / 255)
+
+
+def test_azimuth_sweep_looks_at_the_centre():
+    from sequences.pipeline import azimuth_sweep, look_at_rotation
+    from sequences.run import CameraRun
+
+    centre = np.array([0.5, -1.0, 0.2])
+    up = np.array([0.0, 0.0, 1.0])
+    az = np.deg2rad(np.arange(0, 90, 15))
+    eyes = centre + 3.0 * np.stack([np.cos(az) * np.cos(0.3), np.sin(az) * np.cos(0.3), np.full_like(az, np.sin(0.3))], 1)
+    rots = np.stack([look_at_rotation(e, centre, up) for e in eyes])
+    run = CameraRun(frames=None, timestamps=np.arange(len(az), dtype=float), rotations=rots, translations=eyes)
+    q = azimuth_sweep(run, np.arange(0, 360, 30))
+    assert len(q) == 12
+    rel = np.asarray(q.translations) - centre
+    np.testing.assert_allclose(np.linalg.norm(rel, axis=1), 3.0, atol=1e-9)
+    np.testing.assert_allclose(rel[:, 2], 3.0 * np.sin(0.3), atol=1e-9)  # same elevation
+    axes = np.asarray(q.rotations)[:, :, 2]
+    np.testing.assert_allclose(axes, -rel / 3.0, atol=1e-9)  # optical axis points at the centre
