@@ -269,6 +269,12 @@ class LatentGP(nn.Module):
             return z
         return z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
+    def _posterior(self, xq: Tensor) -> tuple[Tensor, Tensor]:
+        """Flat posterior mean ``(M, D)`` and ``V = L^-1 K(X, xq)`` ``(N, M)`` (cov = K(xq, xq) - V^T V)."""
+        tr = self._require_fit()
+        Kq = self._K(xq, tr["x"])
+        return tr["mean"] + Kq @ tr["alpha"], torch.linalg.solve_triangular(tr["L"], Kq.T, upper=False)
+
     def predict(self, poses, full_cov: bool = False, include_noise: bool = False) -> tuple[Tensor, Tensor]:
         """Posterior at ``poses`` ``(M, P)``.
 
@@ -277,12 +283,9 @@ class LatentGP(nn.Module):
             shared by every dimension (``(M, M)`` covariance with ``full_cov=True``); ``include_noise``
             adds ``s_n^2``.
         """
-        tr = self._require_fit()
         xq = self._poses(poses)
         with torch.no_grad():
-            Kq = self._K(xq, tr["x"])
-            mean = tr["mean"] + Kq @ tr["alpha"]
-            V = torch.linalg.solve_triangular(tr["L"], Kq.T, upper=False)
+            mean, V = self._posterior(xq)
             if full_cov:
                 cov = self._K(xq, xq) - V.T @ V
                 if include_noise:
@@ -291,17 +294,14 @@ class LatentGP(nn.Module):
             else:
                 var = (self._Kdiag(xq) - V.pow(2).sum(0)).clamp_min(0)
                 out2 = var + self.noise if include_noise else var
-            mean = self._project(mean.reshape((-1,) + tr["shape"]))
+            mean = self._project(mean.reshape((-1,) + self._train["shape"]))
         return mean, out2.detach()
 
     def sample(self, poses, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         """Joint posterior samples over the frames ``(n, M, *latent_shape)`` (one Cholesky for all dims)."""
-        tr = self._require_fit()
         xq = self._poses(poses)
         with torch.no_grad():
-            Kq = self._K(xq, tr["x"])
-            mean = tr["mean"] + Kq @ tr["alpha"]
-            V = torch.linalg.solve_triangular(tr["L"], Kq.T, upper=False)
+            mean, V = self._posterior(xq)
             cov = self._K(xq, xq) - V.T @ V
             cov = 0.5 * (cov + cov.T)
             try:
@@ -315,4 +315,4 @@ class LatentGP(nn.Module):
             m, d = mean.shape
             eps = torch.randn((n, m, d), generator=generator, dtype=mean.dtype, device="cpu").to(mean.device)
             s = mean + torch.einsum("ij,sjd->sid", Ls, eps)
-            return self._project(s.reshape((n, m) + tr["shape"]))
+            return self._project(s.reshape((n, m) + self._train["shape"]))
