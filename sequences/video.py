@@ -1,0 +1,586 @@
+"""Video frames: reading (lazily or eagerly, with container timestamps), writing MP4 and PNG strips,
+cropping/resizing, and aligning frames with a pose trajectory.
+
+The two-line user path::
+
+    from sequences.video import load_run
+    run = load_run("phone.mp4", "poses.txt", time_offset=12.5, size=128)
+
+Frame timestamps come from the container: OpenCV's ``CAP_PROP_POS_MSEC`` after each decoded
+frame, i.e. the frame's presentation time, which is right for variable-frame-rate phone videos.
+Only when the container gives no usable times (all zero, or not increasing, as for image
+sequences) do we fall back to ``index / fps``, with a warning; a per-frame CSV (ADVIO
+``frames.csv``) overrides both (``frame_times=``).
+
+Clocks: pose files use their own clock (Unix time, device boot time, ...) while container times
+start near 0. ``time_offset`` maps one to the other: the pose time of frame ``i`` is
+``frame_times[i] + time_offset``, and the run's timestamps are on the pose clock.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from sequences.run import CameraRun, PoseTrajectory
+
+__all__ = [
+    "VideoError",
+    "VideoFrames",
+    "read_video",
+    "write_video",
+    "write_strip",
+    "crop_box",
+    "resize_frames",
+    "adjust_intrinsics",
+    "frame_times_from_csv",
+    "align_frames_to_poses",
+    "load_run",
+]
+
+PathLike = Union[str, os.PathLike]
+Box = tuple[int, int, int, int]
+
+
+class VideoError(ValueError):
+    """A video that cannot be opened, decoded or written (the message names the file)."""
+
+
+def _cv2():
+    import cv2
+
+    return cv2
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading
+
+
+def _open_capture(path: Path):
+    cv2 = _cv2()
+    if not path.is_file() and "%" not in path.name:  # 'img_%04d.png' names an image sequence
+        raise FileNotFoundError(f"video file not found: {path}")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError(f"{path}: OpenCV cannot open this file as a video (unknown container or codec)")
+    return cap
+
+
+def _container_times(msec: list[float], fps: float, path: Path) -> tuple[np.ndarray, str]:
+    """Container presentation times in seconds, or ``index / fps`` when the container gives none."""
+    t = np.asarray(msec, dtype=np.float64) / 1000.0
+    if len(t) < 2 or (np.isfinite(t).all() and (np.diff(t) > 0).all()):
+        return t, "container"
+    if not (fps > 0 and np.isfinite(fps)):
+        raise VideoError(
+            f"{path}: the container gives neither increasing frame timestamps nor a frame rate; "
+            "pass frame_times= (e.g. a frames.csv) explicitly"
+        )
+    warnings.warn(
+        f"{path}: the container gives no usable frame timestamps; using frame index / fps ({fps:g} fps)",
+        stacklevel=3,
+    )
+    return np.arange(len(t), dtype=np.float64) / fps, "index/fps"
+
+
+class VideoFrames:
+    """A lazy :class:`sequences.run.FrameSource` over a video file: uint8 RGB ``(H, W, 3)`` frames.
+
+    Construction scans the file once (``grab`` without colour conversion) to count the frames and
+    read their container timestamps (:attr:`timestamps`, seconds); frames are decoded on access.
+    Access is fastest in increasing order (reading moves forward; going back reopens the file).
+
+    Args:
+        path: any video OpenCV can open, or an image sequence pattern such as ``img_%04d.png``.
+        frame_indices: optional increasing container frame indices to expose (a subset), e.g. the
+            frames that have poses.
+        max_frames: only consider the first ``max_frames`` frames of the file.
+    """
+
+    def __init__(self, path: PathLike, frame_indices: Optional[Sequence[int]] = None, max_frames: Optional[int] = None) -> None:
+        cv2 = _cv2()
+        self.path = Path(path)
+        if max_frames is not None and (int(max_frames) != max_frames or max_frames < 1):
+            raise ValueError(f"max_frames must be a positive integer, got {max_frames}")
+        cap = _open_capture(self.path)
+        try:
+            self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            msec = []
+            while max_frames is None or len(msec) < max_frames:
+                if not cap.grab():
+                    break
+                msec.append(cap.get(cv2.CAP_PROP_POS_MSEC))
+            width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        finally:
+            cap.release()
+        if not msec:
+            raise VideoError(f"{self.path}: no frame could be decoded")
+        self.n_container_frames = len(msec)
+        self.container_timestamps, self.timestamps_source = _container_times(msec, self.fps, self.path)
+        self.dtype = np.dtype(np.uint8)
+        self._cap = None
+        self._next = 0  # container index the open capture will decode next
+        if width <= 0 or height <= 0:  # some backends report 0 until a frame is decoded
+            height, width = self._decode([0])[0].shape[:2]
+        self._frame_hw = (height, width)
+        self._set_indices(np.arange(len(msec)) if frame_indices is None else frame_indices)
+
+    def _set_indices(self, frame_indices) -> None:
+        idx = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+        if idx.size and ((np.diff(idx) <= 0).any() or idx[0] < 0):
+            raise ValueError("frame_indices must be non-negative and strictly increasing")
+        if idx.size and idx[-1] >= self.n_container_frames:
+            raise VideoError(
+                f"{self.path}: frame index {int(idx[-1])} requested but the video has {self.n_container_frames} decodable frames"
+            )
+        self.frame_indices = idx
+        self.timestamps = self.container_timestamps[idx]
+        self._shape = (len(idx),) + self._frame_hw + (3,)
+
+    def select(self, frame_indices) -> "VideoFrames":
+        """A lazy source over the given increasing container frame indices (no rescan of the file)."""
+        out = copy.copy(self)
+        out._cap, out._next = None, 0
+        out._set_indices(frame_indices)
+        return out
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return self._shape
+
+    def __len__(self) -> int:
+        return self._shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            n = len(self)
+            if not -n <= int(key) < n:
+                raise IndexError(f"frame {int(key)} out of range for {n} frames of {self.path}")
+            return self._decode([int(self.frame_indices[int(key)])])[0]
+        local = np.arange(len(self))[key]
+        if local.size == 0:
+            return np.zeros((0,) + self._shape[1:], dtype=np.uint8)
+        # Decode each wanted frame once, in increasing order, then arrange them as asked.
+        uniq, inverse = np.unique(self.frame_indices[local], return_inverse=True)
+        decoded = self._decode(uniq.tolist())
+        out = np.empty((len(local),) + self._shape[1:], dtype=np.uint8)
+        for j, u in enumerate(inverse.reshape(-1)):
+            out[j] = decoded[u]
+        return out
+
+    def _decode(self, container_indices: list[int]) -> list[np.ndarray]:
+        cv2 = _cv2()
+        frames = []
+        for ci in container_indices:
+            if self._cap is None or ci < self._next:
+                self.close()
+                self._cap = _open_capture(self.path)
+                self._next = 0
+            while self._next < ci:
+                if not self._cap.grab():
+                    raise VideoError(f"{self.path}: decoding stopped at frame {self._next} (wanted frame {ci})")
+                self._next += 1
+            ok, bgr = self._cap.read()
+            self._next += 1
+            if not ok or bgr is None:
+                raise VideoError(f"{self.path}: cannot decode frame {ci}")
+            if bgr.ndim == 2:
+                bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return frames
+
+    def close(self) -> None:
+        if getattr(self, "_cap", None) is not None:
+            self._cap.release()
+            self._cap = None
+
+    def __getstate__(self) -> dict:
+        # An open capture cannot be pickled (e.g. into DataLoader workers); reopen on demand.
+        state = dict(self.__dict__)
+        state["_cap"], state["_next"] = None, 0
+        return state
+
+    def __enter__(self) -> "VideoFrames":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"VideoFrames({str(self.path)!r}, shape={self._shape}, timestamps from {self.timestamps_source})"
+
+
+def read_video(path: PathLike, max_frames: Optional[int] = None, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Read frames eagerly: ``(frames (N, H, W, 3) uint8 RGB, timestamps (N,) seconds)``.
+
+    Frames ``0, stride, 2 stride, ...``; ``max_frames`` caps the number returned. Timestamps as in
+    :class:`VideoFrames` (container presentation times).
+    """
+    if int(stride) != stride or stride < 1:
+        raise ValueError(f"stride must be a positive integer, got {stride}")
+    limit = None if max_frames is None else (int(max_frames) - 1) * int(stride) + 1
+    src = VideoFrames(path, max_frames=limit)
+    try:
+        sel = np.arange(0, len(src), int(stride))
+        return src[sel], src.timestamps[sel].copy()
+    finally:
+        src.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _frames_array(frames, name: str = "frames") -> np.ndarray:
+    a = np.asarray(frames[:] if not isinstance(frames, np.ndarray) else frames)
+    if a.ndim != 4 or a.shape[-1] != 3:
+        raise ValueError(f"{name}: expected (N, H, W, 3) RGB frames, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        raise ValueError(f"{name}: expected uint8 frames, got {a.dtype}")
+    if a.shape[0] == 0:
+        raise ValueError(f"{name}: no frames")
+    return a
+
+
+def _temp_path(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_video(path: PathLike, frames, fps: float) -> Path:
+    """Write RGB uint8 frames ``(N, H, W, 3)`` (array or frame source) as MP4 (``mp4v``) at ``fps``.
+
+    The file is written to a temporary name, checked to open and hold ``N`` frames of the right
+    size, and then moved into place (``os.replace``), so ``path`` is never half-written.
+    """
+    cv2 = _cv2()
+    path = Path(path)
+    if not (fps > 0 and np.isfinite(fps)):
+        raise ValueError(f"fps must be positive, got {fps}")
+    if not hasattr(frames, "shape"):
+        frames = np.asarray(frames)
+    if len(frames.shape) != 4 or frames.shape[3] != 3 or frames.shape[0] == 0:
+        raise ValueError(f"write_video: expected (N, H, W, 3) RGB frames with N >= 1, got shape {tuple(frames.shape)}")
+    n, h, w = len(frames), int(frames.shape[1]), int(frames.shape[2])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    try:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+        if not writer.isOpened():
+            raise VideoError(f"{path}: OpenCV cannot open an mp4v writer for {w}x{h} at {fps} fps")
+        try:
+            for start in range(0, n, 64):  # bounded memory for lazy sources
+                block = _frames_array(frames[start:start + 64])
+                if block.shape[1:3] != (h, w):
+                    raise ValueError(f"write_video: frame {start} has size {block.shape[1:3]}, expected {(h, w)}")
+                for img in block:
+                    writer.write(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+        check = VideoFrames(tmp)
+        check.close()
+        if len(check) != n or check.shape[1:3] != (h, w):
+            raise VideoError(f"{path}: written video reads back as {check.shape}, expected {(n, h, w, 3)}")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_strip(path: PathLike, frames, ncols: Optional[int] = None, pad: int = 2, pad_value: int = 255) -> Path:
+    """Write frames ``(N, H, W, 3)`` as one grid image (PNG, or any format by extension).
+
+    ``ncols`` defaults to ``N`` (a single strip); rows fill left to right, ``pad`` pixels of
+    ``pad_value`` between tiles. Written atomically.
+    """
+    cv2 = _cv2()
+    path = Path(path)
+    a = _frames_array(frames)
+    n, h, w = a.shape[:3]
+    ncols = n if ncols is None else int(ncols)
+    if ncols < 1:
+        raise ValueError(f"ncols must be positive, got {ncols}")
+    nrows = -(-n // ncols)
+    grid = np.full((nrows * h + (nrows - 1) * pad, ncols * w + (ncols - 1) * pad, 3), pad_value, dtype=np.uint8)
+    for i, img in enumerate(a):
+        r, c = divmod(i, ncols)
+        grid[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = img
+    ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"{path}: OpenCV cannot encode an image with extension {path.suffix!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    try:
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cropping and resizing
+
+
+def _out_hw(size) -> tuple[int, int]:
+    hw = (size, size) if np.isscalar(size) else tuple(size)
+    if len(hw) != 2 or any(int(v) != v or v < 1 for v in hw):
+        raise ValueError(f"size must be a positive int or (height, width), got {size}")
+    return int(hw[0]), int(hw[1])
+
+
+def crop_box(frame_hw: tuple[int, int], size, crop: Union[str, Box, None] = "center") -> Box:
+    """The ``(x0, y0, w, h)`` region :func:`resize_frames` takes from ``(H, W)`` frames.
+
+    ``"center"``: the largest centred region with the aspect ratio of ``size`` (a square for an int);
+    ``None``/``"none"``: the whole frame (resizing then distorts); a box: checked to lie inside.
+    """
+    H, W = frame_hw
+    oh, ow = _out_hw(size)
+    if crop is None or (isinstance(crop, str) and crop == "none"):
+        return 0, 0, W, H
+    if isinstance(crop, str):
+        if crop != "center":
+            raise ValueError(f"crop must be 'center', 'none' or a box (x0, y0, w, h); got {crop!r}")
+        if W * oh >= H * ow:  # frame wider than the target: crop the sides
+            cw, ch = int(round(H * ow / oh)), H
+        else:
+            cw, ch = W, int(round(W * oh / ow))
+        return (W - cw) // 2, (H - ch) // 2, cw, ch
+    box = tuple(int(v) for v in crop)
+    if len(box) != 4:
+        raise ValueError(f"crop box must be (x0, y0, w, h), got {crop}")
+    x0, y0, cw, ch = box
+    if cw < 1 or ch < 1 or x0 < 0 or y0 < 0 or x0 + cw > W or y0 + ch > H:
+        raise ValueError(f"crop box {box} (x0, y0, w, h) does not lie inside the {W}x{H} frame")
+    return box
+
+
+def resize_frames(frames, size, crop: Union[str, Box, None] = "center") -> np.ndarray:
+    """Crop then resize frames ``(N, H, W, 3)`` (or one ``(H, W, 3)``) to ``size`` (int or (h, w)).
+
+    ``crop`` as in :func:`crop_box` (e.g. a face-centred box). Area interpolation when shrinking,
+    bicubic when enlarging. Returns uint8 ``(N, h, w, 3)`` (or ``(h, w, 3)`` for one frame). A lazy
+    frame source is read in chunks.
+    """
+    cv2 = _cv2()
+    single = isinstance(frames, np.ndarray) and frames.ndim == 3
+    if single:
+        frames = frames[None]
+    n, H, W = len(frames), int(frames.shape[1]), int(frames.shape[2])
+    oh, ow = _out_hw(size)
+    x0, y0, cw, ch = crop_box((H, W), size, crop)
+    interp = cv2.INTER_AREA if (cw >= ow and ch >= oh) else cv2.INTER_CUBIC
+    out = np.empty((n, oh, ow, 3), dtype=np.uint8)
+    for start in range(0, n, 64):
+        block = _frames_array(frames[start:start + 64])
+        for j, img in enumerate(block):
+            out[start + j] = cv2.resize(np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw]), (ow, oh), interpolation=interp)
+    return out[0] if single else out
+
+
+def adjust_intrinsics(K, box: Box, size) -> np.ndarray:
+    """Intrinsics ``(3, 3)`` after cropping ``box = (x0, y0, w, h)`` and resizing to ``size``.
+
+    Pixel centres at integers: ``u' = (u - x0 + 0.5) * sx - 0.5`` with ``sx = w_out / w``.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    oh, ow = _out_hw(size)
+    x0, y0, cw, ch = box
+    sx, sy = ow / cw, oh / ch
+    A = np.array([[sx, 0.0, (0.5 - x0) * sx - 0.5], [0.0, sy, (0.5 - y0) * sy - 0.5], [0.0, 0.0, 1.0]])
+    return A @ K
+
+
+# ----------------------------------------------------------------------------------------------------
+# Frame times and alignment with poses
+
+
+def frame_times_from_csv(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame times from a CSV: ``(times (M,) seconds, frame_indices (M,) int)``.
+
+    Two columns ``t, frame_index`` (ADVIO ``frames.csv``) or one column ``t`` (frame ``i`` on line
+    ``i``). ``#`` comments and a non-numeric header line are skipped. Times must increase.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"frame times file not found: {path}")
+    rows: list[tuple[int, list[str]]] = []
+    with open(path, "r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            s = line.split("#", 1)[0].strip()
+            if s:
+                rows.append((lineno, [v.strip() for v in s.replace(",", " ").split()]))
+    if rows:
+        try:
+            float(rows[0][1][0])
+        except ValueError:
+            rows = rows[1:]  # header
+    if not rows:
+        raise ValueError(f"{path}: no frame times")
+    ncols = len(rows[0][1])
+    if ncols not in (1, 2):
+        raise ValueError(f"{path}:{rows[0][0]}: expected 't' or 't, frame_index' per line, got {ncols} values")
+    times, index = np.empty(len(rows)), np.empty(len(rows), dtype=np.int64)
+    for i, (lineno, vals) in enumerate(rows):
+        if len(vals) != ncols:
+            raise ValueError(f"{path}:{lineno}: expected {ncols} values, got {len(vals)}")
+        try:
+            times[i] = float(vals[0])
+            fi = float(vals[1]) if ncols == 2 else float(i)
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: not a number in {vals}") from None
+        if fi != int(fi) or fi < 0:
+            raise ValueError(f"{path}:{lineno}: frame index {vals[1]!r} is not a non-negative integer")
+        index[i] = int(fi)
+        if not np.isfinite(times[i]):
+            raise ValueError(f"{path}:{lineno}: non-finite time {vals[0]!r}")
+        if i and times[i] <= times[i - 1]:
+            raise ValueError(f"{path}:{lineno}: time {vals[0]} is not after the previous line's")
+        if i and index[i] <= index[i - 1]:
+            raise ValueError(f"{path}:{lineno}: frame index {index[i]} is not after the previous line's")
+    return times, index
+
+
+def align_frames_to_poses(
+    frame_times, trajectory: PoseTrajectory, time_offset: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Poses at frame times: SLERP rotations, linear translations (:meth:`PoseTrajectory.interpolate`).
+
+    Frame ``i`` is at pose time ``frame_times[i] + time_offset``. Frames outside the trajectory's
+    time range are dropped with a warning saying how many at each end; no overlap at all raises
+    ``ValueError`` stating both ranges and the offset that would line up their starts.
+
+    Returns:
+        ``keep (N,) bool``, rotations ``(K, 3, 3)`` and translations ``(K, 3)`` for the kept frames.
+    """
+    ft = np.asarray(frame_times, dtype=np.float64).reshape(-1)
+    if ft.size == 0:
+        raise ValueError("align_frames_to_poses: no frame times")
+    if not np.isfinite(ft).all():
+        raise ValueError(f"frame times: non-finite value at index {int(np.flatnonzero(~np.isfinite(ft))[0])}")
+    bad = np.flatnonzero(np.diff(ft) <= 0)
+    if bad.size:
+        raise ValueError(f"frame times must be strictly increasing; index {int(bad[0]) + 1} is not after index {int(bad[0])}")
+    if len(trajectory) < 1:
+        raise ValueError("align_frames_to_poses: the trajectory has no poses")
+    q = ft + float(time_offset)
+    t0, t1 = trajectory.time_range
+    before, after = q < t0, q > t1
+    keep = ~(before | after)
+    if not keep.any():
+        raise ValueError(
+            f"no frame lies inside the pose time range: frames span [{q[0]:.6f}, {q[-1]:.6f}] s "
+            f"(frame times + time offset {float(time_offset):g}) but poses span [{t0:.6f}, {t1:.6f}] s. "
+            f"The clocks differ: try --time-offset {t0 - ft[0]:.6f} (aligns the first frame with the first pose)"
+        )
+    if before.any() or after.any():
+        parts = []
+        if before.any():
+            parts.append(f"{int(before.sum())} before the first pose (t < {t0:.6f})")
+        if after.any():
+            parts.append(f"{int(after.sum())} after the last pose (t > {t1:.6f})")
+        warnings.warn(
+            f"dropped {int((~keep).sum())} of {len(q)} frames outside the pose time range: " + ", ".join(parts),
+            stacklevel=2,
+        )
+    at = trajectory.interpolate(q[keep])
+    return keep, at.rotations, at.translations
+
+
+def load_run(
+    video_path: PathLike,
+    poses: Union[PathLike, PoseTrajectory],
+    format: Optional[str] = None,
+    time_offset: float = 0.0,
+    size=None,
+    times_path: Optional[PathLike] = None,
+    max_frames: Optional[int] = None,
+    frame_times: Union[PathLike, Sequence[float], np.ndarray, None] = None,
+    crop: Union[str, Box, None] = "center",
+    intrinsics=None,
+) -> CameraRun:
+    """A :class:`CameraRun` from a video and a pose file (or :class:`PoseTrajectory`).
+
+    Args:
+        video_path: any video OpenCV can open.
+        poses: a pose file (read with :func:`sequences.formats.read_poses`, ``format`` and
+            ``times_path`` passed on) or a trajectory.
+        time_offset: seconds added to frame times to put them on the pose clock.
+        size: None keeps frames lazy (decoded on access, full resolution); an int or (h, w) reads
+            them now, cropped (``crop``) and resized.
+        max_frames: only the first ``max_frames`` frames of the video.
+        frame_times: per-frame times overriding the container's: an ``(N,)`` array (frame ``i``),
+            or a CSV path for :func:`frame_times_from_csv` (``t`` or ``t, frame_index``).
+            A trajectory already sampled at frames (ADVIO read with its ``frames.csv`` as
+            ``times_path``, carrying ``metadata['frame_indices']``) is used as is.
+        intrinsics: optional ``(3, 3)`` of the full-resolution video; adjusted for crop/resize.
+    Returns:
+        a run whose frames are the kept video frames, timestamps on the pose clock, poses
+        interpolated at them; metadata records the video, pose source, offset and dropped frames.
+    """
+    from sequences.formats import read_poses
+
+    traj = poses if isinstance(poses, PoseTrajectory) else read_poses(poses, format, times_path=times_path)
+    video_path = Path(video_path)
+    probe = VideoFrames(video_path, max_frames=max_frames)
+    probe.close()
+    n_video = probe.n_container_frames
+    meta = {
+        "video": str(video_path), "pose_source": traj.source_format, "time_offset": float(time_offset),
+        "video_frames": n_video, "video_fps": probe.fps,
+    }
+    if "frame_indices" in traj.metadata and frame_times is None:
+        # Poses already sampled at frames (e.g. ADVIO + frames.csv): frame times are the pose times.
+        idx = np.asarray(traj.metadata["frame_indices"], dtype=np.int64)
+        keep_idx = idx < n_video
+        if not keep_idx.all():
+            warnings.warn(f"dropped {int((~keep_idx).sum())} posed frames beyond the {n_video} frames of {video_path}", stacklevel=2)
+        idx, times = idx[keep_idx], traj.timestamps[keep_idx]
+        R, T = traj.rotations[keep_idx], traj.translations[keep_idx]
+        meta["frame_times_source"] = "trajectory frame indices"
+    else:
+        if frame_times is None:
+            ft, cand = probe.timestamps, np.arange(n_video)
+            meta["frame_times_source"] = probe.timestamps_source
+        elif isinstance(frame_times, (str, os.PathLike)):
+            ft, cand = frame_times_from_csv(frame_times)
+            inside = cand < n_video
+            ft, cand = ft[inside], cand[inside]
+            meta["frame_times_source"] = str(frame_times)
+        else:
+            ft = np.asarray(frame_times, dtype=np.float64).reshape(-1)
+            if ft.size < n_video:
+                raise ValueError(f"frame_times has {ft.size} entries but the video has {n_video} frames")
+            ft, cand = ft[:n_video], np.arange(n_video)
+            meta["frame_times_source"] = "given array"
+        if ft.size == 0:
+            raise ValueError(f"no frame times refer to the {n_video} frames of {video_path}")
+        keep, R, T = align_frames_to_poses(ft, traj, time_offset)
+        idx, times = cand[keep], ft[keep] + float(time_offset)
+        meta["frames_dropped"] = int((~keep).sum())
+    meta["frame_indices"] = idx.tolist()
+    frames = probe.select(idx)
+    K = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float64)
+    if size is not None:
+        box = crop_box(frames.shape[1:3], size, crop)
+        arr = resize_frames(frames, size, box)
+        frames.close()
+        frames = arr
+        meta["crop_box"] = list(box)
+        if K is not None:
+            K = adjust_intrinsics(K, box, size)
+    return CameraRun(frames, times, R, T, intrinsics=K, metadata=meta)
