@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
     "sequences.cli_bench",
+    "sequences.cli_pipeline",
     "sequences.cli_train",
     "sequences.cli_images",
 ]

@@ -533,19 +533,6 @@ def _pose_kernel_matrices(poses: Tensor) -> dict[str, np.ndarray]:
     return out
 
 
-def look_at_rotation(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """Camera-to-world rotation (OpenCV axes: x right, y down, z forward) of a camera at ``eye`` looking
-    at ``target`` with world ``up``. Returns ``(3, 3)``; columns are the camera axes in the world."""
-    z = target - eye
-    z = z / np.linalg.norm(z)
-    x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-9:  # looking along up: any perpendicular will do
-        x = np.cross(z, np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0]))
-    x = x / np.linalg.norm(x)
-    y = np.cross(z, x)
-    return np.stack([x, y, z], axis=1)
-
-
 def azimuth_sweep(run, azimuths_deg: Sequence[float]):
     """Query poses on a circle around the run's look-at centre (novel views).
 
@@ -554,6 +541,7 @@ def azimuth_sweep(run, azimuths_deg: Sequence[float]):
     the camera centres when they lie in one, else the mean of the cameras' -y axes). Returns a pose-only :class:`~sequences.run.CameraRun` with one pose per azimuth.
     """
     from sequences.run import CameraRun
+    from sequences.synthetic import look_at
 
     R = np.asarray(run.rotations, np.float64)
     C = np.asarray(run.translations, np.float64)
@@ -579,10 +567,12 @@ def azimuth_sweep(run, azimuths_deg: Sequence[float]):
     dist = float(np.linalg.norm(rel, axis=1).mean())
     elev = float(np.mean(np.arcsin(np.clip(rel @ up / np.linalg.norm(rel, axis=1), -1, 1))))
     e1 = rel[0] - (rel[0] @ up) * up
-    e1 = e1 / np.linalg.norm(e1) if np.linalg.norm(e1) > 1e-9 else look_at_rotation(np.zeros(3), up, d[0])[:, 0]
+    if np.linalg.norm(e1) < 1e-9:
+        raise ValueError("cannot sweep azimuths: the first camera sits on the up axis through the centre")
+    e1 = e1 / np.linalg.norm(e1)
     e2 = np.cross(up, e1)
     az = np.deg2rad(np.asarray(azimuths_deg, np.float64))
     eyes = centre + dist * (np.cos(elev) * (np.cos(az)[:, None] * e1 + np.sin(az)[:, None] * e2) + np.sin(elev) * up)
-    rots = np.stack([look_at_rotation(e, centre, up) for e in eyes])
+    rots = np.stack([look_at(e, centre, up) for e in eyes])
     return CameraRun(frames=None, timestamps=np.arange(len(az), dtype=np.float64), rotations=rots, translations=eyes,
                      metadata={"query": "azimuth_sweep", "centre": centre.tolist(), "distance": dist})

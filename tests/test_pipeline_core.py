@@ -100,14 +100,15 @@ def test_frame_metrics():
 
 
 def test_azimuth_sweep_looks_at_the_centre():
-    from sequences.pipeline import azimuth_sweep, look_at_rotation
+    from sequences.pipeline import azimuth_sweep
     from sequences.run import CameraRun
+    from sequences.synthetic import look_at
 
     centre = np.array([0.5, -1.0, 0.2])
     up = np.array([0.0, 0.0, 1.0])
     az = np.deg2rad(np.arange(0, 90, 15))
     eyes = centre + 3.0 * np.stack([np.cos(az) * np.cos(0.3), np.sin(az) * np.cos(0.3), np.full_like(az, np.sin(0.3))], 1)
-    rots = np.stack([look_at_rotation(e, centre, up) for e in eyes])
+    rots = np.stack([look_at(e, centre, up) for e in eyes])
     run = CameraRun(frames=None, timestamps=np.arange(len(az), dtype=float), rotations=rots, translations=eyes)
     q = azimuth_sweep(run, np.arange(0, 360, 30))
     assert len(q) == 12
