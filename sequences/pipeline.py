@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -264,6 +265,23 @@ def _lengthscale_modules(kernel) -> list[tuple[str, torch.nn.Module]]:
     ]
 
 
+def _lengthscale_from_median(kernel, median: float) -> float:
+    """A kernel's lengthscale for which the median pairwise pose distance sits on its length scale.
+
+    ``median`` is measured in the kernel's input columns; for rotations that is the chordal distance
+    ``d = ||R - R'||_F = 2 sqrt(2) sin(theta / 2)``. The SE view kernel is ``exp(-d^2 / (4 l^2))``, so
+    ``l = d / sqrt(2)``; kernels of the geodesic angle (heat, Matern, Euler, geodesic) take
+    ``l = theta = 2 asin(d / (2 sqrt(2)))``.
+    """
+    from viewgp.kernels import OrientationKernel
+
+    if kernel.active_dims.numel() != 9:  # translation or time: plain Euclidean distances
+        return median
+    if isinstance(kernel, OrientationKernel):
+        return median / math.sqrt(2.0)
+    return 2.0 * math.asin(min(1.0, median / (2.0 * math.sqrt(2.0))))
+
+
 def _init_hyperparameters(gp, poses_obs: Tensor, poses_query: Tensor, z_flat: Tensor) -> None:
     """Data-driven starting values; they are also the final values when there is too little data to fit.
 
@@ -279,7 +297,8 @@ def _init_hyperparameters(gp, poses_obs: Tensor, poses_query: Tensor, z_flat: Te
         gp.noise = torch.as_tensor(1e-2 * spread, dtype=torch.float64)
         for _, m in _lengthscale_modules(gp.kernel.base_kernel):
             cols = m.active_dims.tolist()
-            m.lengthscale = torch.full_like(m.lengthscale, _median_distance(allp[:, cols]))
+            med = _median_distance(allp[:, cols])
+            m.lengthscale = torch.full_like(m.lengthscale, _lengthscale_from_median(m, med))
 
 
 def _set_hyperparameters(gp, fixed: dict) -> None:
