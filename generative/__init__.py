@@ -1,0 +1,5 @@
+"""Generative image models that map frames to latents and back (see :mod:`generative.backbone`)."""
+
+from .backbone import Backbone, load
+
+__all__ = ["Backbone", "load"]

@@ -1,0 +1,169 @@
+"""The ``Backbone`` protocol, image conversions and :func:`load` (restore any of our models by kind).
+
+A backbone maps images ``(B, 3, H, W)`` float in [-1, 1] to latents ``(B, *latent_shape)`` and back.
+Model classes register themselves with :func:`register_backbone`; :func:`load` reads a checkpoint
+(training ``.pt`` or inference ``.safetensors``, see :mod:`generative.checkpoint`), looks up the class
+of its recorded ``kind`` and calls ``cls.from_payload(payload, device=..., source=path)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Callable, Optional, Protocol, Union, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .checkpoint import CheckpointError, read_checkpoint
+
+__all__ = [
+    "Backbone",
+    "register_backbone",
+    "registered_kinds",
+    "backbone_class",
+    "load",
+    "to_model_images",
+    "to_uint8",
+    "check_resolution",
+    "available_resolutions",
+]
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """What every generative model offers the pipeline.
+
+    Attributes: ``kind`` (registry name), ``resolution`` (H = W of the images it encodes/decodes),
+    ``latent_shape`` (e.g. ``(512,)``), ``latent_geometry`` (``'sphere'`` or ``'euclidean'``),
+    ``has_encoder``.
+    """
+
+    kind: str
+    resolution: int
+    latent_shape: tuple
+    latent_geometry: str
+    has_encoder: bool
+
+    def encode(self, x: Tensor) -> Tensor:
+        """``(B, 3, resolution, resolution)`` in [-1, 1] -> ``(B, *latent_shape)``."""
+        ...
+
+    def decode(self, z: Tensor) -> Tensor:
+        """``(B, *latent_shape)`` -> ``(B, 3, resolution, resolution)`` in [-1, 1]."""
+        ...
+
+
+# ------------------------------------------------------------------------------ registry
+_REGISTRY: dict[str, type] = {}
+
+# Modules that define backbones; imported on demand by load() so they can register themselves.
+# A module that is not part of this build (not written yet) is skipped.
+BACKBONE_MODULES = ["generative.pioneer", "generative.automodulator", "generative.stylegan2"]
+
+
+def register_backbone(*kinds: str) -> Callable[[type], type]:
+    """Class decorator: ``@register_backbone("pioneer", "balanced_pioneer")``. The class must provide
+    ``from_payload(payload: dict, device, source) -> instance``."""
+
+    def deco(cls: type) -> type:
+        for kind in kinds:
+            existing = _REGISTRY.get(kind)
+            if existing is not None and existing.__qualname__ != cls.__qualname__:
+                raise ValueError(f"backbone kind '{kind}' is already registered to {existing.__qualname__}")
+            _REGISTRY[kind] = cls
+        return cls
+
+    return deco
+
+
+def _import_backbone_modules() -> None:
+    for name in BACKBONE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+def registered_kinds() -> list[str]:
+    """Every kind :func:`load` can restore, sorted."""
+    _import_backbone_modules()
+    return sorted(_REGISTRY)
+
+
+def backbone_class(kind: str) -> type:
+    """The class registered for ``kind``; ``ValueError`` listing the known kinds otherwise."""
+    _import_backbone_modules()
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        raise ValueError(f"unknown backbone kind '{kind}'; known kinds: {', '.join(sorted(_REGISTRY)) or 'none'}") from None
+
+
+def load(
+    path: Union[str, os.PathLike],
+    device: Union[str, torch.device] = "cpu",
+    resolution: Optional[int] = None,
+) -> "Backbone":
+    """Restore a backbone from a checkpoint file by its recorded kind, in eval mode on ``device``.
+
+    ``resolution`` (optional) selects a lower resolution of a progressively grown model; asking for a
+    resolution the model does not have is a ``ValueError`` that lists the ones it has. A missing file
+    raises ``FileNotFoundError``; a corrupt file :class:`~generative.checkpoint.CheckpointError`
+    (a ``ValueError``); both name the file.
+    """
+    payload = read_checkpoint(path)
+    kind = payload["kind"]
+    try:
+        cls = backbone_class(kind)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    model = cls.from_payload(payload, device=device, source=str(path))
+    if resolution is not None:
+        model.set_resolution(resolution)
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------ images
+def to_model_images(frames: Union[np.ndarray, Tensor], device: Union[str, torch.device, None] = None) -> Tensor:
+    """uint8 RGB ``(N, H, W, 3)`` (or one ``(H, W, 3)``) -> float32 ``(N, 3, H, W)`` in [-1, 1]."""
+    x = torch.as_tensor(np.asarray(frames) if not isinstance(frames, Tensor) else frames)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"expected uint8 RGB frames of shape (N, H, W, 3), got {tuple(x.shape)}")
+    if x.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 frames, got dtype {x.dtype}")
+    x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    return x.to(device) if device is not None else x
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """``(N, 3, H, W)`` (or ``(3, H, W)``) floats in [-1, 1] -> uint8 RGB ``(N, H, W, 3)`` numpy array
+    (values outside [-1, 1] are clipped)."""
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def available_resolutions(max_resolution: int) -> list[int]:
+    """Resolutions 4, 8, ..., ``max_resolution`` of a progressively grown model."""
+    out, r = [], 4
+    while r <= max_resolution:
+        out.append(r)
+        r *= 2
+    return out
+
+
+def check_resolution(requested: int, max_resolution: int, what: str = "model") -> int:
+    """Return the phase index of ``requested`` (4 -> 0, 8 -> 1, ...) or raise a ``ValueError`` listing
+    the resolutions the model has."""
+    have = available_resolutions(max_resolution)
+    if requested not in have:
+        raise ValueError(f"the {what} has no {requested}x{requested} resolution; it has {', '.join(map(str, have))}")
+    return have.index(requested)

@@ -1,0 +1,262 @@
+"""Training images: a folder of JPEG/PNG files, a seeded procedural dataset, and a resumable index stream.
+
+Items are ``(3, r, r)`` float32 tensors in [-1, 1]; ``r`` is the dataset's current ``resolution``, which
+the trainer changes at every phase of progressive growing (images are centre-cropped to a square and
+area-resized on the fly).
+
+Horizontal flips are part of the index: with ``flip=True`` a dataset of N images has 2N items, item
+``k >= N`` being the mirror image of item ``k - N``. Shuffling then flips at random, and the flip of
+every sample is a function of the (checkpointed) position in the index stream, so a resumed run sees
+exactly the images an uninterrupted run would have seen, with any number of loader workers.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, DistributedSampler, Sampler
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageFolderDataset",
+    "SyntheticImageDataset",
+    "render_synthetic_image",
+    "IndexStream",
+    "StreamBatchSampler",
+    "uint8_to_tensor",
+    "square_resize",
+    "stack_images",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def uint8_to_tensor(img: np.ndarray) -> Tensor:
+    """uint8 RGB ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def square_resize(img: np.ndarray, resolution: int) -> np.ndarray:
+    """Centre-crop ``(H, W, 3)`` to a square and resize to ``(resolution, resolution, 3)`` (area
+    interpolation when shrinking, bilinear when enlarging)."""
+    h, w = img.shape[:2]
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    img = img[y0 : y0 + s, x0 : x0 + s]
+    if s != resolution:
+        interp = cv2.INTER_AREA if s > resolution else cv2.INTER_LINEAR
+        img = cv2.resize(img, (resolution, resolution), interpolation=interp)
+    return img
+
+
+def _check_resolution(resolution: int) -> int:
+    resolution = int(resolution)
+    if resolution < 1:
+        raise ValueError(f"resolution must be a positive integer, got {resolution}")
+    return resolution
+
+
+class _FlipIndexed(Dataset, ABC):
+    """Shared item logic: ``len = N`` or ``2N`` with mirrored second half."""
+
+    flip: bool
+    resolution: int
+
+    @abstractmethod
+    def num_images(self) -> int:
+        """Number of distinct images N."""
+
+    @abstractmethod
+    def image_uint8(self, index: int, resolution: Optional[int] = None) -> np.ndarray:
+        """Image ``index`` (0 <= index < N) as uint8 RGB ``(r, r, 3)``, ``r`` defaulting to ``self.resolution``."""
+
+    def __len__(self) -> int:
+        return self.num_images() * (2 if self.flip else 1)
+
+    def __getitem__(self, k: int) -> Tensor:
+        n = self.num_images()
+        if not 0 <= k < len(self):
+            raise IndexError(f"item {k} out of range for a dataset of {len(self)} items")
+        img = self.image_uint8(k % n)
+        if k >= n:
+            img = img[:, ::-1]
+        return uint8_to_tensor(img)
+
+
+class ImageFolderDataset(_FlipIndexed):
+    """Every JPEG/PNG under ``root`` (recursively, sorted by path).
+
+    A file that cannot be decoded is skipped with a warning (its item is served by the next readable
+    image), so a bad file never stops training mid-epoch. ``cache=True`` keeps every decoded image in
+    memory at ``cache_resolution`` (default: the resolution at construction), from which lower
+    resolutions are made (use with ``num_workers=0`` or a small dataset).
+    """
+
+    def __init__(
+        self,
+        root: Union[str, os.PathLike],
+        resolution: int,
+        flip: bool = True,
+        cache: bool = False,
+        cache_resolution: Optional[int] = None,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.exists():
+            raise FileNotFoundError(f"image folder not found: {self.root}")
+        if not self.root.is_dir():
+            raise ValueError(f"{self.root} is not a folder")
+        self.files = sorted(
+            p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        )
+        if not self.files:
+            raise ValueError(
+                f"no images in {self.root} (searched recursively for {', '.join(IMAGE_EXTENSIONS)}, any case)"
+            )
+        self.resolution = _check_resolution(resolution)
+        self.flip = flip
+        self.cache_resolution = _check_resolution(cache_resolution or resolution) if cache else None
+        self._cache: dict[int, np.ndarray] = {}
+        self._bad: set[int] = set()
+
+    def num_images(self) -> int:
+        return len(self.files)
+
+    def _decode(self, i: int) -> Optional[np.ndarray]:
+        if i in self._bad:
+            return None
+        path = self.files[i]
+        data = np.fromfile(path, dtype=np.uint8) if path.stat().st_size > 0 else None
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None else None
+        if img is None or img.ndim != 3 or min(img.shape[:2]) < 1:
+            self._bad.add(i)
+            warnings.warn(f"skipping unreadable image {path} (corrupt or not an image)", RuntimeWarning, stacklevel=3)
+            return None
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+    def _source(self, i: int) -> Optional[np.ndarray]:
+        if self.cache_resolution is None:
+            return self._decode(i)
+        if i not in self._cache:
+            img = self._decode(i)
+            if img is None:
+                return None
+            self._cache[i] = square_resize(img, self.cache_resolution)
+        return self._cache[i]
+
+    def image_uint8(self, index: int, resolution: Optional[int] = None) -> np.ndarray:
+        """Image ``index`` (a readable one at or after it, wrapping) as uint8 ``(r, r, 3)``."""
+        n = len(self.files)
+        for step in range(n):
+            img = self._source((index + step) % n)
+            if img is not None:
+                return square_resize(img, resolution or self.resolution)
+        raise ValueError(f"none of the {n} images in {self.root} could be read")
+
+
+def render_synthetic_image(index: int, resolution: int, seed: int = 0) -> np.ndarray:
+    """Procedural test image number ``index``: a two-colour linear gradient with 1-3 anti-aliased
+    coloured discs, squares and rings. The scene depends only on ``(seed, index)``, so every resolution
+    shows the same picture. Returns uint8 ``(resolution, resolution, 3)``."""
+    rng = np.random.default_rng([seed, index])
+    r = _check_resolution(resolution)
+    c = (np.arange(r) + 0.5) / r
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    theta = rng.uniform(0, 2 * np.pi)
+    t = np.clip(0.5 + (xx - 0.5) * np.cos(theta) + (yy - 0.5) * np.sin(theta), 0, 1)[..., None]
+    c0, c1 = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
+    img = (1 - t) * c0 + t * c1
+    px = 1.0 / r  # one pixel in normalised units: the anti-aliasing ramp
+    for _ in range(rng.integers(1, 4)):
+        shape = rng.integers(0, 3)
+        cx, cy = rng.uniform(0.2, 0.8, 2)
+        size = rng.uniform(0.1, 0.3)
+        colour = rng.uniform(0, 1, 3)
+        if shape == 0:  # disc
+            d = np.hypot(xx - cx, yy - cy) - size
+        elif shape == 1:  # square
+            d = np.maximum(np.abs(xx - cx), np.abs(yy - cy)) - size
+        else:  # ring
+            d = np.abs(np.hypot(xx - cx, yy - cy) - size) - 0.3 * size
+        cover = np.clip(0.5 - d / px, 0, 1)[..., None]
+        img = (1 - cover) * img + cover * colour
+    return np.round(img * 255).astype(np.uint8)
+
+
+class SyntheticImageDataset(_FlipIndexed):
+    """``size`` seeded procedural images (see :func:`render_synthetic_image`) for tests and demos; images
+    ``offset ... offset + size - 1`` of the seed's sequence (use a different ``offset`` for held-out
+    images)."""
+
+    def __init__(self, size: int, resolution: int, seed: int = 0, flip: bool = False, offset: int = 0, cache: bool = True) -> None:
+        if size < 1:
+            raise ValueError(f"synthetic dataset size must be >= 1, got {size}")
+        self.size = int(size)
+        self.resolution = _check_resolution(resolution)
+        self.seed = int(seed)
+        self.flip = flip
+        self.offset = int(offset)
+        self.cache = cache
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def num_images(self) -> int:
+        return self.size
+
+    def image_uint8(self, index: int, resolution: Optional[int] = None) -> np.ndarray:
+        if not 0 <= index < self.size:
+            raise IndexError(f"image {index} out of range for {self.size} synthetic images")
+        res = resolution or self.resolution
+        key = (index, res)
+        if key in self._cache:
+            return self._cache[key]
+        img = render_synthetic_image(self.offset + index, res, self.seed)
+        if self.cache:
+            self._cache[key] = img
+        return img
+
+
+def stack_images(dataset: _FlipIndexed, indices: Sequence[int], resolution: Optional[int] = None) -> Tensor:
+    """Images ``indices`` (un-flipped) as a float ``(len, 3, r, r)`` batch in [-1, 1]."""
+    return torch.stack([uint8_to_tensor(dataset.image_uint8(i, resolution)) for i in indices])
+
+
+# ------------------------------------------------------------------------------ sampling
+class IndexStream:
+    """Endless stream of dataset item indices for one process, resumable from any position.
+
+    Epoch ``e`` is the order of :class:`torch.utils.data.DistributedSampler` with ``set_epoch(e)``
+    (a seeded shuffle split between ``world_size`` ranks; ``world_size = 1`` without DDP), and the
+    stream is those epochs back to back. :meth:`indices` starting at ``offset`` yields exactly what an
+    uninterrupted stream yields after ``offset`` items.
+    """
+
+    def __init__(self, dataset: Dataset, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
+        self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.per_epoch = len(self.sampler)
+
+    def indices(self, offset: int = 0) -> Iterator[int]:
+        epoch, start = divmod(int(offset), self.per_epoch)
+        while True:
+            self.sampler.set_epoch(epoch)
+            yield from list(self.sampler)[start:]
+            start, epoch = 0, epoch + 1
+
+
+class StreamBatchSampler(Sampler):
+    """Batches of ``batch_size`` consecutive indices of an :class:`IndexStream` from ``offset`` on
+    (endless; for ``DataLoader(batch_sampler=...)``)."""
+
+    def __init__(self, stream: IndexStream, offset: int, batch_size: int) -> None:
+        self.stream, self.offset, self.batch_size = stream, int(offset), int(batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        it = self.stream.indices(self.offset)
+        while True:
+            yield [next(it) for _ in range(self.batch_size)]

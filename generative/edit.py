@@ -1,0 +1,279 @@
+"""Latent-space uses of a backbone (thesis 2.3.1): random samples, reconstruction, interpolation and
+attribute vectors.
+
+Every function takes any object that satisfies the :class:`generative.backbone.Backbone` protocol.
+Latents are ``(B, *latent_shape)``; images ``(B, 3, H, W)`` float in [-1, 1]. For a backbone whose
+``latent_geometry`` is ``'sphere'`` the latent of one image is the whole ``prod(latent_shape)``-vector,
+which has unit L2 norm; ``'euclidean'`` latents are unconstrained. Batched helpers run the backbone
+on its own device under ``torch.no_grad`` and return float32 tensors on the CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "GEOMETRIES",
+    "latent_geometry",
+    "project_latents",
+    "sample_latents",
+    "random_samples",
+    "encode_images",
+    "decode_latents",
+    "reconstruct",
+    "slerp",
+    "lerp",
+    "angle_between",
+    "interpolate",
+    "interpolation_grid",
+    "attribute_vector",
+    "edit_latents",
+    "apply_attribute",
+]
+
+GEOMETRIES = ("sphere", "euclidean")
+
+# Thesis 2.3.1: "the scale was found to be well-behaved in the range [-2.0, 2.0]".
+DEFAULT_LAMBDAS = (-2.0, -1.0, 0.0, 1.0, 2.0)
+
+
+# ---------------------------------------------------------------------------------------------- basics
+def latent_geometry(backbone_or_geometry) -> str:
+    """``'sphere'`` or ``'euclidean'`` from a backbone (its ``latent_geometry``) or from the string."""
+    g = backbone_or_geometry if isinstance(backbone_or_geometry, str) else getattr(backbone_or_geometry, "latent_geometry", None)
+    if g not in GEOMETRIES:
+        raise ValueError(f"latent geometry must be one of {GEOMETRIES}, got {g!r}")
+    return g
+
+
+def _device_of(backbone) -> torch.device:
+    for p in backbone.parameters():
+        return p.device
+    for b in backbone.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def _latent_shape(backbone) -> tuple[int, ...]:
+    return tuple(int(s) for s in backbone.latent_shape)
+
+
+def _check_latents(backbone, z: Tensor, what: str = "latents") -> Tensor:
+    shape = _latent_shape(backbone)
+    z = torch.as_tensor(z)
+    if tuple(z.shape[1:]) != shape:
+        raise ValueError(f"{what} must have shape (B, {', '.join(map(str, shape))}), got {tuple(z.shape)}")
+    return z
+
+
+def _check_images(backbone, images: Tensor, what: str = "images") -> Tensor:
+    images = torch.as_tensor(images)
+    r = int(backbone.resolution)
+    if images.ndim != 4 or tuple(images.shape[1:]) != (3, r, r):
+        raise ValueError(f"{what} must have shape (B, 3, {r}, {r}) for this backbone, got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ValueError(f"{what} must be float in [-1, 1], got dtype {images.dtype}")
+    return images
+
+
+def _require_encoder(backbone, task: str) -> None:
+    if not getattr(backbone, "has_encoder", False):
+        raise ValueError(f"{task} needs an encoder, and this backbone (kind '{getattr(backbone, 'kind', '?')}') has none")
+
+
+def project_latents(z: Tensor, geometry: str) -> Tensor:
+    """Put ``(B, *latent_shape)`` latents in the latent space: sphere -> each sample scaled to unit
+    norm (over all its latent dims); euclidean -> unchanged."""
+    if latent_geometry(geometry) == "euclidean":
+        return z
+    flat = z.reshape(z.shape[0], -1)
+    return F.normalize(flat, dim=1, eps=1e-12).reshape(z.shape)
+
+
+# ------------------------------------------------------------------------------------ batched passes
+@torch.no_grad()
+def encode_images(backbone, images: Tensor, batch_size: int = 16) -> Tensor:
+    """``(B, 3, r, r)`` images in [-1, 1] -> ``(B, *latent_shape)`` latents (CPU float32)."""
+    _require_encoder(backbone, "encoding images")
+    images = _check_images(backbone, images)
+    device = _device_of(backbone)
+    out = [backbone.encode(images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+    if not out:
+        return torch.empty((0,) + _latent_shape(backbone))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def decode_latents(backbone, z: Tensor, batch_size: int = 16) -> Tensor:
+    """``(B, *latent_shape)`` latents -> ``(B, 3, r, r)`` images in [-1, 1] (CPU float32)."""
+    z = _check_latents(backbone, z)
+    device = _device_of(backbone)
+    out = [backbone.decode(z[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(z), batch_size)]
+    if not out:
+        r = int(backbone.resolution)
+        return torch.empty(0, 3, r, r)
+    return torch.cat(out)
+
+
+def sample_latents(backbone, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+    """``(n, *latent_shape)`` draws from the backbone's prior (CPU float32): sphere -> normalised
+    N(0, I) (uniform on the sphere); euclidean -> N(0, I)."""
+    if int(n) < 0:
+        raise ValueError(f"number of samples must be >= 0, got {n}")
+    z = torch.randn((int(n),) + _latent_shape(backbone), generator=generator)
+    return project_latents(z, latent_geometry(backbone))
+
+
+def random_samples(backbone, n: int, generator: Optional[torch.Generator] = None, batch_size: int = 16) -> Tensor:
+    """``n`` random images ``(n, 3, r, r)`` decoded from prior latents (see :func:`sample_latents`)."""
+    return decode_latents(backbone, sample_latents(backbone, n, generator), batch_size)
+
+
+def reconstruct(backbone, images: Tensor, batch_size: int = 16) -> Tensor:
+    """``decode(encode(images))`` for ``(B, 3, r, r)`` images in [-1, 1], batched."""
+    return decode_latents(backbone, encode_images(backbone, images, batch_size), batch_size)
+
+
+# ------------------------------------------------------------------------------------- interpolation
+def _as_t(t, like: Tensor) -> Tensor:
+    return torch.as_tensor(t, dtype=like.dtype, device=like.device)
+
+
+def lerp(z0: Tensor, z1: Tensor, t: Union[float, Tensor]) -> Tensor:
+    """``z0 + t (z1 - z0)`` for ``(..., D)`` vectors; ``t`` broadcasts against ``z0.shape[:-1]``
+    (e.g. ``t`` of shape ``(T, 1)`` with ``(B, D)`` endpoints gives ``(T, B, D)``)."""
+    t = _as_t(t, z0)[..., None]
+    return z0 + t * (z1 - z0)
+
+
+def _unit_angle(z0: Tensor, z1: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Unit endpoints, their dot product and angle (both ``(..., 1)``)."""
+    n0, n1 = z0.norm(dim=-1, keepdim=True), z1.norm(dim=-1, keepdim=True)
+    if bool((n0 == 0).any() or (n1 == 0).any()):
+        raise ValueError("latent vectors must be non-zero to have a direction")
+    a, b = z0 / n0, z1 / n1
+    dot = (a * b).sum(-1, keepdim=True)
+    # atan2 of the perpendicular component keeps the angle accurate near 0 and pi (acos does not).
+    return a, b, dot, torch.atan2((b - dot * a).norm(dim=-1, keepdim=True), dot)
+
+
+def angle_between(z0: Tensor, z1: Tensor) -> Tensor:
+    """Angle in radians between ``(..., D)`` vectors, shape ``(...)``."""
+    return _unit_angle(torch.as_tensor(z0), torch.as_tensor(z1))[3][..., 0]
+
+
+def slerp(z0: Tensor, z1: Tensor, t: Union[float, Tensor]) -> Tensor:
+    """Spherical linear interpolation on the unit sphere between ``(..., D)`` vectors.
+
+    The endpoints are normalised first, so the result always has unit norm; ``t`` = 0 gives
+    ``z0 / |z0|``, ``t`` = 1 gives ``z1 / |z1|``, and the angle moves at constant speed in ``t``.
+    ``t`` broadcasts against ``z0.shape[:-1]`` as in :func:`lerp`; ``t`` outside [0, 1] continues along
+    the same great circle. Antipodal endpoints have no unique great circle: ``ValueError``.
+    """
+    z0, z1 = torch.as_tensor(z0), torch.as_tensor(z1)
+    if z0.shape != z1.shape:
+        raise ValueError(f"slerp endpoints must have the same shape, got {tuple(z0.shape)} and {tuple(z1.shape)}")
+    a, b, dot, omega = _unit_angle(z0, z1)
+    sin_omega = torch.sin(omega)
+    tiny = 1e-6 if a.dtype in (torch.float16, torch.bfloat16, torch.float32) else 1e-12
+    antipodal = (sin_omega < tiny) & (dot < 0)
+    if bool(antipodal.any()):
+        idx = torch.nonzero(antipodal.reshape(-1)).reshape(-1)[0].item()
+        raise ValueError(f"slerp endpoints at flat index {idx} are antipodal; the great circle between them is not unique")
+    t = _as_t(t, a)[..., None]
+    near = sin_omega < tiny  # (almost) identical endpoints: the chord is the arc
+    safe_sin = torch.where(near, torch.ones_like(sin_omega), sin_omega)
+    w0 = torch.where(near, 1 - t, torch.sin((1 - t) * omega) / safe_sin)
+    w1 = torch.where(near, t, torch.sin(t * omega) / safe_sin)
+    return F.normalize(w0 * a + w1 * b, dim=-1)
+
+
+def interpolate(backbone, z0: Tensor, z1: Tensor, steps: int) -> Tensor:
+    """``steps`` latents from ``z0`` to ``z1`` (both ends included), by slerp for sphere latents and
+    lerp for euclidean ones. ``z0``, ``z1``: ``latent_shape`` or ``(B, *latent_shape)``; returns
+    ``(steps, *z0.shape)``."""
+    if int(steps) < 2:
+        raise ValueError(f"interpolation needs at least 2 steps, got {steps}")
+    shape = _latent_shape(backbone)
+    z0, z1 = torch.as_tensor(z0), torch.as_tensor(z1)
+    single = tuple(z0.shape) == shape
+    z0 = _check_latents(backbone, z0[None] if single else z0, "z0")
+    z1 = _check_latents(backbone, z1[None] if single else z1, "z1")
+    if z0.shape != z1.shape:
+        raise ValueError(f"z0 and z1 must have the same shape, got {tuple(z0.shape)} and {tuple(z1.shape)}")
+    t = torch.linspace(0, 1, int(steps), dtype=z0.dtype, device=z0.device)[:, None]
+    a, b = z0.reshape(len(z0), -1), z1.reshape(len(z1), -1)
+    path = slerp(a, b, t) if latent_geometry(backbone) == "sphere" else lerp(a, b, t)
+    path = path.reshape((int(steps),) + tuple(z0.shape))
+    return path[:, 0] if single else path
+
+
+def interpolation_grid(backbone, corners: Tensor, rows: int = 8, cols: int = 8) -> Tensor:
+    """A ``(rows, cols, *latent_shape)`` grid spanned by four corner latents ``(4, *latent_shape)``
+    ordered top-left, top-right, bottom-left, bottom-right (the layout of the original Pioneer
+    ``evaluate.py``): the left and right edges interpolate down their columns, then every row
+    interpolates from its left to its right edge (slerp on the sphere, lerp otherwise)."""
+    corners = _check_latents(backbone, corners, "corners")
+    if len(corners) != 4:
+        raise ValueError(f"an interpolation grid needs 4 corner latents, got {len(corners)}")
+    left = interpolate(backbone, corners[0], corners[2], rows)  # (rows, *S)
+    right = interpolate(backbone, corners[1], corners[3], rows)
+    return interpolate(backbone, left, right, cols).transpose(0, 1).contiguous()
+
+
+# -------------------------------------------------------------------------------- attribute vectors
+def attribute_vector(backbone, images_with: Tensor, images_without: Tensor, batch_size: int = 16) -> Tensor:
+    """The latent direction of an attribute (thesis 2.3.1): mean latent of images that have it minus
+    mean latent of images that do not. Images ``(N, 3, r, r)`` in [-1, 1]; returns ``latent_shape``."""
+    for name, imgs in (("images_with", images_with), ("images_without", images_without)):
+        if len(imgs) == 0:
+            raise ValueError(f"{name} is empty; an attribute vector needs exemplars on both sides")
+    z_with = encode_images(backbone, _check_images(backbone, images_with, "images_with"), batch_size)
+    z_without = encode_images(backbone, _check_images(backbone, images_without, "images_without"), batch_size)
+    return z_with.mean(0) - z_without.mean(0)
+
+
+def _lambdas(lambdas: Union[float, Sequence[float], Tensor]) -> Tensor:
+    lam = torch.as_tensor(lambdas, dtype=torch.float32).reshape(-1)
+    if lam.numel() == 0:
+        raise ValueError("at least one attribute scale lambda is needed")
+    if not bool(torch.isfinite(lam).all()):
+        raise ValueError(f"attribute scales must be finite, got {lam.tolist()}")
+    return lam
+
+
+def edit_latents(z: Tensor, v: Tensor, lambdas: Union[float, Sequence[float], Tensor], geometry: str) -> Tensor:
+    """``z + lambda v`` for every lambda: ``(B, *S)`` latents and a ``S``-shaped vector -> ``(L, B, *S)``,
+    re-projected onto the unit sphere for sphere geometry."""
+    z = torch.as_tensor(z)
+    v = torch.as_tensor(v, dtype=z.dtype, device=z.device)
+    if tuple(v.shape) != tuple(z.shape[1:]):
+        raise ValueError(f"attribute vector shape {tuple(v.shape)} does not match latents {tuple(z.shape[1:])}")
+    lam = _lambdas(lambdas).to(z)
+    edited = z[None] + lam.reshape((-1,) + (1,) * z.ndim) * v
+    flat = edited.reshape((-1,) + tuple(z.shape[1:]))
+    return project_latents(flat, geometry).reshape(edited.shape)
+
+
+def apply_attribute(
+    backbone,
+    images: Tensor,
+    v: Tensor,
+    lambdas: Union[float, Sequence[float], Tensor] = DEFAULT_LAMBDAS,
+    batch_size: int = 16,
+) -> Tensor:
+    """Edit images along an attribute vector: ``decode(project(encode(x) + lambda v))``.
+
+    ``images`` ``(B, 3, r, r)`` in [-1, 1], ``v`` of ``latent_shape``; returns ``(L, B, 3, r, r)``
+    (lambda = 0 is the plain reconstruction). The thesis found lambda in [-2, 2] well-behaved on faces;
+    the useful range is found empirically per attribute and model.
+    """
+    z = encode_images(backbone, images, batch_size)
+    edited = edit_latents(z, v, lambdas, latent_geometry(backbone))
+    L, B = edited.shape[:2]
+    out = decode_latents(backbone, edited.reshape((L * B,) + tuple(z.shape[1:])), batch_size)
+    return out.reshape(L, B, *out.shape[1:])

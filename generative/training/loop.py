@@ -1,0 +1,444 @@
+"""Train a Pioneer or Balanced Pioneer model: progressive growing + AGE encoder/decoder updates.
+
+Read top to bottom: :class:`TrainConfig` (every knob, with the paper's values as defaults),
+:class:`AGETrainer` (one training step = 1 encoder update + ``decoder_updates`` decoder updates + EMA),
+:func:`train` (data, phases, logging, sample grids, checkpoints, resume, export).
+
+One step, with ``x`` real images at the phase's resolution (faded during a fade-in) and ``z`` fresh
+prior draws on the unit sphere:
+
+* encoder update (decoder frozen, ``G(z)`` detached, through the sample pool once ``alpha = 1``):
+  ``match_x * L1(G(E(x)), x) + max(-M, 0.1 KL(E(x)) - 0.1 KL(E(G(z))))`` (no clipping when M = 0);
+  ``match_x`` is 1, times 1.5 in the stabilisation half of a phase;
+* decoder update (encoder frozen, gradients flow *through* E into G):
+  ``0.1 KL(E(G(z))) + 100 * latent_cosine_loss(E(G(z)), z)``;
+* ``decoder_ema <- 0.999 decoder_ema + 0.001 decoder``.
+
+Multi-GPU: launch with ``torchrun --nproc_per_node=K`` (see :mod:`generative.training.distributed`); the
+batch sizes are per process. Each net is wrapped in DistributedDataParallel for the update that trains
+it and used unwrapped while frozen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+
+from ..checkpoint import CheckpointError, CheckpointManager, capture_rng_state, read_checkpoint, restore_rng_state
+from ..data import ImageFolderDataset, IndexStream, StreamBatchSampler, SyntheticImageDataset, stack_images
+from ..pioneer import PioneerAutoencoder, PioneerConfig
+from .buffer import SamplePool
+from .distributed import DistContext, init_distributed
+from .ema import ema_update
+from .losses import empirical_kl, encoder_kl_term, latent_cosine_loss, reconstruction_l1
+from .schedule import PhaseState, ProgressiveSchedule, default_images_per_phase, fade_images
+
+__all__ = ["TrainConfig", "AGETrainer", "train", "make_dataset", "pool_capacity"]
+
+LOSS_NAMES = ("l1", "kl_real", "kl_fake", "kl_term", "loss_e", "kl_gen", "latent", "loss_g")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved in every checkpoint.
+
+    Resolution-dependent values (``batch_size``, ``lr``, ``margin``) take one number for all
+    resolutions, a ``{resolution: value}`` dict, or ``None`` for the defaults of
+    :mod:`generative.training.schedule`.
+    """
+
+    variant: str = "balanced"  # "pioneer" | "balanced"
+    resolution: int = 64  # final resolution
+    out_dir: str = "runs/pioneer"
+    data: Optional[str] = None  # image folder (recursive JPEG/PNG)
+    synthetic: int = 0  # > 0: train on this many SyntheticImageDataset images instead
+    flip: bool = True  # random horizontal flips (as dataset items, see generative.data)
+    cache_images: bool = False  # keep decoded images in memory (small datasets)
+    # model
+    latent_dim: int = 512
+    channel_base: int = 16384
+    max_channels: int = 512
+    # schedule
+    images_per_phase: Union[None, int, dict] = None  # None: default_images_per_phase(resolution)
+    total_images: Optional[int] = None  # None: one full phase per resolution
+    fade_fraction: float = 0.5
+    batch_size: Union[None, int, dict] = None
+    lr: Union[None, float, dict] = None
+    margin: Union[None, float, dict] = None
+    betas: Optional[tuple] = None  # None: (0, 0.99) Pioneer, (0, 0.9) Balanced
+    # losses (code scale)
+    kl_weight: float = 0.1
+    recon_weight: float = 1.0
+    stabilise_recon_mult: float = 1.5
+    latent_weight: float = 100.0
+    latent_loss: str = "code"  # "code": 2 - cos / D; "thesis": 1 - cos
+    decoder_updates: int = 2
+    ema_decay: float = 0.999
+    pool_size: Optional[int] = None  # None: 200 below 256 px, 100 from 256 px; 0 disables
+    # run
+    seed: int = 0
+    device: str = "cpu"
+    threads: Optional[int] = None  # torch CPU threads
+    num_workers: int = 0
+    checkpoint_every: int = 50_000  # images
+    keep_checkpoints: int = 3
+    sample_every: int = 20_000  # images
+    log_every: int = 20  # steps
+    progress: bool = True
+
+    # Fields a resumed run may change; everything else comes from the checkpoint.
+    RESUME_OVERRIDES = (
+        "out_dir", "data", "device", "threads", "num_workers", "total_images", "checkpoint_every",
+        "keep_checkpoints", "sample_every", "log_every", "progress", "cache_images",
+    )
+
+    def __post_init__(self) -> None:
+        if self.data is None and self.synthetic <= 0:
+            raise ValueError("no training data: give an image folder (data=...) or a synthetic dataset size (synthetic=N)")
+        if self.decoder_updates < 1:
+            raise ValueError(f"decoder_updates must be >= 1, got {self.decoder_updates}")
+        self.model_config()  # validates variant / resolution / widths
+
+    def model_config(self) -> PioneerConfig:
+        return PioneerConfig(
+            variant=self.variant,
+            resolution=self.resolution,
+            latent_dim=self.latent_dim,
+            channel_base=self.channel_base,
+            max_channels=self.max_channels,
+        )
+
+    def schedule(self) -> ProgressiveSchedule:
+        return ProgressiveSchedule(
+            self.resolution,
+            self.images_per_phase or default_images_per_phase(self.resolution),
+            variant=self.variant,
+            batch_sizes=self.batch_size,
+            learning_rates=self.lr,
+            margins=self.margin,
+            fade_fraction=self.fade_fraction,
+        )
+
+    def adam_betas(self) -> tuple:
+        if self.betas is not None:
+            return tuple(float(b) for b in self.betas)
+        return (0.0, 0.99) if self.variant == "pioneer" else (0.0, 0.9)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if d["betas"] is not None:
+            d["betas"] = list(d["betas"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def pool_capacity(config: TrainConfig, resolution: int) -> int:
+    if config.pool_size is not None:
+        return config.pool_size
+    return 200 if resolution < 256 else 100
+
+
+class AGETrainer:
+    """The optimizers, the sample pool and the AGE updates of one model (see module docstring)."""
+
+    def __init__(self, model: PioneerAutoencoder, config: TrainConfig, ctx: DistContext) -> None:
+        self.model, self.config, self.ctx = model, config, ctx
+        betas = config.adam_betas()
+        lr0 = config.schedule().at(0).lr
+        self.opt_e = torch.optim.Adam(model.encoder.parameters(), lr=lr0, betas=betas)
+        self.opt_g = torch.optim.Adam(model.decoder.parameters(), lr=lr0, betas=betas)
+        self.pool = SamplePool(pool_capacity(config, 4), seed=config.seed * 1000 + ctx.rank)
+        self.pool_phase = 0
+        # Trained nets go through DDP (gradient all-reduce); frozen ones are called directly.
+        self.encoder_train, self.decoder_train = model.encoder, model.decoder
+        if ctx.distributed:
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            kw = dict(device_ids=ids, find_unused_parameters=True, broadcast_buffers=False)
+            self.encoder_train = DDP(model.encoder, **kw)
+            self.decoder_train = DDP(model.decoder, **kw)
+
+    def set_phase(self, ps: PhaseState) -> None:
+        self.model.set_phase(ps.phase, ps.alpha)
+        for opt in (self.opt_e, self.opt_g):
+            for group in opt.param_groups:
+                group["lr"] = ps.lr
+        if ps.phase != self.pool_phase:  # stored samples have the old resolution
+            self.pool.reset(pool_capacity(self.config, ps.resolution))
+            self.pool_phase = ps.phase
+
+    def train_step(self, x: Tensor, ps: PhaseState) -> Tensor:
+        """One encoder update and ``decoder_updates`` decoder updates on real batch ``x (B, 3, r, r)``;
+        returns the detached losses ``(len(LOSS_NAMES),)`` (decoder terms from the last update)."""
+        cfg, m = self.config, self.model
+        b, phase, alpha = x.shape[0], ps.phase, ps.alpha
+
+        # ---- encoder: pull real codes to the prior, push generated codes away, reconstruct x
+        m.encoder.requires_grad_(True)
+        m.decoder.requires_grad_(False)
+        with torch.no_grad():
+            fake = m.decoder(m.sample_prior(b), phase, alpha)
+        if alpha >= 1.0:
+            fake = self.pool.query(fake)
+        codes = self.encoder_train(torch.cat([x, fake]), phase, alpha)  # one call: one DDP reduction
+        z_real, z_fake = codes[:b], codes[b:]
+        kl_real, kl_fake = empirical_kl(z_real), empirical_kl(z_fake)
+        l1 = reconstruction_l1(m.decoder(z_real, phase, alpha), x)
+        match_x = cfg.recon_weight * (cfg.stabilise_recon_mult if ps.stabilising else 1.0)
+        kl_term = encoder_kl_term(kl_real, kl_fake, cfg.kl_weight, ps.margin)
+        loss_e = match_x * l1 + kl_term
+        self.opt_e.zero_grad(set_to_none=True)
+        loss_e.backward()
+        self.opt_e.step()
+
+        # ---- decoder: generated images must encode back to their latents and look like the prior
+        m.encoder.requires_grad_(False)
+        m.decoder.requires_grad_(True)
+        for _ in range(cfg.decoder_updates):
+            z = m.sample_prior(b)
+            z_gen = m.encoder(self.decoder_train(z, phase, alpha), phase, alpha)
+            kl_gen = empirical_kl(z_gen)
+            latent = latent_cosine_loss(z_gen, z, cfg.latent_loss)
+            loss_g = cfg.kl_weight * kl_gen + cfg.latent_weight * latent
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.opt_g.step()
+        m.encoder.requires_grad_(True)
+
+        ema_update(m.decoder_ema, m.decoder, cfg.ema_decay)
+        return torch.stack([l1, kl_real, kl_fake, kl_term, loss_e, kl_gen, latent, loss_g]).detach()
+
+    # ---------------------------------------------------------------------- per-process state
+    def rank_state(self) -> dict:
+        """What differs between processes: RNG streams and the sample pool."""
+        return {"rng": capture_rng_state(), "pool": self.pool.state_dict(), "pool_phase": self.pool_phase}
+
+    def load_rank_state(self, state: dict) -> None:
+        restore_rng_state(state["rng"])
+        self.pool.load_state_dict(state["pool"], device=self.ctx.device)
+        self.pool_phase = int(state["pool_phase"])
+
+
+def make_dataset(config: TrainConfig, resolution: int):
+    """The training dataset of ``config`` at ``resolution`` (the first phase's)."""
+    if config.synthetic > 0:
+        return SyntheticImageDataset(config.synthetic, resolution, seed=config.seed, flip=config.flip)
+    return ImageFolderDataset(
+        config.data, resolution, flip=config.flip, cache=config.cache_images, cache_resolution=config.resolution
+    )
+
+
+def _merge_resumed(stored: dict, given: TrainConfig) -> TrainConfig:
+    """The checkpoint's training config, with the run-management fields of ``given``."""
+    base = TrainConfig.from_dict(stored)
+    for name in ("variant", "resolution"):
+        if getattr(base, name) != getattr(given, name):
+            raise ValueError(
+                f"cannot resume: the checkpoint was trained with {name}={getattr(base, name)!r}, "
+                f"but {name}={getattr(given, name)!r} was asked for"
+            )
+    merged = base.to_dict()
+    for name in TrainConfig.RESUME_OVERRIDES:
+        value = getattr(given, name)
+        if name == "data" and value is None:
+            continue
+        merged[name] = value
+    return TrainConfig.from_dict(merged)
+
+
+def _gather(obj, ctx: DistContext) -> list:
+    if not ctx.distributed:
+        return [obj]
+    out = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+@torch.no_grad()
+def _save_grid(model: PioneerAutoencoder, real: Tensor, z: Tensor, path: Path, size: int) -> None:
+    """Rows: real images, their reconstructions (EMA decoder), two rows of random samples; every image
+    nearest-upsampled to ``size`` px."""
+    from torchvision.utils import save_image
+
+    recon = model.decode(model.encode(real))
+    samples = model.decode(z)
+    grid = torch.cat([real, recon, samples]).float().clamp(-1, 1)
+    if grid.shape[-1] != size:
+        grid = torch.nn.functional.interpolate(grid, size=(size, size), mode="nearest")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    save_image((grid + 1) / 2, tmp, nrow=real.shape[0], padding=1)
+    tmp.replace(path)
+
+
+def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> PioneerAutoencoder:
+    """Train (or, with ``resume``, continue) a model; returns it in eval mode.
+
+    ``resume=True`` continues from the newest checkpoint in ``<out_dir>/checkpoints``; a path resumes
+    from that checkpoint file. Writes to ``out_dir``: ``checkpoints/ckpt_<images>.pt`` (+ ``latest``),
+    ``metrics.jsonl``, ``samples/<images>.png`` and ``samples/latest.png``, ``train_config.json`` and,
+    at the end, ``model.safetensors`` (encoder + EMA decoder, for :func:`generative.load`).
+    """
+    ctx = init_distributed(config.device)
+    out = Path(config.out_dir)
+    manager = CheckpointManager(out / "checkpoints", keep=config.keep_checkpoints)
+
+    # ---- resume: the stored config wins (except run-management fields)
+    payload = None
+    if resume:
+        path = manager.latest() if resume is True else Path(resume)
+        payload = read_checkpoint(path, map_location="cpu")
+        if "training" not in payload:
+            raise CheckpointError(f"{path} holds model weights only (an export), not a training state to resume")
+        if payload["kind"] != config.model_config().kind:
+            raise CheckpointError(f"{path} holds a '{payload['kind']}' model; cannot resume it as '{config.model_config().kind}'")
+        config = _merge_resumed(payload["training"]["config"], config)
+    elif manager.checkpoints():
+        raise ValueError(
+            f"{out} already holds checkpoints of a run ({manager.checkpoints()[-1].name}); "
+            "resume it (resume=True / --resume) or choose another output folder"
+        )
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    main = ctx.is_main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+
+    # ---- model, optimizers, schedule, data (same seed on every rank: identical initial weights)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
+    schedule = config.schedule()
+    model = PioneerAutoencoder(config.model_config()).to(ctx.device)
+    model.train()
+    dataset = make_dataset(config, schedule.at(0).resolution)
+    samples, step, data_offset = 0, 0, 0
+    model.set_phase(0, 1.0)  # the trained phase so far (exports made before any step say 4 px)
+    if payload is not None:
+        model.load_state_dict(payload["model"])
+        model.set_phase(int(payload["phase"]), float(payload["alpha"]))
+        tr = payload["training"]
+        samples, step, data_offset = int(tr["samples"]), int(tr["step"]), int(tr["data_offset"])
+    trainer = AGETrainer(model, config, ctx)
+    if payload is not None:
+        trainer.opt_e.load_state_dict(tr["optimizer_encoder"])
+        trainer.opt_g.load_state_dict(tr["optimizer_decoder"])
+        ranks = tr["ranks"]
+        if len(ranks) == ctx.world_size:
+            trainer.load_rank_state(ranks[ctx.rank])
+        else:  # world size changed: exact continuation is impossible, keep going from fresh streams
+            torch.manual_seed(config.seed + 7919 * (step + 1) + ctx.rank)
+    else:
+        torch.manual_seed(config.seed + ctx.rank)  # different latent draws on every rank
+    stream = IndexStream(dataset, ctx.rank, ctx.world_size, config.seed)
+    total = config.total_images if config.total_images is not None else schedule.growth_images
+
+    # ---- fixed inputs for the sample grids (their own generator: no effect on the training RNG)
+    grid_gen = torch.Generator().manual_seed(config.seed + 12345)
+    grid_ids = torch.randperm(dataset.num_images(), generator=grid_gen)[:8].tolist()
+    grid_z = model.sample_prior(16, generator=grid_gen, device="cpu").to(ctx.device)
+
+    def grid(tag: str) -> None:
+        # the model's own phase: the one the last step trained (the schedule may already be past it)
+        real = fade_images(stack_images(dataset, grid_ids, model.resolution).to(ctx.device), model.alpha)
+        _save_grid(model, real, grid_z, out / "samples" / f"{tag}.png", max(config.resolution, 32))
+        _save_grid(model, real, grid_z, out / "samples" / "latest.png", max(config.resolution, 32))
+
+    def checkpoint() -> None:
+        ranks = _gather(trainer.rank_state(), ctx)
+        if main:
+            manager.save(
+                samples,
+                kind=model.kind,
+                config=model.config.to_dict(),
+                model_state=model.state_dict(),
+                phase=model.phase,
+                alpha=model.alpha,
+                training={
+                    "config": config.to_dict(),
+                    "samples": samples,
+                    "step": step,
+                    "data_offset": data_offset,
+                    "world_size": ctx.world_size,
+                    "optimizer_encoder": trainer.opt_e.state_dict(),
+                    "optimizer_decoder": trainer.opt_g.state_dict(),
+                    "ranks": ranks,
+                },
+            )
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=min(samples, total), unit="img", disable=not (main and config.progress), dynamic_ncols=True)
+    log_file = open(out / "metrics.jsonl", "a") if main else None
+    loader_key, batches = None, None
+    window = torch.zeros(len(LOSS_NAMES), device=ctx.device)
+    window_steps, window_t0, window_images = 0, time.perf_counter(), 0
+    try:
+        while samples < total:
+            ps = schedule.at(samples)
+            if loader_key != (ps.phase, ps.batch_size):  # new phase (or start): new resolution / batch size
+                dataset.resolution = ps.resolution
+                loader = DataLoader(
+                    dataset,
+                    batch_sampler=StreamBatchSampler(stream, data_offset, ps.batch_size),
+                    num_workers=config.num_workers,
+                    pin_memory=ctx.device.type == "cuda",
+                    generator=torch.Generator().manual_seed(config.seed),  # not the global RNG
+                )
+                batches, loader_key = iter(loader), (ps.phase, ps.batch_size)
+            x = next(batches).to(ctx.device, non_blocking=True)
+            data_offset += ps.batch_size
+            trainer.set_phase(ps)
+            losses = trainer.train_step(fade_images(x, ps.alpha) if ps.fading else x, ps)
+            prev = samples
+            samples += ps.batch_size * ctx.world_size
+            step += 1
+            window += losses
+            window_steps += 1
+            window_images += ps.batch_size * ctx.world_size
+            bar.update(min(samples, total) - min(prev, total))
+
+            if step % config.log_every == 0 or samples >= total:
+                mean = (window / window_steps).tolist()
+                rate = window_images / max(time.perf_counter() - window_t0, 1e-9)
+                record = {"samples": samples, "step": step, "phase": ps.phase, "resolution": ps.resolution,
+                          "alpha": round(ps.alpha, 4), "batch": ps.batch_size, "lr": ps.lr, "margin": ps.margin,
+                          "images_per_s": round(rate, 2), **{k: round(v, 6) for k, v in zip(LOSS_NAMES, mean)}}
+                if main:
+                    log_file.write(json.dumps(record) + "\n")
+                    log_file.flush()
+                    bar.set_postfix(res=ps.resolution, a=f"{ps.alpha:.2f}", l1=f"{mean[0]:.3f}",
+                                    kl_r=f"{mean[1]:.2f}", kl_f=f"{mean[2]:.2f}", lat=f"{mean[6]:.4f}", ips=f"{rate:.0f}")
+                if not all(math.isfinite(v) for v in mean):
+                    raise FloatingPointError(f"training diverged at {samples} images (step {step}): losses {record}")
+                window.zero_()
+                window_steps, window_t0, window_images = 0, time.perf_counter(), 0
+            if main and config.sample_every and samples // config.sample_every != prev // config.sample_every:
+                grid(f"{samples:012d}")
+            if config.checkpoint_every and samples // config.checkpoint_every != prev // config.checkpoint_every and samples < total:
+                checkpoint()
+        checkpoint()
+        if main:
+            grid(f"{samples:012d}")
+            model.export(out / "model.safetensors")
+    finally:
+        bar.close()
+        if log_file is not None:
+            log_file.close()
+    return model.eval()

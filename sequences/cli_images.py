@@ -1,0 +1,350 @@
+"""``viewgp reconstruct | sample | interpolate-images | attribute``: a backbone's latent space on still
+images (thesis 2.3.1): reconstructions, random samples, latent interpolation and attribute editing.
+
+Images are read with OpenCV (any size; grey or alpha images become RGB), centre-cropped to a square and
+resized to the backbone's resolution; outputs are PNGs. Image grids have a 2-pixel white border.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+RECONSTRUCT_EPILOG = """examples:
+  viewgp reconstruct --backbone celeba64.pt --images faces/ --out recon/
+  viewgp reconstruct --backbone celeba64.pt --images a.png b.jpg --out recon/ --device cuda
+writes OUT/<name>.png per input and OUT/comparison.png (input | reconstruction per row).
+"""
+
+SAMPLE_EPILOG = """examples:
+  viewgp sample --backbone celeba64.pt -n 16 --out samples.png --seed 0
+  viewgp sample --backbone celeba64.pt -n 64 --nrow 16 --out wide.png
+"""
+
+INTERPOLATE_EPILOG = """examples:
+  viewgp interpolate-images --backbone celeba64.pt A.png B.png --steps 8 --out strip.png
+  viewgp interpolate-images --backbone celeba64.pt TL.png TR.png BL.png BR.png --steps 8 --out grid.png
+two images: one row A | decoded path (steps images) | B. Four images: a steps x steps grid whose
+corners are top-left, top-right, bottom-left, bottom-right. Sphere latents move along great circles.
+"""
+
+ATTRIBUTE_EPILOG = """examples:
+  viewgp attribute --backbone celeba64.pt --with smiling/ --without neutral/ --images test/ \\
+      --lambdas -2,-1,0,1,2 --out smile/
+  viewgp attribute --backbone celeba64.pt --vector smile/attribute_vector.pt --images more/ --out smile2/
+the attribute vector is mean(E(with)) - mean(E(without)), saved as OUT/attribute_vector.pt; each input
+gets OUT/<name>.png = input | decode(E(x) + lambda v) for every lambda (re-projected onto the sphere
+for sphere latents); OUT/grid.png stacks them. The thesis found lambda in [-2, 2] well-behaved on faces.
+"""
+
+DEFAULT_LAMBDAS = "-2,-1,0,1,2"
+
+
+# ------------------------------------------------------------------------------------ backbone, device
+def _load_backbone(path: str, device: str):
+    """Load a backbone checkpoint (tests replace this function with one returning a small model)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"backbone checkpoint not found: {p}")
+    import generative
+
+    load = getattr(generative, "load", None)
+    if load is None:
+        from generative.backbone import load
+    return load(str(p), device)
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ------------------------------------------------------------------------------------------ image IO
+def list_images(specs: Sequence[str]) -> list[Path]:
+    """Image files named by ``specs``: files, or folders (their JPEG/PNG files, sorted, not recursive)."""
+    from generative.data import IMAGE_EXTENSIONS
+
+    files: list[Path] = []
+    for spec in specs:
+        p = Path(spec).expanduser()
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise ValueError(f"no images in folder {p} (looked for {', '.join(IMAGE_EXTENSIONS)} files)")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"image or folder not found: {p}")
+    if not files:
+        raise ValueError("no images given")
+    return files
+
+
+def read_image(path: Path) -> np.ndarray:
+    """uint8 RGB ``(H, W, 3)`` (OpenCV decodes BGR; grey and alpha images become 3-channel)."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise ValueError(f"cannot read image {path} (corrupt or not an image format OpenCV knows)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_images(specs: Sequence[str], resolution: int):
+    """``(paths, images)``: images ``(N, 3, r, r)`` float in [-1, 1], centre-cropped and resized."""
+    from generative.backbone import to_model_images
+    from generative.data import square_resize
+
+    paths = list_images(specs)
+    frames = np.stack([square_resize(read_image(p), resolution) for p in paths])
+    return paths, to_model_images(frames)
+
+
+def write_image(path: Path, rgb: np.ndarray) -> None:
+    """Write a uint8 RGB ``(H, W, 3)`` image (format from the extension; PNG recommended)."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok = cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"cannot write image {path} (unknown extension or unwritable folder)")
+
+
+def save_grid(path: Path, images, nrow: int) -> None:
+    """Tile ``(N, 3, r, r)`` images in [-1, 1] into rows of ``nrow`` with a 2-pixel white border."""
+    import torchvision
+
+    from generative.backbone import to_uint8
+
+    grid = torchvision.utils.make_grid(images.clamp(-1, 1), nrow=max(1, int(nrow)), padding=2, pad_value=1.0)
+    write_image(path, to_uint8(grid)[0])
+
+
+def _output_names(paths: Sequence[Path]) -> list[str]:
+    """``<stem>.png`` per input, made unique when two inputs share a stem."""
+    names, seen = [], {}
+    for p in paths:
+        k = seen.get(p.stem, 0)
+        seen[p.stem] = k + 1
+        names.append(f"{p.stem}.png" if k == 0 else f"{p.stem}_{k}.png")
+    return names
+
+
+def parse_lambdas(text: str) -> list[float]:
+    """``"-2,-1,0,1,2"`` -> ``[-2.0, -1.0, 0.0, 1.0, 2.0]``; a clear ``ValueError`` on any bad entry."""
+    parts = [s.strip() for s in str(text).split(",")]
+    if not any(parts):
+        raise ValueError(f"--lambdas is empty; give comma-separated numbers such as {DEFAULT_LAMBDAS}")
+    out = []
+    for s in parts:
+        try:
+            v = float(s)
+        except ValueError:
+            raise ValueError(f"bad --lambdas entry {s!r} in {text!r}; expected comma-separated numbers such as {DEFAULT_LAMBDAS}") from None
+        if not math.isfinite(v):
+            raise ValueError(f"bad --lambdas entry {s!r} in {text!r}; scales must be finite")
+        out.append(v)
+    return out
+
+
+# --------------------------------------------------------------------------------------- registration
+def _common(p: argparse.ArgumentParser, batch: bool = True) -> None:
+    p.add_argument("--backbone", required=True, metavar="CKPT", help="checkpoint of a trained backbone")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default auto: cuda when available)")
+    if batch:
+        p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+
+
+def register(subparsers) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = subparsers.add_parser(
+        "reconstruct", help="encode and decode images with a backbone",
+        description="Reconstruct images through a backbone's encoder and decoder, and report RMSE/PSNR.",
+        epilog=RECONSTRUCT_EPILOG, formatter_class=fmt,
+    )  # fmt: skip
+    _common(p)
+    p.add_argument("--images", nargs="+", required=True, metavar="DIR|FILE", help="image files and/or folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.set_defaults(func=run_reconstruct)
+
+    p = subparsers.add_parser(
+        "sample", help="decode random latents from the backbone's prior into an image grid",
+        description="Draw latents from the prior (normalised N(0, I) on the sphere, N(0, I) otherwise) and "
+        "decode them into one image grid.",
+        epilog=SAMPLE_EPILOG, formatter_class=fmt,
+    )  # fmt: skip
+    _common(p)
+    p.add_argument("-n", "--num", type=int, default=16, help="number of samples (default 16)")
+    p.add_argument("--nrow", type=int, default=None, help="images per grid row (default ceil(sqrt(n)))")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", required=True, metavar="PNG", help="output image grid")
+    p.set_defaults(func=run_sample)
+
+    p = subparsers.add_parser(
+        "interpolate-images", help="interpolate in latent space between 2 (strip) or 4 (grid) images",
+        description="Encode two images and decode the latent path between them, or four images and "
+        "decode the 2-D grid they span (slerp for sphere latents, lerp otherwise).",
+        epilog=INTERPOLATE_EPILOG, formatter_class=fmt,
+    )  # fmt: skip
+    _common(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="2 or 4 image files")
+    p.add_argument("--steps", type=int, default=8, help="interpolation steps incl. both ends (default 8)")
+    p.add_argument("--out", required=True, metavar="PNG", help="output strip or grid")
+    p.set_defaults(func=run_interpolate_images)
+
+    p = subparsers.add_parser(
+        "attribute", help="edit images along a latent attribute vector (mean difference of two sets)",
+        description="Find an attribute's latent direction from exemplar folders with and without it, "
+        "then add it to the latents of new images with several scales lambda.",
+        epilog=ATTRIBUTE_EPILOG, formatter_class=fmt,
+    )  # fmt: skip
+    _common(p)
+    p.add_argument("--with", dest="with_images", nargs="+", metavar="DIR|FILE", help="images that have the attribute")
+    p.add_argument("--without", dest="without_images", nargs="+", metavar="DIR|FILE", help="images that lack it")
+    p.add_argument("--vector", default=None, metavar="PT", help="use a saved attribute_vector.pt instead of --with/--without")
+    p.add_argument("--images", nargs="+", required=True, metavar="DIR|FILE", help="images to edit")
+    p.add_argument("--lambdas", default=DEFAULT_LAMBDAS, help=f"comma-separated scales (default {DEFAULT_LAMBDAS})")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    # Let "--lambdas -2,-1,0,1,2" parse as a value: by default argparse only treats "-2" or "-.5" as
+    # numbers and would take "-2,-1,..." for an unknown option.
+    if hasattr(p, "_negative_number_matcher"):
+        p._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(,\s*-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)*$")
+    p.set_defaults(func=run_attribute)
+
+
+# ------------------------------------------------------------------------------------------- commands
+def _positive(name: str, value: int) -> int:
+    if value is None or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def run_reconstruct(args) -> int:
+    import torch
+
+    from generative.backbone import to_uint8
+    from generative.edit import reconstruct
+    from generative.metrics import psnr, rmse
+
+    bs = _positive("--batch-size", args.batch_size)
+    out = Path(args.out)
+    backbone = _load_backbone(args.backbone, _device(args.device))
+    paths, x = load_images(args.images, int(backbone.resolution))
+    rec = reconstruct(backbone, x, bs)
+    for name, img in zip(_output_names(paths), to_uint8(rec)):
+        write_image(out / name, img)
+    pairs = torch.stack([x, rec], 1).reshape(-1, *x.shape[1:])  # input, reconstruction, input, ...
+    save_grid(out / "comparison.png", pairs, nrow=2)
+    print(
+        f"{len(paths)} reconstructions -> {out}  RMSE {rmse(x, rec).item():.4f} (in [-1, 1] units), "
+        f"PSNR {psnr(x, rec).item():.2f} dB"
+    )
+    return 0
+
+
+def run_sample(args) -> int:
+    import torch
+
+    from generative.edit import decode_latents, sample_latents
+
+    n = _positive("-n", args.num)
+    backbone = _load_backbone(args.backbone, _device(args.device))
+    z = sample_latents(backbone, n, torch.Generator().manual_seed(int(args.seed)))
+    images = decode_latents(backbone, z, _positive("--batch-size", args.batch_size))
+    nrow = _positive("--nrow", args.nrow) if args.nrow is not None else math.ceil(math.sqrt(n))
+    save_grid(Path(args.out), images, nrow)
+    print(f"{n} samples (seed {args.seed}) -> {args.out}")
+    return 0
+
+
+def run_interpolate_images(args) -> int:
+    import torch
+
+    from generative.edit import decode_latents, encode_images, interpolate, interpolation_grid
+
+    if len(args.images) not in (2, 4):
+        raise ValueError(f"interpolate-images takes 2 images (a strip) or 4 (a grid), got {len(args.images)}")
+    steps = int(args.steps)
+    if steps < 2:
+        raise ValueError(f"--steps must be at least 2, got {steps}")
+    bs = _positive("--batch-size", args.batch_size)
+    backbone = _load_backbone(args.backbone, _device(args.device))
+    paths, x = load_images(args.images, int(backbone.resolution))
+    z = encode_images(backbone, x, bs)
+    if len(paths) == 2:
+        path = decode_latents(backbone, interpolate(backbone, z[0], z[1], steps), bs)
+        save_grid(Path(args.out), torch.cat([x[:1], path, x[1:]]), nrow=steps + 2)
+        print(f"{steps}-step interpolation {paths[0].name} -> {paths[1].name} -> {args.out}")
+    else:
+        grid = interpolation_grid(backbone, z, steps, steps)
+        images = decode_latents(backbone, grid.reshape((steps * steps,) + tuple(z.shape[1:])), bs)
+        save_grid(Path(args.out), images, nrow=steps)
+        print(f"{steps}x{steps} interpolation grid of {', '.join(p.name for p in paths)} -> {args.out}")
+    return 0
+
+
+def _read_vector(path: str, latent_shape: tuple) -> "torch.Tensor":
+    import torch
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"attribute vector file not found: {p}")
+    try:
+        v = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read attribute vector {p}: {exc}") from None
+    if isinstance(v, dict):
+        v = v.get("vector")
+    if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(latent_shape):
+        got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+        raise ValueError(f"{p}: expected an attribute vector of shape {tuple(latent_shape)}, got {got}")
+    return v.float()
+
+
+def run_attribute(args) -> int:
+    import torch
+
+    from generative.edit import apply_attribute, attribute_vector
+
+    lambdas = parse_lambdas(args.lambdas)
+    bs = _positive("--batch-size", args.batch_size)
+    if args.vector is None and not (args.with_images and args.without_images):
+        raise ValueError("give both --with and --without exemplar images, or --vector with a saved attribute vector")
+    if args.vector is not None and (args.with_images or args.without_images):
+        raise ValueError("give either --vector or --with/--without, not both")
+    out = Path(args.out)
+    backbone = _load_backbone(args.backbone, _device(args.device))
+    r = int(backbone.resolution)
+    if args.vector is not None:
+        v = _read_vector(args.vector, tuple(backbone.latent_shape))
+    else:
+        (_, xa), (_, xb) = load_images(args.with_images, r), load_images(args.without_images, r)
+        v = attribute_vector(backbone, xa, xb, bs)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / "attribute_vector.pt.tmp"
+        torch.save(v, tmp)
+        os.replace(tmp, out / "attribute_vector.pt")
+        print(f"attribute vector from {len(xa)} with / {len(xb)} without, |v| = {v.norm().item():.4f}")
+    paths, x = load_images(args.images, r)
+    edited = apply_attribute(backbone, x, v, lambdas, bs)  # (L, B, 3, r, r)
+    rows = torch.cat([x[None], edited]).transpose(0, 1)  # (B, 1 + L, 3, r, r)
+    for name, row in zip(_output_names(paths), rows):
+        save_grid(out / name, row, nrow=len(row))
+    save_grid(out / "grid.png", rows.reshape(-1, *x.shape[1:]), nrow=rows.shape[1])
+    print(f"{len(paths)} images x lambdas {lambdas} -> {out}")
+    return 0
