@@ -172,7 +172,9 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         return _read_safetensors(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch.load fails on junk bytes in many ways (struct, index, unpickling errors)
         raise CheckpointError(f"could not read checkpoint {path}: not a checkpoint or truncated ({exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "kind" not in payload:
         raise CheckpointError(f"{path} is a PyTorch file but not a viewgp checkpoint (no 'kind' recorded)")
