@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from typing import Callable, Optional, Protocol, Union, runtime_checkable
 
 import numpy as np
@@ -24,6 +25,8 @@ __all__ = [
     "registered_kinds",
     "backbone_class",
     "load",
+    "load_default",
+    "DEFAULT_BACKBONE",
     "to_model_images",
     "to_uint8",
     "check_resolution",
@@ -124,6 +127,21 @@ def load(
     if resolution is not None:
         model.set_resolution(resolution)
     return model.eval()
+
+
+# The bundled default: a 32 px Balanced Pioneer trained by examples/train_default_backbone.py on rendered
+# tabletop phone runs and turntable views (EMA decoder + encoder, a few MB, shipped as package data).
+DEFAULT_BACKBONE = Path(__file__).resolve().parent / "weights" / "pioneer32_tabletop.safetensors"
+
+
+def load_default(device: Union[str, torch.device] = "cpu") -> "Backbone":
+    """The bundled default backbone (see :data:`DEFAULT_BACKBONE`), in eval mode on ``device``."""
+    if not DEFAULT_BACKBONE.is_file():
+        raise FileNotFoundError(
+            f"the bundled default backbone is missing: expected {DEFAULT_BACKBONE} (reinstall viewgp, "
+            "or make it with examples/train_default_backbone.py, or pass --backbone CKPT)"
+        )
+    return load(DEFAULT_BACKBONE, device=device)
 
 
 # ------------------------------------------------------------------------------ images

@@ -14,16 +14,17 @@ independent.
 """
 
 INTERPOLATE_EPILOG = """examples:
-  viewgp interpolate --video run.mp4 --poses poses.txt --backbone model.pt --keyframes every:10 --out out/
-  viewgp interpolate --run saved_run/ --backbone model.pt --keyframes ends --out out/
+  viewgp interpolate --video run.mp4 --poses poses.txt --keyframes every:10 --out out/
+  viewgp interpolate --run saved_run/ --keyframes ends --out out/
+  viewgp interpolate --video run.mp4 --poses poses.txt --backbone runs/pioneer64/model.safetensors --out out/
 """ + COMMON_EPILOG
 
 SMOOTH_EPILOG = """examples:
-  viewgp smooth --video run.mp4 --poses poses.txt --format tum --backbone model.pt --out out/
+  viewgp smooth --video run.mp4 --poses poses.txt --format tum --out out/
 """ + COMMON_EPILOG
 
 VIEWS_EPILOG = """examples:
-  viewgp views --run turntable_run/ --backbone model.pt --azimuths 0:360:5 --out out/
+  viewgp views --run turntable_run/ --azimuths 0:360:5 --out out/
 """ + COMMON_EPILOG
 
 
@@ -39,7 +40,8 @@ def _add_source(p: argparse.ArgumentParser) -> None:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backbone", required=True, help="checkpoint of a trained backbone")
+    p.add_argument("--backbone", default=None,
+                   help="checkpoint of a trained backbone (default: the bundled 32 px tabletop Pioneer)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--method", nargs="+", default=["view", "linear"], help="methods to compare (default: view linear)")
     p.add_argument("--samples", type=int, default=8, help="posterior samples decoded for uncertainty maps")
@@ -48,6 +50,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--lpips-weights", default=None, metavar="DIR",
+                   help="folder with alexnet-owt-7be5be79.pth and alex.pth for LPIPS in metrics.json "
+                   "(default: the torch hub cache when they are there; otherwise LPIPS is skipped)")
 
 
 def register(subparsers) -> None:
@@ -89,12 +94,18 @@ def _load_inputs(args):
                        times_path=args.times, max_frames=args.max_frames)
     else:
         raise ValueError("give a camera run: --run DIR, or --video FILE with --poses FILE")
-    if not os.path.exists(args.backbone):
-        raise FileNotFoundError(f"backbone checkpoint not found: {args.backbone}")
-    from generative import load
+    return run, load_backbone(args.backbone, args.device)
 
-    backbone = load(args.backbone, device=args.device)
-    return run, backbone
+
+def load_backbone(path, device: str):
+    """The checkpoint at ``path``, or the bundled default backbone when ``path`` is None."""
+    from generative import load, load_default
+
+    if path is None:
+        return load_default(device)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"backbone checkpoint not found: {path}")
+    return load(path, device=device)
 
 
 def _config(args):
@@ -102,14 +113,15 @@ def _config(args):
 
     return PipelineConfig(methods=tuple(args.method), n_samples=args.samples, fit_steps=args.steps, fps=args.fps,
                           device=args.device, seed=args.seed, progress=not args.quiet,
-                          cache_dir=os.path.join(args.out, "cache"))
+                          cache_dir=os.path.join(args.out, "cache"), lpips_weights=args.lpips_weights)
 
 
 def _report(out: str, metrics: dict) -> None:
     print(f"wrote {out}: interpolated.mp4, comparison.mp4, uncertainty.mp4, strips, plots, metrics.json")
     for m, e in metrics["methods"].items():
+        lp = f"  LPIPS {e['lpips_held_out']:.4f}" if "lpips_held_out" in e else ""
         if "mse_held_out" in e:
-            print(f"  {m:>12}: held-out MSE {e['mse_held_out']:.5f}  PSNR {e['psnr_held_out']:.2f} dB")
+            print(f"  {m:>12}: held-out MSE {e['mse_held_out']:.5f}  PSNR {e['psnr_held_out']:.2f} dB{lp}")
         elif "mse_all" in e:
             print(f"  {m:>12}: MSE {e['mse_all']:.5f}")
 

@@ -36,26 +36,10 @@ BASELINES = ("linear", "nearest", "independent")
 # ----------------------------------------------------------------------------------------- encoding
 def _frames_to_model(frames: np.ndarray, resolution: int) -> Tensor:
     """uint8 ``(B, H, W, 3)`` frames -> ``(B, 3, r, r)`` float in [-1, 1] (centre crop + area resize)."""
-    import cv2
+    from generative.backbone import to_model_images
+    from generative.data import square_resize
 
-    out = []
-    for f in frames:
-        h, w = f.shape[:2]
-        s = min(h, w)
-        y0, x0 = (h - s) // 2, (w - s) // 2
-        f = f[y0 : y0 + s, x0 : x0 + s]
-        if s != resolution:
-            interp = cv2.INTER_AREA if s > resolution else cv2.INTER_LINEAR
-            f = cv2.resize(f, (resolution, resolution), interpolation=interp)
-        out.append(f)
-    x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
-    return x / 127.5 - 1.0
-
-
-def model_to_frames(x: Tensor) -> np.ndarray:
-    """``(B, 3, H, W)`` images in [-1, 1] -> uint8 ``(B, H, W, 3)``."""
-    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
+    return to_model_images(np.stack([square_resize(np.asarray(f), resolution) for f in frames]))
 
 
 def _fingerprint(backbone, frames) -> str:
@@ -120,11 +104,13 @@ def decode_latents(
     """Decode latents ``(N, *latent_shape)`` into uint8 frames ``(N, r, r, 3)``."""
     from tqdm.auto import tqdm
 
+    from generative.backbone import to_uint8
+
     z = torch.as_tensor(np.asarray(z), dtype=torch.float32)
     out = []
     with torch.no_grad():
         for s in tqdm(range(0, z.shape[0], batch_size), desc="decode", unit="batch", disable=not progress):
-            out.append(model_to_frames(backbone.decode(z[s : s + batch_size].to(device))))
+            out.append(to_uint8(backbone.decode(z[s : s + batch_size].to(device))))
     return np.concatenate(out, 0)
 
 
@@ -366,6 +352,46 @@ def delta_smoothness(frames: np.ndarray, delta: int = 5, distance=None) -> float
     return float(np.mean(d))
 
 
+def lpips_distance(weights_dir: Optional[str] = None, device: str | torch.device = "cpu"):
+    """An LPIPS (AlexNet, v0.1) distance between uint8 frame stacks, or ``None`` with the reason.
+
+    Weights come from ``weights_dir`` (``alexnet-owt-7be5be79.pth`` and the ``lpips`` package's
+    ``alex.pth``) or, without it, from the torch hub cache; nothing is downloaded. Returns
+    ``(distance, None)`` or ``(None, reason)``; a ``weights_dir`` given but lacking the files raises.
+    """
+    from generative.backbone import to_model_images
+    from generative.metrics import LPIPS, WeightsNotFoundError, hub_checkpoint_dir
+
+    folder = weights_dir or str(hub_checkpoint_dir())
+    try:
+        net = LPIPS("alex", os.path.join(folder, "alexnet-owt-7be5be79.pth"), os.path.join(folder, "alex.pth"), device)
+    except WeightsNotFoundError as exc:
+        if weights_dir is not None:
+            raise
+        return None, f"no LPIPS weights ({exc})"
+
+    def distance(a: np.ndarray, b: np.ndarray, batch: int = 64) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(a), batch):
+                x0, x1 = (to_model_images(np.ascontiguousarray(v[s : s + batch]), device) for v in (a, b))
+                if x0.shape[-1] < net.min_size:  # AlexNet's slices need >= 31 px: upsample small frames
+                    size = (net.min_size + 1, net.min_size + 1)
+                    x0, x1 = (torch.nn.functional.interpolate(v, size, mode="bilinear", align_corners=False) for v in (x0, x1))
+                out.append(net(x0, x1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    return distance, None
+
+
+def upscale_for_display(frames: np.ndarray, min_size: int) -> np.ndarray:
+    """Nearest-neighbour upscale ``(N, h, w, C)`` frames by the smallest integer factor making
+    ``min(h, w) >= min_size`` (small model outputs stay viewable in a video player; pixels stay exact)."""
+    h, w = frames.shape[1:3]
+    k = max(1, -(-int(min_size) // max(1, min(h, w))))
+    return frames if k == 1 else frames.repeat(k, axis=1).repeat(k, axis=2)
+
+
 def write_json(path: str, data: dict) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -410,6 +436,8 @@ class PipelineConfig:
     seed: int = 0
     progress: bool = True
     cache_dir: Optional[str] = None
+    display_size: int = 128  # videos and strips are upscaled (nearest) to at least this many pixels
+    lpips_weights: Optional[str] = None  # folder with LPIPS weights; None: the torch hub cache, if present
 
 
 def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineConfig(), query=None) -> dict:
@@ -420,6 +448,7 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     ground-truth frames) the targets are its poses (novel views). Returns the metrics dict that is also
     written to ``metrics.json``.
     """
+    from generative.data import square_resize
     from sequences.plots import plot_kernel_matrices, plot_latent_trajectories
     from sequences.video import write_strip, write_video
 
@@ -443,7 +472,7 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     times_q = np.asarray(target.timestamps, np.float64)
     truth = None
     if target.frames is not None:
-        truth = np.stack([f for f in model_to_frames(_frames_to_model(np.asarray(target.frames[:]), backbone.resolution))])
+        truth = np.stack([square_resize(np.asarray(f), backbone.resolution) for f in target.frames[:]])
 
     preds: dict[str, Prediction] = {}
     for i, method in enumerate(config.methods):
@@ -471,23 +500,24 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
         std, _ = pixel_std_maps(backbone, preds[head].samples, config.batch_size, config.device)
     timings["decode_s"] = time.perf_counter() - t0
 
-    # -------- files
-    write_video(os.path.join(out_dir, "interpolated.mp4"), decoded[head], config.fps)
+    # -------- files (videos and strips upscaled for viewing; metrics use the model-resolution frames)
+    show = lambda frames: upscale_for_display(frames, config.display_size)  # noqa: E731
+    write_video(os.path.join(out_dir, "interpolated.mp4"), show(decoded[head]), config.fps)
     panels = ([truth] if truth is not None else []) + ([recon] if recon is not None else [])
     panels += [decoded[m] for m in preds if m != "independent"]
     labels = (["ground truth"] if truth is not None else []) + (["per-frame"] if recon is not None else [])
     labels += [m for m in preds if m != "independent"]
     if std is not None:
         heat = _std_to_rgb(std)
-        write_video(os.path.join(out_dir, "uncertainty.mp4"), heat, config.fps)
+        write_video(os.path.join(out_dir, "uncertainty.mp4"), show(heat), config.fps)
         panels.append(heat)
         labels.append("uncertainty")
-    side = np.concatenate(panels, axis=2)
+    side = _with_header(show(np.concatenate(panels, axis=2)), labels)
     write_video(os.path.join(out_dir, "comparison.mp4"), side, config.fps)
     step = max(1, len(side) // 10)
     write_strip(os.path.join(out_dir, "comparison_strip.png"), side[::step], ncols=1)
     for m, frames in decoded.items():
-        write_strip(os.path.join(out_dir, f"strip_{m}.png"), frames[::step])
+        write_strip(os.path.join(out_dir, f"strip_{m}.png"), show(frames[::step]))
 
     plot_latent_trajectories(
         os.path.join(out_dir, "latent_trajectories.png"),
@@ -508,9 +538,13 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
         "timings": timings,
     }
     held = ~obs if query is None else np.ones(len(times_q), bool)
+    lpips, reason = lpips_distance(config.lpips_weights, config.device)
+    metrics["lpips"] = "alexnet v0.1" if lpips is not None else f"unavailable: {reason}"
     for m, frames in decoded.items():
         entry: dict[str, Any] = {"hyperparameters": preds[m].hyperparameters, "fit_seconds": preds[m].fit_seconds}
         entry["delta_smoothness_rmse"] = delta_smoothness(frames)
+        if lpips is not None:
+            entry["delta_smoothness_lpips"] = delta_smoothness(frames, distance=lpips)
         if truth is not None:
             err = frame_errors(frames, truth)
             entry["per_frame"] = err
@@ -518,6 +552,12 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
             if held.any():
                 entry["mse_held_out"] = float(np.mean(np.asarray(err["mse"])[held]))
                 entry["psnr_held_out"] = float(np.mean(np.asarray(err["psnr"])[held]))
+            if lpips is not None:
+                d = lpips(frames, truth)
+                entry["per_frame"]["lpips"] = d.tolist()
+                entry["lpips_all"] = float(d.mean())
+                if held.any():
+                    entry["lpips_held_out"] = float(d[held].mean())
         if preds[m].var is not None:
             v = preds[m].var
             entry["posterior_sd_observed"] = float(np.sqrt(v[~held]).mean()) if (~held).any() else None
@@ -527,6 +567,18 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
         metrics["per_frame_reconstruction_mse"] = float(np.mean(frame_errors(recon, truth)["mse"]))
     write_json(os.path.join(out_dir, "metrics.json"), metrics)
     return metrics
+
+
+def _with_header(side: np.ndarray, labels: Sequence[str], height: int = 18) -> np.ndarray:
+    """Prepend a white bar naming each of the equally wide panels of side-by-side frames ``(N, H, W, 3)``."""
+    import cv2
+
+    n, _, w = side.shape[:3]
+    bar = np.full((height, w, 3), 255, np.uint8)
+    pw = w // max(1, len(labels))
+    for i, text in enumerate(labels):
+        cv2.putText(bar, text, (i * pw + 3, height - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([np.broadcast_to(bar, (n,) + bar.shape), side], axis=1)
 
 
 def _std_to_rgb(std: np.ndarray) -> np.ndarray:

@@ -652,9 +652,24 @@ def tabletop_scene(
     if not names:
         raise ValueError("tabletop_scene: give at least one object name")
     rng = np.random.default_rng(seed)
-    placed: list[PlacedObject] = []
     for name in names:
         _asset(name)
+    # A greedy placement can paint itself into a corner; start over (same stream, so seeds that
+    # place at the first attempt give the same scene as before) rather than fail the seed.
+    for _attempt in range(50):
+        placed = _place_objects(names, rng, radius, sizes)
+        if placed is not None:
+            break
+    else:
+        raise ValueError(f"tabletop_scene: no room for {len(names)} objects within radius {radius}; increase radius")
+    return Scene(objects=placed, ground=True, ground_z=0.0, background=background, shadows=shadows)
+
+
+def _place_objects(names: Sequence[str], rng: np.random.Generator, radius: float,
+                   sizes: tuple[float, float]) -> Optional[list[PlacedObject]]:
+    """One greedy attempt at non-overlapping random placements; ``None`` when an object finds no room."""
+    placed: list[PlacedObject] = []
+    for name in names:
         size = float(rng.uniform(*sizes))
         for _ in range(1000):
             r, a = radius * math.sqrt(rng.uniform()), rng.uniform(0, 2 * math.pi)
@@ -662,11 +677,11 @@ def tabletop_scene(
             if all(np.linalg.norm(xy - np.asarray(o.position[:2])) > 0.45 * (size + o.size) for o in placed):
                 break
         else:
-            raise ValueError(f"tabletop_scene: no room for {name!r} among {len(placed)} objects; increase radius")
+            return None
         obj = PlacedObject(name, (xy[0], xy[1], 0.0), float(rng.uniform(0, 360)), size)
         obj.position = (obj.position[0], obj.position[1], obj.height() / 2)  # resting on the ground
         placed.append(obj)
-    return Scene(objects=placed, ground=True, ground_z=0.0, background=background, shadows=shadows)
+    return placed
 
 
 def _smooth_ramp(tau: np.ndarray) -> np.ndarray:

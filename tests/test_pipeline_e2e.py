@@ -99,3 +99,83 @@ def test_cli_errors_are_one_line_and_exit_nonzero(tmp_path, capsys):
     assert rc == 1 and err.startswith("viewgp interpolate: error:") and "\n" not in err
     rc = main(["views", "--backbone", "x", "--out", str(tmp_path / "o")])
     assert rc == 1 and "--run DIR" in capsys.readouterr().err
+
+
+def _write_run_files(tmp_path, n=12, offset=0.0):
+    """A small rendered video (10 fps) and TUM poses whose stamps start ``offset`` seconds later."""
+    from sequences.formats import write_poses
+    from sequences.run import PoseTrajectory
+    from sequences.synthetic import phone_run
+    from sequences.video import write_video
+
+    run = phone_run(n_frames=max(n, 20), size=32, seed=3)[:n]
+    video = tmp_path / "run.mp4"
+    write_video(video, np.asarray(run.frames), fps=10.0)
+    poses = tmp_path / "poses.txt"
+    traj = PoseTrajectory(np.arange(n) / 10.0 + offset, np.asarray(run.rotations), np.asarray(run.translations))
+    write_poses(poses, traj, "tum")
+    return video, poses
+
+
+def test_cli_bad_inputs_give_one_clear_line(tmp_path, capsys):
+    from sequences.cli import main
+
+    video, poses = _write_run_files(tmp_path)
+    ckpt = tmp_path / "tiny.safetensors"
+    out = str(tmp_path / "o")
+    # checkpoint missing
+    rc = main(["interpolate", "--video", str(video), "--poses", str(poses), "--backbone", str(ckpt), "--out", out])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err and "not found" in err and "tiny.safetensors" in err
+    # unknown pose format
+    rc = main(["interpolate", "--video", str(video), "--poses", str(poses), "--format", "nope", "--out", out])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err and "nope" in err
+    # poses that do not cover the video (stamps start an hour later)
+    _, late = _write_run_files(tmp_path, offset=3600.0)
+    rc = main(["smooth", "--video", str(video), "--poses", str(late), "--out", out])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err and "no frame lies inside" in err
+
+
+def test_lpips_goes_into_metrics_when_weights_are_given(tmp_path, phone):
+    import torchvision
+
+    from sequences.pipeline import lpips_distance, parse_keyframes
+
+    w = tmp_path / "weights"
+    w.mkdir()
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        features = torchvision.models.alexnet(weights=None).features
+    features = features.to_empty(device="cpu")
+    for mod in features:
+        if isinstance(mod, nn.Conv2d):
+            mod.reset_parameters()
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, w / "alexnet-owt-7be5be79.pth")
+    torch.save({f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1) for k, c in enumerate((64, 192, 384, 256, 256))}, w / "alex.pth")
+
+    run = phone.with_observed(parse_keyframes("every:5", len(phone)))
+    cfg = PipelineConfig(methods=("view", "linear"), n_samples=2, progress=False, lpips_weights=str(w))
+    m = run_pipeline(run, TinyBackbone(), str(tmp_path / "out"), cfg)
+    assert m["lpips"] == "alexnet v0.1"
+    view = m["methods"]["view"]
+    assert len(view["per_frame"]["lpips"]) == 30 and view["lpips_held_out"] > 0
+    assert np.isfinite(view["delta_smoothness_lpips"])
+    # identical frames are at distance 0; the 16 px frames are upsampled to AlexNet's minimum size
+    dist, reason = lpips_distance(str(w))
+    assert reason is None
+    frames = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    assert np.allclose(dist(frames, frames), 0, atol=1e-6)
+    # a folder without the files is an error naming them; no folder and an empty hub cache just skips LPIPS
+    with pytest.raises(FileNotFoundError, match="alexnet-owt-7be5be79.pth"):
+        lpips_distance(str(tmp_path / "empty"))
+
+
+def test_upscale_for_display_is_an_exact_integer_zoom():
+    from sequences.pipeline import upscale_for_display
+
+    f = np.arange(2 * 16 * 16 * 3, dtype=np.uint8).reshape(2, 16, 16, 3)
+    up = upscale_for_display(f, 128)
+    assert up.shape == (2, 128, 128, 3) and np.array_equal(up[:, ::8, ::8], f)
+    assert upscale_for_display(f, 10) is f
