@@ -281,9 +281,14 @@ def _init_hyperparameters(gp, poses_obs: Tensor, poses_query: Tensor, z_flat: Te
     with torch.no_grad():
         gp.kernel.outputscale = torch.as_tensor(spread, dtype=torch.float64)
         gp.noise = torch.as_tensor(1e-2 * spread, dtype=torch.float64)
-        for _, m in _lengthscale_modules(gp.kernel.base_kernel):
-            cols = m.active_dims.tolist()
-            med = _median_distance(allp[:, cols])
+    _set_median_lengthscales(gp.kernel.base_kernel, allp)
+
+
+def _set_median_lengthscales(kernel, poses: Tensor) -> None:
+    """Every lengthscale of ``kernel`` from the median pairwise distance of ``poses`` in its columns."""
+    with torch.no_grad():
+        for _, m in _lengthscale_modules(kernel):
+            med = _median_distance(poses[:, m.active_dims.tolist()])
             m.lengthscale = torch.full_like(m.lengthscale, _lengthscale_from_median(m, med))
 
 
@@ -400,26 +405,47 @@ def write_json(path: str, data: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------ orchestration
-def parse_keyframes(spec: str, n: int) -> np.ndarray:
+def parse_keyframes(spec: str, n: int, poses: Optional[Tensor] = None) -> np.ndarray:
     """Observed-frame mask ``(n,)`` from ``'every:K'`` (every K-th frame and the last), ``'ends'``
-    (first and last frame only) or ``'all'``."""
+    (first and last frame only), ``'all'``, or ``'greedy:K'``: K frames (first and last included)
+    chosen one by one where the view-aware GP's posterior variance is largest (needs ``poses``,
+    ``(n, 13)`` pose features; see :func:`viewgp.keyframes.greedy_keyframes`)."""
     mask = np.zeros(n, bool)
+    kind, _, arg = spec.partition(":")
     if spec == "all":
         mask[:] = True
     elif spec == "ends":
         mask[[0, n - 1]] = True
-    elif spec.startswith("every:"):
+    elif kind in ("every", "greedy") and arg:
         try:
-            k = int(spec.split(":", 1)[1])
+            k = int(arg)
         except ValueError:
             k = 0
         if k < 1:
-            raise ValueError(f"keyframes {spec!r}: K in 'every:K' must be a positive integer")
-        mask[::k] = True
-        mask[n - 1] = True
+            raise ValueError(f"keyframes {spec!r}: K in '{kind}:K' must be a positive integer")
+        if kind == "every":
+            mask[::k] = True
+            mask[n - 1] = True
+        else:
+            if poses is None:
+                raise ValueError(f"keyframes {spec!r}: greedy selection needs the run's poses")
+            mask[greedy_view_keyframes(poses, min(k, n))] = True
     else:
-        raise ValueError(f"unknown keyframes spec {spec!r}; use 'every:K', 'ends' or 'all'")
+        raise ValueError(f"unknown keyframes spec {spec!r}; use 'every:K', 'greedy:K', 'ends' or 'all'")
     return mask
+
+
+def greedy_view_keyframes(poses: Tensor, k: int, method: str = "view") -> list[int]:
+    """``k`` keyframes of a run with pose features ``(N, 13)``: first and last, then greedily where the
+    GP (kernel ``method``, lengthscales by the median heuristic) is least certain."""
+    from viewgp.kernels import make_kernel
+    from viewgp.keyframes import greedy_keyframes
+
+    kernel = make_kernel(method).to(torch.float64)
+    _set_median_lengthscales(kernel, poses)
+    n = poses.shape[0]
+    initial = [0, n - 1] if k >= 2 and n >= 2 else [0]
+    return greedy_keyframes(kernel, poses.to(torch.float64), k, initial=initial)
 
 
 @dataclass
@@ -436,6 +462,8 @@ class PipelineConfig:
     seed: int = 0
     progress: bool = True
     cache_dir: Optional[str] = None
+    inversion: Any = None  # generative.invert.InversionConfig: invert frames instead of encoding them
+    perceptual_weights: Optional[str] = None  # folder with VGG16 LPIPS weights for the inversion loss
     display_size: int = 128  # videos and strips are upscaled (nearest) to at least this many pixels
     lpips_weights: Optional[str] = None  # folder with LPIPS weights; None: the torch hub cache, if present
 
@@ -462,7 +490,10 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
         raise ValueError("the camera run has no frames to encode")
 
     t0 = time.perf_counter()
-    z_all = encode_frames(backbone, run.frames, config.batch_size, config.device, config.progress, config.cache_dir)
+    if getattr(backbone, "has_encoder", False) and config.inversion is None:
+        z_all = encode_frames(backbone, run.frames, config.batch_size, config.device, config.progress, config.cache_dir)
+    else:
+        z_all = _invert_observed(backbone, run.frames, obs, out_dir, config)
     timings["encode_s"] = time.perf_counter() - t0
     geometry = backbone.latent_geometry
     poses_obs = run.pose_features(with_time=True)[torch.from_numpy(obs)]
@@ -493,7 +524,11 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
 
     t0 = time.perf_counter()
     decoded = {m: decode_latents(backbone, p.mean, config.batch_size, config.device) for m, p in preds.items()}
-    recon = decode_latents(backbone, z_all, config.batch_size, config.device) if query is None else None
+    recon = None
+    if query is None:  # per-frame reconstructions where a latent exists (inverted backbones: keyframes only)
+        have = ~np.isnan(z_all.reshape(len(z_all), -1)).any(1)
+        recon = np.zeros((len(z_all), backbone.resolution, backbone.resolution, 3), np.uint8)
+        recon[have] = decode_latents(backbone, z_all[have], config.batch_size, config.device)
     head = config.methods[0]
     std = None
     if preds[head].samples is not None:
@@ -564,9 +599,35 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
             entry["posterior_sd_held_out"] = float(np.sqrt(v[held]).mean()) if held.any() else None
         metrics["methods"][m] = entry
     if recon is not None and truth is not None:
-        metrics["per_frame_reconstruction_mse"] = float(np.mean(frame_errors(recon, truth)["mse"]))
+        metrics["per_frame_reconstruction_mse"] = float(np.mean(np.asarray(frame_errors(recon, truth)["mse"])[have]))
     write_json(os.path.join(out_dir, "metrics.json"), metrics)
     return metrics
+
+
+def _invert_observed(backbone, frames, observed: np.ndarray, out_dir: str, config: PipelineConfig) -> np.ndarray:
+    """Latents of the observed frames by optimization-based inversion (NaN rows elsewhere).
+
+    Per-frame results go to ``<cache_dir or out_dir>/inversion-<key>`` as they finish (the key covers
+    the backbone weights, the frames and the inversion settings), so an interrupted run resumes
+    without redoing finished frames and a changed setting never reuses stale results.
+    """
+    from dataclasses import asdict
+
+    from generative.invert import InversionConfig, PerceptualLoss, invert_frames
+
+    inv = config.inversion or InversionConfig()
+    perceptual = None
+    if config.perceptual_weights:
+        perceptual = PerceptualLoss(config.perceptual_weights, inv.perceptual_size, device=config.device)
+    settings = json.dumps([asdict(inv), config.perceptual_weights], sort_keys=True)
+    key = hashlib.sha1((_fingerprint(backbone, frames) + settings).encode()).hexdigest()[:16]
+    folder = os.path.join(config.cache_dir or out_dir, f"inversion-{key}")
+    idx = np.flatnonzero(observed)
+    lat = invert_frames(backbone, frames, folder, inv, perceptual, indices=idx, device=config.device,
+                        progress=config.progress).numpy()
+    z = np.full((len(observed),) + lat.shape[1:], np.nan, np.float32)
+    z[idx] = lat
+    return z
 
 
 def _with_header(side: np.ndarray, labels: Sequence[str], height: int = 18) -> np.ndarray:

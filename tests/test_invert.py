@@ -1,0 +1,129 @@
+"""Optimization-based inversion (generative/invert.py) on small decoders we build here."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from generative.invert import (
+    InversionConfig,
+    invert,
+    invert_frames,
+    latent_noise_strength,
+    learning_rate,
+    load_frame_latent,
+    noise_regularization,
+    normalize_noises,
+)
+
+
+class LinearDecoder(nn.Module):
+    """A fixed random map from a 16-d Euclidean latent to 16 px images (tanh)."""
+
+    kind = "linear-test"
+    resolution = 16
+    latent_shape = (16,)
+    latent_geometry = "euclidean"
+    has_encoder = False
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.w = nn.Parameter(torch.randn(3 * 16 * 16, 16, generator=g) / 4)
+
+    def decode(self, z):
+        return torch.tanh(z @ self.w.T).reshape(-1, 3, 16, 16)
+
+
+def test_schedule_matches_the_projector():
+    assert learning_rate(0.0, 0.1) == 0.0
+    assert learning_rate(0.5, 0.1) == pytest.approx(0.1)
+    assert learning_rate(0.025, 0.1) == pytest.approx(0.05)  # half-way up the 5% ramp
+    # cosine ramp-down over the last 25%: at t = 0.875 the ramp is 0.5 -> 0.5 - 0.5 cos(pi/2) = 0.5
+    assert learning_rate(0.875, 0.1) == pytest.approx(0.05)
+    assert latent_noise_strength(0.0, 2.0) == pytest.approx(0.1)
+    assert latent_noise_strength(0.375, 2.0) == pytest.approx(0.1 * 0.25)
+    assert latent_noise_strength(0.8, 2.0) == 0.0
+
+
+def test_noise_regularization_separates_white_from_structured_noise():
+    g = torch.Generator().manual_seed(0)
+    white = [torch.randn(2, 1, 32, 32, generator=g), torch.randn(2, 1, 16, 16, generator=g)]
+    smooth = [torch.nn.functional.avg_pool2d(torch.randn(2, 1, 34, 34, generator=g), 3, 1)[..., :32, :32]]
+    normalize_noises(smooth)
+    w, s = noise_regularization(white), noise_regularization(smooth)
+    assert w.shape == (2,) and float(w.max()) < 0.02 and float(s.min()) > 0.2
+    # the formula: squared mean of the product with the map rolled by one pixel, both axes, over the pyramid
+    n = white[1]
+    ref = 0.0
+    while True:
+        ref = ref + (n * n.roll(1, 3)).mean((1, 2, 3)) ** 2 + (n * n.roll(1, 2)).mean((1, 2, 3)) ** 2
+        if n.shape[2] <= 8:
+            break
+        n = torch.nn.functional.avg_pool2d(n, 2)
+    assert torch.allclose(noise_regularization([white[1]]), ref)
+    normalize_noises(white)
+    assert torch.allclose(white[0].mean((1, 2, 3)), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(white[0].std((1, 2, 3)), torch.ones(2), atol=1e-5)
+
+
+def test_inversion_recovers_a_known_latent():
+    dec = LinearDecoder()
+    g = torch.Generator().manual_seed(1)
+    z_true = torch.randn(3, 16, generator=g) * 0.8
+    with torch.no_grad():
+        target = dec.decode(z_true)
+    cfg = InversionConfig(steps=200, lr=0.1)
+    start = ((dec.decode(torch.zeros(3, 16)) - target) ** 2).mean()
+    r = invert(dec, target, cfg)
+    assert r.latents.shape == (3, 16) and r.images.shape == target.shape
+    assert float(r.losses.mean()) < 0.1 * float(start)  # image MSE falls by > 90%
+    assert r.history[-1] < r.history[0]
+
+
+def test_encoder_initialised_refinement_stays_on_the_sphere():
+    from generative.pioneer import PioneerAutoencoder, PioneerConfig
+
+    torch.manual_seed(0)
+    model = PioneerAutoencoder(PioneerConfig(variant="balanced", resolution=16, channel_base=64, max_channels=16)).eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        z0 = model.encode(x)
+        start = ((model.decode(z0) - x) ** 2).mean((1, 2, 3))
+    r = invert(model, x, InversionConfig(steps=20, lr=0.02, init="encoder", latent_noise=0.0))
+    assert torch.allclose(r.latents.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert bool((r.losses < start).all())
+    with pytest.raises(ValueError, match="no encoder"):
+        invert(LinearDecoder(), torch.zeros(1, 3, 16, 16), InversionConfig(steps=1, init="encoder"))
+
+
+def test_bad_inputs_are_clear():
+    with pytest.raises(ValueError, match="space"):
+        InversionConfig(space="z")
+    with pytest.raises(ValueError, match=r"\(B, 3, 16, 16\)"):
+        invert(LinearDecoder(), torch.zeros(1, 3, 32, 32), InversionConfig(steps=1))
+
+
+def test_invert_frames_writes_per_frame_files_and_resumes(tmp_path, monkeypatch):
+    import generative.invert as inv
+
+    dec = LinearDecoder()
+    frames = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    cfg = InversionConfig(steps=5, batch_size=2)
+    z = invert_frames(dec, frames, tmp_path, cfg, progress=False)
+    assert z.shape == (5, 16) and len(list(tmp_path.glob("frame_*.pt"))) == 5
+    # a killed run: frame 3 never written; the rerun inverts only that frame and gives the same latents
+    (tmp_path / "frame_000003.pt").unlink()
+    calls = []
+    real = inv.invert
+    monkeypatch.setattr(inv, "invert", lambda *a, **k: calls.append(a[1].shape[0]) or real(*a, **k))
+    z2 = invert_frames(dec, frames, tmp_path, cfg, progress=False)
+    assert calls == [1] and torch.allclose(z, z2, atol=1e-5)  # independent of the batch it ran in
+    # keyframes only, and a corrupt file is named
+    z3 = invert_frames(dec, frames, tmp_path, cfg, indices=[0, 4], progress=False)
+    assert torch.equal(z3, z[[0, 4]])
+    (tmp_path / "frame_000001.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="frame_000001.pt"):
+        load_frame_latent(tmp_path / "frame_000001.pt")
