@@ -547,10 +547,11 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
         write_video(os.path.join(out_dir, "uncertainty.mp4"), show(heat), config.fps)
         panels.append(heat)
         labels.append("uncertainty")
-    side = _with_header(show(np.concatenate(panels, axis=2)), labels)
-    write_video(os.path.join(out_dir, "comparison.mp4"), side, config.fps)
+    side = show(np.concatenate(panels, axis=2))
+    write_video(os.path.join(out_dir, "comparison.mp4"), _with_header(side, labels), config.fps)
     step = max(1, len(side) // 10)
-    write_strip(os.path.join(out_dir, "comparison_strip.png"), side[::step], ncols=1)
+    strip = np.concatenate(list(side[::step]), axis=0)[None]  # every 10th row stacked, one header on top
+    write_strip(os.path.join(out_dir, "comparison_strip.png"), _with_header(strip, labels))
     for m, frames in decoded.items():
         write_strip(os.path.join(out_dir, f"strip_{m}.png"), show(frames[::step]))
 

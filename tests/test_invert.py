@@ -17,24 +17,7 @@ from generative.invert import (
     noise_regularization,
     normalize_noises,
 )
-
-
-class LinearDecoder(nn.Module):
-    """A fixed random map from a 16-d Euclidean latent to 16 px images (tanh)."""
-
-    kind = "linear-test"
-    resolution = 16
-    latent_shape = (16,)
-    latent_geometry = "euclidean"
-    has_encoder = False
-
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.w = nn.Parameter(torch.randn(3 * 16 * 16, 16, generator=g) / 4)
-
-    def decode(self, z):
-        return torch.tanh(z @ self.w.T).reshape(-1, 3, 16, 16)
+from tests.decoders import LinearDecoder
 
 
 def test_schedule_matches_the_projector():

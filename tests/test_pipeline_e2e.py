@@ -181,27 +181,10 @@ def test_upscale_for_display_is_an_exact_integer_zoom():
     assert upscale_for_display(f, 10) is f
 
 
-class DecoderOnly(nn.Module):
-    """A generator without an encoder (like StyleGAN2): the pipeline must invert its keyframes."""
-
-    kind = "decoder-only"
-    resolution = 16
-    latent_shape = (12,)
-    latent_geometry = "euclidean"
-    has_encoder = False
-
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.w = nn.Parameter(torch.randn(3 * 16 * 16, 12, generator=g) / 3)
-
-    def decode(self, z):
-        return torch.tanh(z @ self.w.T).reshape(-1, 3, 16, 16)
-
-
 def test_a_backbone_without_encoder_inverts_only_the_keyframes(tmp_path, phone):
     from generative.invert import InversionConfig
     from sequences.pipeline import parse_keyframes
+    from tests.decoders import LinearDecoder
 
     poses = phone.pose_features(with_time=True)
     mask = parse_keyframes("greedy:6", len(phone), poses)
@@ -209,12 +192,12 @@ def test_a_backbone_without_encoder_inverts_only_the_keyframes(tmp_path, phone):
     run = phone.with_observed(mask)
     cfg = PipelineConfig(methods=("view", "linear"), n_samples=2, progress=False,
                          inversion=InversionConfig(steps=30, lr=0.05))
-    m = run_pipeline(run, DecoderOnly(), str(tmp_path), cfg)
+    m = run_pipeline(run, LinearDecoder(12, kind="decoder-only"), str(tmp_path), cfg)
     inverted = list(tmp_path.glob("inversion-*/frame_*.pt"))
     assert sorted(int(p.stem[6:]) for p in inverted) == np.flatnonzero(mask).tolist()
     assert m["n_observed"] == 6 and np.isfinite(m["methods"]["view"]["mse_held_out"])
     assert np.isfinite(m["per_frame_reconstruction_mse"])
     # a second run reuses every inverted frame
     before = {p: p.stat().st_mtime_ns for p in inverted}
-    run_pipeline(run, DecoderOnly(), str(tmp_path), cfg)
+    run_pipeline(run, LinearDecoder(12, kind="decoder-only"), str(tmp_path), cfg)
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
