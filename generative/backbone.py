@@ -26,6 +26,7 @@ __all__ = [
     "backbone_class",
     "load",
     "load_default",
+    "load_backbone",
     "DEFAULT_BACKBONE",
     "to_model_images",
     "to_uint8",
@@ -142,6 +143,26 @@ def load_default(device: Union[str, torch.device] = "cpu") -> "Backbone":
             "or make it with examples/train_default_backbone.py, or pass --backbone CKPT)"
         )
     return load(DEFAULT_BACKBONE, device=device)
+
+
+def load_backbone(spec: Union[str, os.PathLike, None], device: Union[str, torch.device] = "cpu") -> "Backbone":
+    """A backbone from a command-line spec: ``None`` = the bundled default; ``stylegan2:PATH`` = a
+    rosinality-format StyleGAN2 checkpoint (``g_ema`` / ``latent_avg``); any other path = one of our
+    checkpoints or exports, restored by its recorded kind."""
+    if spec is None:
+        return load_default(device)
+    spec = str(spec)
+    if spec.startswith("stylegan2:"):
+        path = Path(spec[len("stylegan2:"):]).expanduser()
+        if path.suffix != ".safetensors":
+            from .stylegan2 import StyleGAN2Generator
+
+            return StyleGAN2Generator.from_rosinality(path, device=device).eval()
+        spec = str(path)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone checkpoint not found: {path}")
+    return load(path, device=device)
 
 
 # ------------------------------------------------------------------------------ images

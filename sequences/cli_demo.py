@@ -32,7 +32,7 @@ def register(subparsers) -> None:
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="viewgp-demo", help="output folder (default: ./viewgp-demo)")
     p.add_argument("--frames", type=int, default=120, help="frames in the rendered run (default 120)")
-    p.add_argument("--keyframes", default="every:10", help="every:K (default every:10), ends, or all")
+    p.add_argument("--keyframes", default="every:10", help="every:K (default every:10), greedy:K, ends, or all")
     p.add_argument("--method", nargs="+", default=["view", "time", "linear"],
                    help="methods to compare (default: view time linear)")
     p.add_argument("--run-seed", type=int, default=0, help="scene and trajectory seed (default 0; the "
@@ -53,7 +53,7 @@ def run(args) -> int:
     # Rendered at 64 px and area-resized to the model's 32 px, like the training data.
     camera_run = phone_run(args.frames, size=64, seed=args.run_seed)
     camera_run.save(os.path.join(args.out, "run"))
-    camera_run = camera_run.with_observed(parse_keyframes(args.keyframes, len(camera_run)))
+    camera_run = camera_run.with_observed(parse_keyframes(args.keyframes, len(camera_run), camera_run.pose_features(with_time=True)))
     config = PipelineConfig(methods=tuple(args.method), device=args.device, seed=args.seed,
                             progress=not args.quiet, cache_dir=os.path.join(args.out, "cache"))
     metrics = run_pipeline(camera_run, backbone, args.out, config)

@@ -51,16 +51,10 @@ DEFAULT_LAMBDAS = "-2,-1,0,1,2"
 
 # ------------------------------------------------------------------------------------ backbone, device
 def _load_backbone(path: str, device: str):
-    """Load a backbone checkpoint (tests replace this function with one returning a small model)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"backbone checkpoint not found: {p}")
-    import generative
+    """Load a backbone (tests replace this function with one returning a small model)."""
+    from generative.backbone import load_backbone
 
-    load = getattr(generative, "load", None)
-    if load is None:
-        from generative.backbone import load
-    return load(str(p), device)
+    return load_backbone(path, device)
 
 
 def _device(name: str) -> str:

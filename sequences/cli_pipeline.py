@@ -17,6 +17,7 @@ INTERPOLATE_EPILOG = """examples:
   viewgp interpolate --video run.mp4 --poses poses.txt --keyframes every:10 --out out/
   viewgp interpolate --run saved_run/ --keyframes ends --out out/
   viewgp interpolate --video run.mp4 --poses poses.txt --backbone runs/pioneer64/model.safetensors --out out/
+  viewgp interpolate --run saved_run/ --backbone stylegan2:ffhq-256.pt --keyframes greedy:12 --out out/
 """ + COMMON_EPILOG
 
 SMOOTH_EPILOG = """examples:
@@ -41,7 +42,8 @@ def _add_source(p: argparse.ArgumentParser) -> None:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=None,
-                   help="checkpoint of a trained backbone (default: the bundled 32 px tabletop Pioneer)")
+                   help="checkpoint of a trained backbone, or stylegan2:G.pt for a rosinality-format StyleGAN2 "
+                   "generator (inverted at the keyframes); default: the bundled 32 px tabletop Pioneer")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--method", nargs="+", default=["view", "linear"], help="methods to compare (default: view linear)")
     p.add_argument("--samples", type=int, default=8, help="posterior samples decoded for uncertainty maps")
@@ -50,6 +52,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    inv = p.add_argument_group("inversion (backbones without an encoder, e.g. stylegan2:G.pt, or --refine)")
+    inv.add_argument("--invert-steps", type=int, default=200, help="optimisation steps per keyframe (default 200)")
+    inv.add_argument("--invert-lr", type=float, default=0.1, help="Adam learning rate (default 0.1)")
+    inv.add_argument("--space", choices=("w", "wplus"), default="wplus", help="StyleGAN2 latent space (default wplus)")
+    inv.add_argument("--vgg-weights", default=None, metavar="DIR",
+                     help="folder with vgg16-397923af.pth and vgg.pth: LPIPS-VGG inversion loss (default: pixel MSE)")
+    inv.add_argument("--refine", action="store_true",
+                     help="backbones with an encoder: refine each encoding with --invert-steps optimisation steps")
     p.add_argument("--lpips-weights", default=None, metavar="DIR",
                    help="folder with alexnet-owt-7be5be79.pth and alex.pth for LPIPS in metrics.json "
                    "(default: the torch hub cache when they are there; otherwise LPIPS is skipped)")
@@ -62,7 +72,8 @@ def register(subparsers) -> None:
                               epilog=INTERPOLATE_EPILOG, formatter_class=fmt)
     _add_source(p)
     _add_common(p)
-    p.add_argument("--keyframes", default="every:10", help="every:K (default every:10), ends, or all")
+    p.add_argument("--keyframes", default="every:10",
+                   help="every:K (default every:10), greedy:K (K frames where the GP is least certain), ends, or all")
     p.set_defaults(func=run_interpolate)
 
     p = subparsers.add_parser("smooth", help="smooth the per-frame encodings of every frame",
@@ -94,24 +105,20 @@ def _load_inputs(args):
                        times_path=args.times, max_frames=args.max_frames)
     else:
         raise ValueError("give a camera run: --run DIR, or --video FILE with --poses FILE")
+    from generative.backbone import load_backbone
+
     return run, load_backbone(args.backbone, args.device)
 
 
-def load_backbone(path, device: str):
-    """The checkpoint at ``path``, or the bundled default backbone when ``path`` is None."""
-    from generative import load, load_default
-
-    if path is None:
-        return load_default(device)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"backbone checkpoint not found: {path}")
-    return load(path, device=device)
-
-
-def _config(args):
+def _config(args, backbone=None):
+    from generative.invert import InversionConfig
     from sequences.pipeline import PipelineConfig
 
-    return PipelineConfig(methods=tuple(args.method), n_samples=args.samples, fit_steps=args.steps, fps=args.fps,
+    inversion = None
+    if backbone is not None and (args.refine or not getattr(backbone, "has_encoder", False)):
+        inversion = InversionConfig(steps=args.invert_steps, lr=args.invert_lr, space=args.space,
+                                    init="encoder" if args.refine else "mean", seed=args.seed)
+    return PipelineConfig(inversion=inversion, perceptual_weights=args.vgg_weights, methods=tuple(args.method), n_samples=args.samples, fit_steps=args.steps, fps=args.fps,
                           device=args.device, seed=args.seed, progress=not args.quiet,
                           cache_dir=os.path.join(args.out, "cache"), lpips_weights=args.lpips_weights)
 
@@ -130,8 +137,8 @@ def run_interpolate(args) -> int:
     from sequences.pipeline import parse_keyframes, run_pipeline
 
     run, backbone = _load_inputs(args)
-    run = run.with_observed(parse_keyframes(args.keyframes, len(run)))
-    metrics = run_pipeline(run, backbone, args.out, _config(args))
+    run = run.with_observed(parse_keyframes(args.keyframes, len(run), run.pose_features(with_time=True)))
+    metrics = run_pipeline(run, backbone, args.out, _config(args, backbone))
     _report(args.out, metrics)
     return 0
 
@@ -141,7 +148,7 @@ def run_smooth(args) -> int:
 
     run, backbone = _load_inputs(args)
     run = run.with_observed(np.ones(len(run), bool))
-    metrics = run_pipeline(run, backbone, args.out, _config(args))
+    metrics = run_pipeline(run, backbone, args.out, _config(args, backbone))
     _report(args.out, metrics)
     return 0
 
@@ -163,6 +170,6 @@ def run_views(args) -> int:
 
     run, backbone = _load_inputs(args)
     query = azimuth_sweep(run, parse_range(args.azimuths))
-    metrics = run_pipeline(run.with_observed(np.ones(len(run), bool)), backbone, args.out, _config(args), query=query)
+    metrics = run_pipeline(run.with_observed(np.ones(len(run), bool)), backbone, args.out, _config(args, backbone), query=query)
     _report(args.out, metrics)
     return 0

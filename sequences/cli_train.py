@@ -1,10 +1,13 @@
-"""``viewgp train``: train a Pioneer or Balanced Pioneer backbone (progressive growing, resumable, torchrun DDP)."""
+"""``viewgp train``: train a Pioneer, Balanced Pioneer or automodulator backbone (progressive growing, resumable, torchrun DDP)."""
 
 from __future__ import annotations
 
 import argparse
 
 EPILOG = """examples:
+  # a 32 px automodulator on CPU, without the layer-mixing loss (ablation)
+  viewgp train automodulator --synthetic 2000 --resolution 32 --out runs/am32 --max-channels 64 --channel-base 1024 --no-layer-mixing
+
   # a 64 px Balanced Pioneer on a folder of JPEG/PNG images (searched recursively), on the GPU
   viewgp train balanced --data ~/images --resolution 64 --out runs/bal64 --device cuda
 
@@ -52,14 +55,14 @@ def _per_resolution(cast):
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train a Pioneer / Balanced Pioneer generative autoencoder",
+        help="train a Pioneer / Balanced Pioneer / automodulator generative autoencoder",
         description="Train a progressively growing generative autoencoder (Pioneer: spectral-norm encoder, "
         "equalized-lr + PixelNorm decoder; Balanced: spectral norm in both and a KL margin) with AGE losses, "
         "a decoder EMA and a generated-sample pool. Checkpoints are atomic and --resume continues exactly.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("variant", choices=["pioneer", "balanced"], help="model variant")
+    p.add_argument("variant", choices=["pioneer", "balanced", "automodulator"], help="model variant")
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--data", help="folder of training images (JPEG/PNG, recursive)")
     data.add_argument("--synthetic", type=int, nargs="?", const=2000, metavar="N",
@@ -91,6 +94,12 @@ def register(subparsers) -> None:
     p.add_argument("--keep", type=int, default=3, help="checkpoints to keep (default 3)")
     p.add_argument("--sample-every", type=int, default=20_000, help="images between sample grids (default 20000)")
     p.add_argument("--seed", type=int, default=0)
+    am = p.add_argument_group("automodulator only (Publication III ablations)")
+    am.add_argument("--image-loss", choices=["robust", "l1"], default="robust",
+                    help="encoder image loss: Barron's adaptive robust loss x 0.2 (default) or L1 x 1")
+    am.add_argument("--no-layer-mixing", action="store_true", help="drop the layer-mixing loss (thesis eq. 3.5)")
+    am.add_argument("--stylemix-e", type=float, default=0.25, help="style-mixed fraction of the encoder's fakes (default 0.25)")
+    am.add_argument("--stylemix-d", type=float, default=0.5, help="style-mixed fraction of the decoder batch (default 0.5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -124,6 +133,9 @@ def run(args) -> int:
         keep_checkpoints=args.keep,
         sample_every=args.sample_every,
         progress=not args.quiet,
+        automodulator=dict(image_loss=args.image_loss, layer_mixing=not args.no_layer_mixing,
+                           stylemix_e=args.stylemix_e, stylemix_d=args.stylemix_d)
+        if args.variant == "automodulator" else None,
     )
     try:
         model = train(config, resume=args.resume)

@@ -558,7 +558,7 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     plot_latent_trajectories(
         os.path.join(out_dir, "latent_trajectories.png"),
         times_q,
-        {m: (p.mean, p.var) for m, p in preds.items() if m != "independent"},
+        {m: (p.mean, p.var) for m, p in preds.items() if m != "independent"} or {"per-frame": (z_all, None)},
         obs if query is None else np.zeros(len(times_q), bool),
         z_all if query is None else None,
     )

@@ -201,3 +201,20 @@ def test_a_backbone_without_encoder_inverts_only_the_keyframes(tmp_path, phone):
     before = {p: p.stat().st_mtime_ns for p in inverted}
     run_pipeline(run, LinearDecoder(12, kind="decoder-only"), str(tmp_path), cfg)
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+
+
+def test_cli_interpolate_with_a_stylegan2_generator_inverts_greedy_keyframes(tmp_path, capsys):
+    from generative.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+    from sequences.cli import main
+    from sequences.synthetic import phone_run
+
+    torch.manual_seed(0)
+    StyleGAN2Generator(StyleGAN2Config(resolution=16, style_dim=32, n_mlp=2, max_channels=16)).save_rosinality(tmp_path / "g.pt")
+    phone_run(20, size=32, seed=2).save(str(tmp_path / "run"))
+    rc = main(["interpolate", "--run", str(tmp_path / "run"), "--backbone", f"stylegan2:{tmp_path / 'g.pt'}",
+               "--keyframes", "greedy:4", "--invert-steps", "3", "--method", "view", "linear", "--samples", "2",
+               "--out", str(tmp_path / "o"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["n_observed"] == 4 and m["backbone"]["kind"] == "stylegan2"
+    assert len(list((tmp_path / "o").glob("cache/inversion-*/frame_*.pt"))) == 4

@@ -59,7 +59,7 @@ class TrainConfig:
     :mod:`generative.training.schedule`.
     """
 
-    variant: str = "balanced"  # "pioneer" | "balanced"
+    variant: str = "balanced"  # "pioneer" | "balanced" | "automodulator"
     resolution: int = 64  # final resolution
     out_dir: str = "runs/pioneer"
     data: Optional[str] = None  # image folder (recursive JPEG/PNG)
@@ -87,6 +87,8 @@ class TrainConfig:
     decoder_updates: int = 2
     ema_decay: float = 0.999
     pool_size: Optional[int] = None  # None: 200 below 256 px, 100 from 256 px; 0 disables
+    # automodulator only: loss switches, see generative.training.automodulator_loop.AutomodulatorLosses
+    automodulator: Optional[dict] = None
     # run
     seed: int = 0
     device: str = "cpu"
@@ -110,8 +112,20 @@ class TrainConfig:
         if self.decoder_updates < 1:
             raise ValueError(f"decoder_updates must be >= 1, got {self.decoder_updates}")
         self.model_config()  # validates variant / resolution / widths
+        if self.variant == "automodulator":
+            from .automodulator_loop import AutomodulatorLosses
 
-    def model_config(self) -> PioneerConfig:
+            self.automodulator = AutomodulatorLosses.from_dict(self.automodulator or {}).to_dict()
+        elif self.automodulator:
+            raise ValueError(f"automodulator loss settings were given for a '{self.variant}' model")
+
+    def model_config(self):
+        """The model description: a PioneerConfig, or an AutomodulatorConfig for variant 'automodulator'."""
+        if self.variant == "automodulator":
+            from ..automodulator import AutomodulatorConfig
+
+            return AutomodulatorConfig(resolution=self.resolution, latent_dim=self.latent_dim,
+                                       channel_base=self.channel_base, max_channels=self.max_channels)
         return PioneerConfig(
             variant=self.variant,
             resolution=self.resolution,
@@ -134,7 +148,7 @@ class TrainConfig:
     def adam_betas(self) -> tuple:
         if self.betas is not None:
             return tuple(float(b) for b in self.betas)
-        return (0.0, 0.99) if self.variant == "pioneer" else (0.0, 0.9)
+        return (0.0, 0.99) if self.variant in ("pioneer", "automodulator") else (0.0, 0.9)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -156,6 +170,8 @@ def pool_capacity(config: TrainConfig, resolution: int) -> int:
 
 class AGETrainer:
     """The optimizers, the sample pool and the AGE updates of one model (see module docstring)."""
+
+    loss_names = LOSS_NAMES  # what train_step returns, in order (metrics.jsonl keys)
 
     def __init__(self, model: PioneerAutoencoder, config: TrainConfig, ctx: DistContext) -> None:
         self.model, self.config, self.ctx = model, config, ctx
@@ -232,6 +248,23 @@ class AGETrainer:
         restore_rng_state(state["rng"])
         self.pool.load_state_dict(state["pool"], device=self.ctx.device)
         self.pool_phase = int(state["pool_phase"])
+
+    def extra_state(self) -> dict:
+        """Trainer state beyond the optimizers and rank state (same on every rank); saved in checkpoints."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+
+def build_model_and_trainer(config: TrainConfig, ctx: DistContext):
+    """``(model class, trainer class)`` for ``config.variant``."""
+    if config.variant == "automodulator":
+        from ..automodulator import AutomodulatorAutoencoder
+        from .automodulator_loop import AutomodulatorTrainer
+
+        return AutomodulatorAutoencoder, AutomodulatorTrainer
+    return PioneerAutoencoder, AGETrainer
 
 
 def make_dataset(config: TrainConfig, resolution: int):
@@ -325,7 +358,8 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
     np.random.seed(config.seed)
     random.seed(config.seed)
     schedule = config.schedule()
-    model = PioneerAutoencoder(config.model_config()).to(ctx.device)
+    model_cls, trainer_cls = build_model_and_trainer(config, ctx)
+    model = model_cls(config.model_config()).to(ctx.device)
     model.train()
     dataset = make_dataset(config, schedule.at(0).resolution)
     samples, step, data_offset = 0, 0, 0
@@ -335,8 +369,9 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
         model.set_phase(int(payload["phase"]), float(payload["alpha"]))
         tr = payload["training"]
         samples, step, data_offset = int(tr["samples"]), int(tr["step"]), int(tr["data_offset"])
-    trainer = AGETrainer(model, config, ctx)
+    trainer = trainer_cls(model, config, ctx)
     if payload is not None:
+        trainer.load_extra_state(tr.get("trainer", {}))
         trainer.opt_e.load_state_dict(tr["optimizer_encoder"])
         trainer.opt_g.load_state_dict(tr["optimizer_decoder"])
         ranks = tr["ranks"]
@@ -379,6 +414,7 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
                     "optimizer_encoder": trainer.opt_e.state_dict(),
                     "optimizer_decoder": trainer.opt_g.state_dict(),
                     "ranks": ranks,
+                    "trainer": trainer.extra_state(),
                 },
             )
 
@@ -387,7 +423,7 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
     bar = tqdm(total=total, initial=min(samples, total), unit="img", disable=not (main and config.progress), dynamic_ncols=True)
     log_file = open(out / "metrics.jsonl", "a") if main else None
     loader_key, batches = None, None
-    window = torch.zeros(len(LOSS_NAMES), device=ctx.device)
+    window = torch.zeros(len(trainer.loss_names), device=ctx.device)
     window_steps, window_t0, window_images = 0, time.perf_counter(), 0
     try:
         while samples < total:
@@ -419,7 +455,7 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
                 rate = window_images / max(time.perf_counter() - window_t0, 1e-9)
                 record = {"samples": samples, "step": step, "phase": ps.phase, "resolution": ps.resolution,
                           "alpha": round(ps.alpha, 4), "batch": ps.batch_size, "lr": ps.lr, "margin": ps.margin,
-                          "images_per_s": round(rate, 2), **{k: round(v, 6) for k, v in zip(LOSS_NAMES, mean)}}
+                          "images_per_s": round(rate, 2), **{k: round(v, 6) for k, v in zip(trainer.loss_names, mean)}}
                 if main:
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()

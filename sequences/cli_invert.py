@@ -1,0 +1,115 @@
+"""``viewgp invert``: optimization-based inversion of images or video frames into a generator's latents."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+EPILOG = """examples:
+  viewgp invert --generator stylegan2-ffhq-256.pt --images faces/ --space wplus --steps 1000 --out latents.pt
+  viewgp invert --generator G.pt --video run.mp4 --every 10 --steps 200 --vgg-weights ~/weights --out keys.pt
+  viewgp invert --generator runs/pioneer64/model.safetensors --images crops/ --init encoder --steps 50 --out z.pt
+
+--generator takes a rosinality-format StyleGAN2 checkpoint (g_ema, latent_avg) or any of our checkpoints.
+Per-frame results are written to OUT.frames/ as they finish; rerunning the same command after a kill
+continues where it stopped. OUT holds {"latents": (N, *latent_shape), "indices", "names", "losses", "config"}.
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("invert", help="invert images or video frames into a generator's latent space",
+                              description="Optimization-based inversion (StyleGAN2 projector schedule) into W / W+, "
+                              "or encoder-initialised refinement for backbones with an encoder.",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--generator", required=True, help="rosinality StyleGAN2 .pt, or one of our checkpoints")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", nargs="+", help="image files or folders")
+    src.add_argument("--video", help="a video file")
+    p.add_argument("--every", type=int, default=1, help="invert every K-th frame of a video (default 1)")
+    p.add_argument("--space", choices=("w", "wplus"), default="wplus")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--init", choices=("mean", "encoder"), default="mean")
+    p.add_argument("--no-noise", action="store_true", help="keep the generator's noise maps fixed")
+    p.add_argument("--mse", type=float, default=0.0, help="pixel-MSE weight next to the perceptual loss")
+    p.add_argument("--vgg-weights", default=None, metavar="DIR",
+                   help="folder with vgg16-397923af.pth and vgg.pth (LPIPS-VGG loss); default: pixel MSE")
+    p.add_argument("--batch-size", type=int, default=1, help="frames optimised together (default 1)")
+    p.add_argument("--out", required=True, help="output file (.pt)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _generator(spec: str, device: str):
+    from generative.backbone import load_backbone
+
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"generator checkpoint not found: {path}")
+    try:
+        from generative.checkpoint import read_checkpoint
+
+        read_checkpoint(path)
+        return load_backbone(str(path), device)  # one of ours (records its kind)
+    except ValueError:
+        return load_backbone(f"stylegan2:{path}", device)  # rosinality layout
+
+
+def _claim(work: Path, settings: dict) -> None:
+    """Record the settings of a work folder; refuse to mix results of other settings into it."""
+    import json
+
+    work.mkdir(parents=True, exist_ok=True)
+    record = work / "settings.json"
+    text = json.dumps(settings, sort_keys=True, indent=1)
+    if record.exists() and record.read_text() != text:
+        raise ValueError(f"{work} holds inversions made with other settings (see {record}); "
+                         "delete it or choose another --out")
+    record.write_text(text)
+
+
+def run(args) -> int:
+    from dataclasses import asdict
+
+    import torch
+
+    from generative.checkpoint import atomic_save
+    from generative.invert import InversionConfig, PerceptualLoss, invert_frames
+
+    if args.every < 1:
+        raise ValueError(f"--every must be >= 1, got {args.every}")
+    gen = _generator(args.generator, args.device)
+    if args.images:
+        from sequences.cli_images import list_images, read_image
+
+        paths = list_images(args.images)
+        frames = [read_image(p) for p in paths]
+        names = [p.name for p in paths]
+        indices = list(range(len(frames)))
+    else:
+        from sequences.video import VideoFrames
+
+        frames = VideoFrames(args.video)  # lazy: frame i is decoded only when (and if) it is inverted
+        indices = list(range(0, len(frames), args.every))
+        names = [f"frame {i}" for i in indices]
+        paths = []
+    config = InversionConfig(space=args.space, steps=args.steps, lr=args.lr, init=args.init, mse=args.mse,
+                             optimize_noise=not args.no_noise, batch_size=args.batch_size, seed=args.seed)
+    perceptual = PerceptualLoss(args.vgg_weights, device=args.device) if args.vgg_weights else None
+    work = Path(str(args.out) + ".frames")
+    _claim(work, {"config": asdict(config), "generator": os.path.abspath(args.generator),
+                  "source": os.path.abspath(args.video) if args.video else [os.path.abspath(p) for p in paths],
+                  "vgg": bool(args.vgg_weights)})
+    latents = invert_frames(gen, frames, work, config, perceptual, indices=indices, device=args.device,
+                            progress=not args.quiet)
+    losses = [float(torch.load(work / f"frame_{i:06d}.pt", weights_only=True)["loss"]) for i in indices]
+    atomic_save({"latents": latents, "indices": indices, "names": names, "losses": losses, "config": asdict(config),
+                 "generator": os.path.abspath(args.generator)}, args.out)
+    print(f"wrote {args.out}: {len(indices)} latents of shape {tuple(latents.shape[1:])}; "
+          f"mean final loss {np.mean(losses):.5f}")
+    return 0
