@@ -104,6 +104,20 @@ def log_partition_table() -> tuple[np.ndarray, np.ndarray]:
     return alphas, logz
 
 
+_TABLE_CACHE: dict = {}
+
+
+def _table_tensors(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The table values and node slopes (d log Z / d u) as tensors, cached per dtype and device (no
+    host-to-device copy per training step)."""
+    key = (dtype, str(device))
+    if key not in _TABLE_CACHE:
+        _, logz = log_partition_table()
+        slopes = np.gradient(logz, 1.0 / (_TABLE_N - 1), edge_order=2)
+        _TABLE_CACHE[key] = (torch.as_tensor(logz, dtype=dtype, device=device), torch.as_tensor(slopes, dtype=dtype, device=device))
+    return _TABLE_CACHE[key]
+
+
 def log_partition(alpha: Tensor) -> Tensor:
     """``log Z(alpha)`` for ``alpha`` in ``[0, 2]``: cubic Hermite interpolation of :func:`log_partition_table`
     in the grid coordinate ``u = arccos(1 - alpha) / pi`` (slopes: second-order finite differences);
@@ -113,10 +127,8 @@ def log_partition(alpha: Tensor) -> Tensor:
         alpha = alpha.double()
     if bool(((alpha < 0) | (alpha > 2)).any()):
         raise ValueError("log_partition: the tabulated shape range is 0 <= alpha <= 2 (Z is infinite for alpha < 0)")
-    _, logz = log_partition_table()
     h = 1.0 / (_TABLE_N - 1)
-    y = torch.as_tensor(logz, dtype=alpha.dtype, device=alpha.device)
-    m = torch.as_tensor(np.gradient(logz, h, edge_order=2), dtype=alpha.dtype, device=alpha.device)
+    y, m = _table_tensors(alpha.dtype, alpha.device)
     # clamp inside (-1, 1): d arccos / d alpha is infinite at the very ends of the range
     u = torch.arccos((1.0 - alpha).clamp(-1 + 1e-12, 1 - 1e-12)) / math.pi
     t_all = u / h

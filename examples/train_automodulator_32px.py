@@ -1,0 +1,135 @@
+"""Train a small 32 px automodulator on CPU on rendered turntable views; write a style-mixing grid and
+measure held-out reconstruction.
+
+Same data and approach as ``examples/train_pioneer_32px.py`` (its ``export_views`` renders the
+turntable views of every bundled mesh with ``sequences.synthetic.turntable_run``); the model is
+``TrainConfig(variant="automodulator")`` (AdaIN decoder, Balanced Pioneer encoder, adaptive robust
+image loss, style mixing and the layer-mixing loss; switch terms off with --no-layer-mixing / --l1).
+
+Outputs: ``OUT/run`` (checkpoints, model.safetensors), ``OUT/eval.json`` (held-out RMSE vs the
+mean-image baseline) and the style-mixing grid (``--grid``): first row the B sources, first column the
+A sources, cell (i, j) = coarse blocks (4-8 px) from A_i, the rest from B_j.
+
+    .venv/bin/python examples/train_automodulator_32px.py --out /tmp/am32 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train_pioneer_32px.py
+
+import cv2  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_pioneer_32px import export_views, rmse01  # noqa: E402
+
+from generative import load  # noqa: E402
+from generative.data import ImageFolderDataset, SyntheticImageDataset, stack_images  # noqa: E402
+from generative.training.loop import TrainConfig, train  # noqa: E402
+
+
+@torch.no_grad()
+def mixing_grid(model, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(n_a + 1) x (n_b + 1)`` images: corner blank, top row ``b``, left column ``a``, cells
+    ``coarse(a_i) + rest(b_j)``; returns ``((n_a + 1) * (n_b + 1), 3, r, r)`` row-major."""
+    za, zb = model.encode(a), model.encode(b)
+    coarse = model.blocks_of_scale("coarse")
+    rows = [torch.cat([torch.full_like(b[:1], 1.0), b])]
+    for i in range(a.shape[0]):
+        zs = [za[i : i + 1].expand_as(zb) if p in coarse else zb for p in range(model.num_blocks())]
+        rows.append(torch.cat([a[i : i + 1], model.decode_mixed(zs)]))
+    return torch.cat(rows)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="/tmp/automodulator32")
+    p.add_argument("--synthetic", action="store_true", help="procedural images instead of rendered objects")
+    p.add_argument("--images-per-phase", default="4=64000,8=48000,16=48000,32=64000")
+    p.add_argument("--total-images", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--channel-base", type=int, default=512)
+    p.add_argument("--max-channels", type=int, default=64)
+    p.add_argument("--decoder-updates", type=int, default=1)
+    p.add_argument("--no-layer-mixing", action="store_true")
+    p.add_argument("--l1", action="store_true", help="L1 image loss instead of the adaptive robust loss")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--grid", default=str(Path(__file__).with_name("automodulator_32px_mixing.png")))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
+    out = Path(args.out)
+    if args.synthetic:
+        data = None
+        heldout = SyntheticImageDataset(256, 32, seed=args.seed, offset=10_000)
+        train_set = SyntheticImageDataset(2000, 32, seed=args.seed)
+    else:
+        t0 = time.perf_counter()
+        if args.resume and (out / "data" / "heldout").is_dir():
+            train_dir, held_dir = out / "data" / "train", out / "data" / "heldout"
+        else:
+            train_dir, held_dir = export_views(out / "data")
+        print(f"rendered views in {time.perf_counter() - t0:.1f} s", flush=True)
+        data = str(train_dir)
+        heldout = ImageFolderDataset(held_dir, 32, flip=False)
+        train_set = ImageFolderDataset(train_dir, 32, flip=False)
+
+    if "=" in args.images_per_phase:
+        ipp = {int(k): int(v) for k, v in (item.split("=") for item in args.images_per_phase.split(","))}
+    else:
+        ipp = int(args.images_per_phase)
+    step_images = max(min(ipp.values()) if isinstance(ipp, dict) else ipp, 2)
+    cfg = TrainConfig(
+        variant="automodulator", resolution=32, out_dir=str(out / "run"), data=data,
+        synthetic=2000 if args.synthetic else 0, cache_images=True,
+        channel_base=args.channel_base, max_channels=args.max_channels,
+        images_per_phase=ipp, total_images=args.total_images, batch_size=args.batch_size, lr=args.lr,
+        decoder_updates=args.decoder_updates, seed=args.seed, threads=args.threads,
+        checkpoint_every=step_images // 2, sample_every=step_images // 2, log_every=20,
+        automodulator=dict(layer_mixing=not args.no_layer_mixing, image_loss="l1" if args.l1 else "robust"),
+    )
+    t0 = time.perf_counter()
+    train(cfg, resume=args.resume)
+    wall = time.perf_counter() - t0
+
+    model = load(out / "run" / "model.safetensors")
+    x = stack_images(heldout, range(heldout.num_images()), 32)
+    with torch.no_grad():
+        recon = torch.cat([model.decode(model.encode(b)) for b in x.split(128)])
+        mean_img = stack_images(train_set, range(train_set.num_images()), 32).mean(0, keepdim=True)
+    result = {
+        "heldout_images": int(x.shape[0]),
+        "rmse_model": rmse01(recon.clamp(-1, 1), x),
+        "rmse_mean_image": rmse01(mean_img.expand_as(x), x),
+        "train_wall_s": round(wall, 1),
+        "model_file": str(out / "run" / "model.safetensors"),
+        "config": cfg.to_dict(),
+    }
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=2))
+
+    from torchvision.utils import save_image
+
+    n = min(6, x.shape[0] // 2)
+    pick = torch.linspace(0, x.shape[0] - 1, 2 * n).long()
+    grid = mixing_grid(model, x[pick[0::2]], x[pick[1::2]]).clamp(-1, 1)
+    save_image((grid + 1) / 2, args.grid, nrow=n + 1, padding=1)
+    print(f"style-mixing grid (rows: source A, columns: source B, cells: coarse from A, rest from B): {args.grid}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
