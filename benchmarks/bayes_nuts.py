@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gpytorch.kernels import ScaleKernel  # noqa: E402
 
-from sequences.pipeline import _init_hyperparameters  # noqa: E402
+from viewgp.hyperparameters import init_hyperparameters  # noqa: E402
 from sequences.synthetic import phone_trajectory  # noqa: E402
 from viewgp.bayes import nuts_latent_gp  # noqa: E402
 from viewgp.kernels import make_kernel  # noqa: E402
@@ -62,7 +62,7 @@ def main() -> None:
     # Ground-truth latents from the GP prior at data-driven lengthscales.
     g = torch.Generator().manual_seed(0)
     truth = LatentGP(kernel=ScaleKernel(make_kernel("view")), mean="zero")
-    _init_hyperparameters(truth, x_obs, x_q, torch.ones(2, 1))
+    init_hyperparameters(truth, x_obs, x_q, torch.ones(2, 1))
     truth.kernel.outputscale = 1.0
     K = truth.kernel(X, X).to_dense().detach() + 1e-8 * torch.eye(n_all, dtype=torch.float64)
     F = torch.linalg.cholesky(K) @ torch.randn(n_all, args.dims, generator=g, dtype=torch.float64)
@@ -71,7 +71,7 @@ def main() -> None:
     true_hp["noise"] = 0.01
 
     gp = LatentGP(kernel=ScaleKernel(make_kernel("view")), mean=args.mean)
-    _init_hyperparameters(gp, x_obs, x_q, Z[~held])
+    init_hyperparameters(gp, x_obs, x_q, Z[~held])
     t0 = time.perf_counter()
     res = nuts_latent_gp(gp, x_obs, Z[~held], num_samples=args.samples, warmup_steps=args.warmup,
                          num_chains=args.chains, seed=0, progress=False)

@@ -9,13 +9,16 @@ pipeline commands use when no ``--backbone`` is given) was made, with our own re
    trajectory; seed 0, the demo's run, is never rendered for training), plus turntable views of every
    bundled mesh on white (the ShapeNet-chairs-like setting of ``examples/novel_views_chairs.py``, whose
    *novel* views sit between these training azimuths);
-2. trains ``generative.training.train`` (progressive growing 4 -> 32 px, Balanced Pioneer);
+2. trains ``generative.training.train`` (progressive growing 4 -> 32 px, Balanced Pioneer) with AGE's
+   generator-side reconstruction term switched on (``decoder_recon_weight=1``): with the paper recipe
+   alone (decoder trained only through the encoder's KL and latent terms) a 45-minute CPU run still
+   reconstructed worse than the mean image (RMSE 0.198 vs 0.170 on the demo run);
 3. measures held-out reconstruction RMSE on the demo's own run (seed 0) against the mean-image baseline
    and copies the EMA export to ``--weights``.
 
     .venv/bin/python examples/train_default_backbone.py --out /tmp/default32 --threads 2
 
-About 40 minutes on 2 CPU cores. ``--resume`` continues a killed run.
+About 25 minutes on 2 CPU cores. ``--resume`` continues a killed run.
 """
 
 from __future__ import annotations
@@ -78,7 +81,9 @@ def main() -> int:
     p.add_argument("--out", default="/tmp/default32", help="working folder (data, run, eval.json)")
     p.add_argument("--phone-runs", type=int, default=64)
     p.add_argument("--frames-per-run", type=int, default=60)
-    p.add_argument("--images-per-phase", default="4=24000,8=32000,16=40000,32=96000")
+    p.add_argument("--images-per-phase", default="4=8000,8=16000,16=24000,32=64000")
+    p.add_argument("--decoder-recon-weight", type=float, default=1.0,
+                   help="AGE's generator-side L1 weight (0 = the paper recipe; 1 makes a 40-minute CPU run usable)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--weights", default=str(WEIGHTS), help="where to copy the exported EMA weights")
     p.add_argument("--seed", type=int, default=0)
@@ -96,6 +101,7 @@ def main() -> int:
     cfg = TrainConfig(
         variant="balanced", resolution=32, out_dir=str(out / "run"), data=str(data), cache_images=True,
         channel_base=512, max_channels=64, images_per_phase=ipp, batch_size=32, lr=1e-3, decoder_updates=1,
+        decoder_recon_weight=args.decoder_recon_weight,
         seed=args.seed, threads=args.threads, checkpoint_every=8000, sample_every=16000, log_every=20,
     )
     t0 = time.perf_counter()

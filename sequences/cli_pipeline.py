@@ -52,6 +52,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--bayes", action="store_true",
+                   help="integrate the GP hyper-parameters out with NUTS (Pyro) instead of type-II ML; "
+                   "ESS, R-hat and divergences go to metrics.json")
+    p.add_argument("--nuts", default="200,200,2", metavar="SAMPLES,WARMUP,CHAINS",
+                   help="NUTS settings with --bayes (default 200,200,2)")
     inv = p.add_argument_group("inversion (backbones without an encoder, e.g. stylegan2:G.pt, or --refine)")
     inv.add_argument("--invert-steps", type=int, default=200, help="optimisation steps per keyframe (default 200)")
     inv.add_argument("--invert-lr", type=float, default=0.1, help="Adam learning rate (default 0.1)")
@@ -118,7 +123,14 @@ def _config(args, backbone=None):
     if backbone is not None and (args.refine or not getattr(backbone, "has_encoder", False)):
         inversion = InversionConfig(steps=args.invert_steps, lr=args.invert_lr, space=args.space,
                                     init="encoder" if args.refine else "mean", seed=args.seed)
-    return PipelineConfig(inversion=inversion, perceptual_weights=args.vgg_weights, methods=tuple(args.method), n_samples=args.samples, fit_steps=args.steps, fps=args.fps,
+    bayes = None
+    if args.bayes:
+        try:
+            ns, nw, nc = (int(v) for v in args.nuts.split(","))
+        except ValueError:
+            raise ValueError(f"--nuts {args.nuts!r}: expected SAMPLES,WARMUP,CHAINS, e.g. 200,200,2") from None
+        bayes = dict(num_samples=ns, warmup_steps=nw, num_chains=nc)
+    return PipelineConfig(inversion=inversion, perceptual_weights=args.vgg_weights, bayes=bayes, methods=tuple(args.method), n_samples=args.samples, fit_steps=args.steps, fps=args.fps,
                           device=args.device, seed=args.seed, progress=not args.quiet,
                           cache_dir=os.path.join(args.out, "cache"), lpips_weights=args.lpips_weights)
 

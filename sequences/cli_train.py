@@ -83,6 +83,9 @@ def register(subparsers) -> None:
     p.add_argument("--margin", type=_per_resolution(float), metavar="M|RES=M,...",
                    help="KL margin M (default: Balanced 0.05 up to 32 px, 0.02 at 64-128, 0.04 above; Pioneer 0)")
     p.add_argument("--decoder-updates", type=int, default=2, help="decoder updates per encoder update (default 2)")
+    p.add_argument("--decoder-recon-weight", type=float, default=0.0,
+                   help="L1 reconstruction weight in the decoder update (AGE's generator match_x; default 0 as in "
+                   "the paper; e.g. 1 for short CPU runs)")
     p.add_argument("--latent-dim", type=int, default=512)
     p.add_argument("--channel-base", type=int, default=16384, help="channels(r) = min(max, base / r) (default 16384)")
     p.add_argument("--max-channels", type=int, default=512, help="(default 512)")
@@ -125,6 +128,7 @@ def run(args) -> int:
         lr=args.lr,
         margin=args.margin,
         decoder_updates=args.decoder_updates,
+        decoder_recon_weight=args.decoder_recon_weight,
         seed=args.seed,
         device=args.device,
         threads=args.threads,

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from viewgp.hyperparameters import init_hyperparameters, median_distance, set_median_lengthscales
+
 BASELINES = ("linear", "nearest", "independent")
 
 
@@ -221,7 +223,7 @@ def gp_predict(
     flat = torch.from_numpy(z_obs.reshape(n, -1))
     kernel = ScaleKernel(make_kernel(method))
     gp = LatentGP(kernel=kernel, latent_geometry=geometry)
-    _init_hyperparameters(gp, poses_obs, poses_query, flat)
+    init_hyperparameters(gp, poses_obs, poses_query, flat)
     if fixed:
         _set_hyperparameters(gp, fixed)
     steps = _default_fit_steps(n) if steps is None else steps
@@ -234,62 +236,6 @@ def gp_predict(
         g = torch.Generator().manual_seed(seed)
         samples = gp.sample(poses_query, n_samples, generator=g).numpy()
     return Prediction(method, mean.numpy(), var.numpy(), samples, gp.hyperparameters(), fit_s)
-
-
-def _median_distance(x: Tensor) -> float:
-    d = torch.cdist(x, x)
-    d = d[d > 1e-9]
-    return float(d.median()) if d.numel() else 1.0
-
-
-def _lengthscale_modules(kernel) -> list[tuple[str, torch.nn.Module]]:
-    """Sub-kernels with a GPyTorch lengthscale and explicit input columns (``active_dims``)."""
-    return [
-        (name, m)
-        for name, m in kernel.named_modules()
-        if getattr(m, "has_lengthscale", False) and getattr(m, "active_dims", None) is not None
-    ]
-
-
-def _lengthscale_from_median(kernel, median: float) -> float:
-    """A kernel's lengthscale for which the median pairwise pose distance sits on its length scale.
-
-    ``median`` is measured in the kernel's input columns; for rotations that is the chordal distance
-    ``d = ||R - R'||_F = 2 sqrt(2) sin(theta / 2)``. The SE view kernel is ``exp(-d^2 / (4 l^2))``, so
-    ``l = d / sqrt(2)``; kernels of the geodesic angle (heat, Matern, Euler, geodesic) take
-    ``l = theta = 2 asin(d / (2 sqrt(2)))``.
-    """
-    from viewgp.kernels import OrientationKernel
-
-    if kernel.active_dims.numel() != 9:  # translation or time: plain Euclidean distances
-        return median
-    if isinstance(kernel, OrientationKernel):
-        return median / math.sqrt(2.0)
-    return 2.0 * math.asin(min(1.0, median / (2.0 * math.sqrt(2.0))))
-
-
-def _init_hyperparameters(gp, poses_obs: Tensor, poses_query: Tensor, z_flat: Tensor) -> None:
-    """Data-driven starting values; they are also the final values when there is too little data to fit.
-
-    Output scale = mean per-dimension variance of the observed latents; noise = 1% of it; every
-    lengthscale = median distance between all (observed and query) poses in that kernel's columns.
-    """
-    allp = torch.cat([poses_obs, poses_query], 0)
-    centred = z_flat - z_flat.mean(0, keepdim=True)
-    spread = float(centred.pow(2).mean()) if z_flat.shape[0] > 1 else float(z_flat.pow(2).mean())
-    spread = max(spread, 1e-8)
-    with torch.no_grad():
-        gp.kernel.outputscale = torch.as_tensor(spread, dtype=torch.float64)
-        gp.noise = torch.as_tensor(1e-2 * spread, dtype=torch.float64)
-    _set_median_lengthscales(gp.kernel.base_kernel, allp)
-
-
-def _set_median_lengthscales(kernel, poses: Tensor) -> None:
-    """Every lengthscale of ``kernel`` from the median pairwise distance of ``poses`` in its columns."""
-    with torch.no_grad():
-        for _, m in _lengthscale_modules(kernel):
-            med = _median_distance(poses[:, m.active_dims.tolist()])
-            m.lengthscale = torch.full_like(m.lengthscale, _lengthscale_from_median(m, med))
 
 
 def _set_hyperparameters(gp, fixed: dict) -> None:
@@ -328,7 +274,48 @@ def predict_latents(
         if len(times_obs) != len(times_query) or not np.allclose(times_obs, times_query):
             raise ValueError("method 'independent' is only defined where every query frame was encoded")
         return Prediction(method, np.asarray(z_obs))
+    bayes = gp_kwargs.pop("bayes", None)
+    if bayes is not None:
+        return gp_predict_nuts(method, poses_obs, z_obs, poses_query, geometry=geometry, **gp_kwargs, **bayes)
     return gp_predict(method, poses_obs, z_obs, poses_query, geometry=geometry, **gp_kwargs)
+
+
+def gp_predict_nuts(
+    method: str,
+    poses_obs: Tensor,
+    z_obs: np.ndarray,
+    poses_query: Tensor,
+    geometry: str = "euclidean",
+    n_samples: int = 0,
+    steps: Optional[int] = None,
+    seed: int = 0,
+    num_samples: int = 200,
+    warmup_steps: int = 200,
+    num_chains: int = 2,
+    progress: bool = False,
+    **_unused: Any,
+) -> Prediction:
+    """:func:`gp_predict` with hyper-parameters integrated out by NUTS (:mod:`viewgp.bayes`).
+
+    The prediction is the mixture over hyper-parameter samples; ``n_samples`` latent samples are drawn
+    from each frame's marginal (mean, variance), which is all the per-pixel std maps need.
+    """
+    from viewgp.bayes import gp_predict_bayes
+
+    n = np.asarray(z_obs).shape[0]
+    t0 = time.perf_counter()
+    mean, var, summary = gp_predict_bayes(method, poses_obs, z_obs, poses_query, geometry=geometry,
+                                          num_samples=num_samples, warmup_steps=warmup_steps, num_chains=num_chains,
+                                          seed=seed, ml_steps=_default_fit_steps(n) if steps is None else steps,
+                                          progress=progress)
+    samples = None
+    if n_samples > 0:
+        rng = np.random.default_rng(seed)
+        sd = np.sqrt(var).reshape((1, -1) + (1,) * (mean.ndim - 1))
+        samples = mean[None] + sd * rng.standard_normal((n_samples,) + mean.shape)
+        if geometry == "sphere":
+            samples = _normalize(samples)
+    return Prediction(method, mean, var, samples, {"bayes": summary}, time.perf_counter() - t0)
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -442,7 +429,7 @@ def greedy_view_keyframes(poses: Tensor, k: int, method: str = "view") -> list[i
     from viewgp.keyframes import greedy_keyframes
 
     kernel = make_kernel(method).to(torch.float64)
-    _set_median_lengthscales(kernel, poses)
+    set_median_lengthscales(kernel, poses)
     n = poses.shape[0]
     initial = [0, n - 1] if k >= 2 and n >= 2 else [0]
     return greedy_keyframes(kernel, poses.to(torch.float64), k, initial=initial)
@@ -462,6 +449,7 @@ class PipelineConfig:
     seed: int = 0
     progress: bool = True
     cache_dir: Optional[str] = None
+    bayes: Optional[dict] = None  # NUTS settings (num_samples, warmup_steps, num_chains): integrate hyper-parameters out
     inversion: Any = None  # generative.invert.InversionConfig: invert frames instead of encoding them
     perceptual_weights: Optional[str] = None  # folder with VGG16 LPIPS weights for the inversion loss
     display_size: int = 128  # videos and strips are upscaled (nearest) to at least this many pixels
@@ -515,6 +503,7 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
                 steps=config.fit_steps,
                 fixed=config.fixed,
                 seed=config.seed,
+                bayes=config.bayes,
                 device=config.device,
             )
         if method == "independent" and query is not None:
@@ -661,7 +650,7 @@ def _pose_kernel_matrices(poses: Tensor) -> dict[str, np.ndarray]:
         with torch.no_grad():
             k = k.to(torch.float64)
             cols = k.active_dims.tolist()
-            k.lengthscale = _median_distance(poses[:, cols])
+            k.lengthscale = median_distance(poses[:, cols])
             out[f"{name} kernel"] = k(poses, poses).to_dense().numpy()
     return out
 

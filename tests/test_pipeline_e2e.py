@@ -218,3 +218,21 @@ def test_cli_interpolate_with_a_stylegan2_generator_inverts_greedy_keyframes(tmp
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert m["n_observed"] == 4 and m["backbone"]["kind"] == "stylegan2"
     assert len(list((tmp_path / "o").glob("cache/inversion-*/frame_*.pt"))) == 4
+
+
+def test_cli_interpolate_with_bayes_reports_nuts_diagnostics(tmp_path, capsys, monkeypatch):
+    import generative.backbone as gb
+    from sequences.cli import main
+    from sequences.synthetic import phone_run
+
+    phone_run(24, size=32, seed=4).save(str(tmp_path / "run"))
+    monkeypatch.setattr(gb, "load_backbone", lambda spec, device: TinyBackbone())
+    rc = main(["interpolate", "--run", str(tmp_path / "run"), "--backbone", "x", "--keyframes", "every:3",
+               "--method", "view", "--samples", "3", "--bayes", "--nuts", "20,20,1", "--out", str(tmp_path / "o"),
+               "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    summary = m["methods"]["view"]["hyperparameters"]["bayes"]
+    assert "divergences" in summary and summary["chains"] == 1
+    assert _video_frames(tmp_path / "o" / "uncertainty.mp4") == 24
+    assert main(["interpolate", "--run", str(tmp_path / "run"), "--bayes", "--nuts", "x", "--out", str(tmp_path / "p")]) == 1

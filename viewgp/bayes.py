@@ -401,12 +401,12 @@ def gp_predict_bayes(
     """
     from gpytorch.kernels import ScaleKernel
 
-    from sequences.pipeline import _init_hyperparameters  # the same prior medians as the point fit
+    from viewgp.hyperparameters import init_hyperparameters  # the same prior medians as the point fit
     from viewgp.kernels import make_kernel
 
     z = np.asarray(z_obs, np.float64)
     gp = LatentGP(kernel=ScaleKernel(make_kernel(method)), latent_geometry=geometry)
-    _init_hyperparameters(gp, poses_obs, poses_query, torch.from_numpy(z.reshape(len(z), -1)))
+    init_hyperparameters(gp, poses_obs, poses_query, torch.from_numpy(z.reshape(len(z), -1)))
     res = nuts_latent_gp(gp, poses_obs, torch.from_numpy(z), num_samples=num_samples, warmup_steps=warmup_steps,
                          num_chains=num_chains, seed=seed, ml_steps=ml_steps, progress=progress)
     mean, var = res.predict(poses_query, max_samples=max_predict_samples)
