@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "sequences.cli_pipeline",
     "sequences.cli_train",
     "sequences.cli_images",
+    "sequences.cli_mix",
     "sequences.cli_invert",
 ]
 

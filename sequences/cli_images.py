@@ -28,6 +28,9 @@ writes OUT/<name>.png per input and OUT/comparison.png (input | reconstruction p
 SAMPLE_EPILOG = """examples:
   viewgp sample --backbone celeba64.pt -n 16 --out samples.png --seed 0
   viewgp sample --backbone celeba64.pt -n 64 --nrow 16 --out wide.png
+  viewgp sample --conditional --backbone auto32.safetensors --coarse A.png -n 8 --out cond.png
+--conditional (automodulator only): the blocks of the scales given (--coarse, --intermediate, --fine)
+are driven by that image's code, the other blocks by random latents.
 """
 
 INTERPOLATE_EPILOG = """examples:
@@ -187,6 +190,11 @@ def register(subparsers) -> None:
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default ceil(sqrt(n)))")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, metavar="PNG", help="output image grid")
+    # automodulator conditional sampling (sequences/cli_mix.py): keep the named scales of the given images
+    p.add_argument("--conditional", action="store_true",
+                   help="automodulator: fix the blocks of the scales given below from images, draw the rest")  # fmt: skip
+    for scale in ("coarse", "intermediate", "fine"):
+        p.add_argument(f"--{scale}", default=None, metavar="IMAGE", help=f"with --conditional: image whose code drives the {scale} blocks")
     p.set_defaults(func=run_sample)
 
     p = subparsers.add_parser(
@@ -257,7 +265,14 @@ def run_sample(args) -> int:
     from generative.edit import decode_latents, sample_latents
 
     n = _positive("-n", args.num)
+    scales = [f"--{s}" for s in ("coarse", "intermediate", "fine") if getattr(args, s, None) is not None]
+    if scales and not getattr(args, "conditional", False):
+        raise ValueError(f"{', '.join(scales)} only go with --conditional")
     backbone = _load_backbone(args.backbone, _device(args.device))
+    if getattr(args, "conditional", False):
+        from .cli_mix import run_conditional_sample
+
+        return run_conditional_sample(args, backbone)
     z = sample_latents(backbone, n, torch.Generator().manual_seed(int(args.seed)))
     images = decode_latents(backbone, z, _positive("--batch-size", args.batch_size))
     nrow = _positive("--nrow", args.nrow) if args.nrow is not None else math.ceil(math.sqrt(n))

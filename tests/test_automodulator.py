@@ -263,3 +263,66 @@ def test_ddp_two_processes_keep_weights_in_sync(tmp_path):
         assert torch.equal(a[k], b[k]), k  # decoder gradients all-reduced by hand: identical updates
     ck = read_checkpoint(sorted((tmp_path / "checkpoints").glob("ckpt_*.pt"))[-1])
     assert ck["training"]["world_size"] == 2 and ck["training"]["trainer"]["robust_ready"] == [True, True]
+
+
+# ------------------------------------------------------------------------------ flip invariance (thesis 3.3)
+def _orientation_decoder(zs):
+    """A scale-separated toy decoder on latents ``[sign, image...]``: block 0's sign sets the orientation,
+    the last block's image part the content (unflattened to (B, 3, 4, 4))."""
+    content = zs[-1][:, 1:].reshape(-1, 3, 4, 4)
+    return torch.where(zs[0][:, :1, None, None] > 0, content, content.flip(3))
+
+
+def test_flip_invariance_loss_zero_for_an_equivariant_pair_positive_otherwise():
+    from generative.training.automodulator_loop import flip_invariance_loss, mirrored_batch
+
+    torch.manual_seed(0)
+    x = mirrored_batch(torch.randn(6, 3, 4, 4))
+    x_in, x_mirror = x[:3], x[3:]
+    assert torch.equal(x_mirror, x_in.flip(3))
+    l1 = lambda rec, tgt: (rec - tgt).abs().mean()  # noqa: E731
+    ones = torch.ones(3, 1)
+    # equivariant encoder: the orientation goes to the sign, the (unflipped) content to the rest, so the
+    # codes of an image and its mirror are interchangeable on the content block
+    z_in, z_mirror = torch.cat([ones, x_in.flatten(1)], 1), torch.cat([-ones, x_in.flatten(1)], 1)
+    assert flip_invariance_loss(_orientation_decoder, l1, x_in, x_mirror, z_in, z_mirror, 1, 3).item() == 0.0
+    # a naive encoder stores the mirrored content in the mirror's code: swapping the late blocks flips it
+    z_naive = torch.cat([-ones, x_mirror.flatten(1)], 1)
+    loss = flip_invariance_loss(_orientation_decoder, l1, x_in, x_mirror, z_in, z_naive, 1, 3)
+    # G(z_in | z_naive) = mirrored content in x_in's orientation = x_mirror (wrong); G(z_naive | z_in) = x_mirror (right)
+    expected = (x_mirror - x_in).abs().mean()
+    torch.testing.assert_close(loss, expected)
+    assert loss.item() > 0.1
+    with pytest.raises(ValueError, match="cut block must be in 1 ... 3"):
+        flip_invariance_loss(_orientation_decoder, l1, x_in, x_mirror, z_in, z_mirror, 0, 3)
+
+
+def test_flip_invariance_off_leaves_training_unchanged_and_on_trains_adain():
+    x = stack_images(SyntheticImageDataset(8, 16, seed=0), range(8))
+
+    def run(flip, steps=3):
+        torch.manual_seed(0)
+        cfg = TrainConfig(variant="automodulator", synthetic=8, lr=1e-3, margin=0.0, decoder_updates=1,
+                          automodulator=dict(image_loss="l1", flip_invariance_block=flip), **TINY)  # fmt: skip
+        model = AutomodulatorAutoencoder(cfg.model_config())
+        trainer = AutomodulatorTrainer(model, cfg, CPU)
+        ps = cfg.schedule().at(10**7)
+        trainer.set_phase(ps)
+        losses = [trainer.train_step(x, ps) for _ in range(steps)]
+        return model, trainer, torch.stack(losses)
+
+    off, tr_off, loss_off = run(None)
+    assert tr_off.opt_a is None and (loss_off[:, tr_off.loss_names.index("flip")] == 0).all()
+    # configured from block 3 (a 32 px phase): inactive at 16 px, bit-identical to switched off
+    late, _, loss_late = run(3)
+    assert torch.equal(loss_late, loss_off)
+    for (k, a), b in zip(off.state_dict().items(), late.state_dict().values()):
+        assert torch.equal(a, b), k
+    # active from block 1: the flip term is the encoder's image term, and AdaIN maps move in the encoder step
+    on, tr_on, loss_on = run(1, steps=1)
+    i_flip = tr_on.loss_names.index("flip")
+    assert loss_on[0, i_flip] > 0 and loss_on[0, i_flip] == loss_on[0, tr_on.loss_names.index("image")]
+    assert len(tr_on.opt_a.state) == len(tr_on.adain_params) > 0  # every AdaIN map got an encoder-step update
+    assert "optimizer_adain" in tr_on.extra_state()
+    with pytest.raises(ValueError, match="flip_invariance_block must be None"):
+        run(0)
