@@ -83,11 +83,15 @@ def main() -> int:
     p.add_argument("--out", default="/tmp/default32", help="working folder (data, run, eval.json)")
     p.add_argument("--phone-runs", type=int, default=64)
     p.add_argument("--frames-per-run", type=int, default=60)
-    p.add_argument("--images-per-phase", default="4=4000,8=12000,16=20000,32=56000")
+    p.add_argument("--images-per-phase", default="4=4000,8=8000,16=16000,32=48000")
     p.add_argument("--decoder-recon-weight", type=float, default=1.0,
                    help="AGE's generator-side L1 weight (0 = the paper recipe; 1 makes a 40-minute CPU run usable)")
-    p.add_argument("--kl-weight", type=float, default=0.01,
-                   help="weight of the encoder's KL game (paper 0.1; 0.01 lets reconstructions form in a short run)")
+    p.add_argument("--variant", default="pioneer", choices=("pioneer", "balanced"))
+    p.add_argument("--kl-weight", type=float, default=0.0,
+                   help="weight of the encoder's KL game (paper 0.1; 0 = reconstruction first, for a short run)")
+    p.add_argument("--betas", default="0.5,0.99", help="Adam betas (paper: 0,0.99 Pioneer / 0,0.9 Balanced)")
+    p.add_argument("--ema-decay", type=float, default=0.99,
+                   help="decoder EMA (paper 0.999, which keeps ~20%% of the initial weights after 1600 steps)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--weights", default=str(WEIGHTS), help="where to copy the exported EMA weights")
     p.add_argument("--seed", type=int, default=0)
@@ -106,9 +110,10 @@ def main() -> int:
     if not args.eval_only:
         ipp = {int(k): int(v) for k, v in (item.split("=") for item in args.images_per_phase.split(","))}
         cfg = TrainConfig(
-            variant="balanced", resolution=32, out_dir=str(out / "run"), data=str(data), cache_images=True,
+            variant=args.variant, resolution=32, out_dir=str(out / "run"), data=str(data), cache_images=True,
             channel_base=512, max_channels=64, images_per_phase=ipp, batch_size=32, lr=1e-3, decoder_updates=1,
-            decoder_recon_weight=args.decoder_recon_weight, kl_weight=args.kl_weight,
+            decoder_recon_weight=args.decoder_recon_weight, kl_weight=args.kl_weight, ema_decay=args.ema_decay,
+            betas=tuple(float(b) for b in args.betas.split(",")),
             seed=args.seed, threads=args.threads, checkpoint_every=8000, sample_every=16000, log_every=20,
         )
         t0 = time.perf_counter()
