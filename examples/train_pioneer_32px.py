@@ -90,6 +90,10 @@ def main() -> int:
     p.add_argument("--channel-base", type=int, default=512)
     p.add_argument("--max-channels", type=int, default=64)
     p.add_argument("--decoder-updates", type=int, default=1)
+    p.add_argument("--decoder-recon-weight", type=float, default=0.0, help="AGE's generator-side L1 (paper: 0)")
+    p.add_argument("--kl-weight", type=float, default=0.1, help="encoder KL game weight (paper: 0.1)")
+    p.add_argument("--betas", default=None, help="Adam betas, e.g. 0.5,0.99 (default: the variant's paper values)")
+    p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--grid", default=str(Path(__file__).with_name("pioneer_32px_grid.png")))
     p.add_argument("--seed", type=int, default=0)
@@ -133,6 +137,10 @@ def main() -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         decoder_updates=args.decoder_updates,
+        decoder_recon_weight=args.decoder_recon_weight,
+        kl_weight=args.kl_weight,
+        betas=tuple(float(b) for b in args.betas.split(",")) if args.betas else None,
+        ema_decay=args.ema_decay,
         seed=args.seed,
         threads=args.threads,
         checkpoint_every=step_images // 2,
