@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbone import available_resolutions, check_resolution, register_backbone
-from .checkpoint import CheckpointError, export_safetensors, read_checkpoint
+from .checkpoint import CheckpointError, restore_autoencoder_weights, export_safetensors, read_checkpoint
 from .layers import AdaIN, Blur, EqualConv2d, NoiseInjection, frozen_spectral_norm, leaky_relu, upsample
 from .pioneer import Encoder, PioneerConfig, _check_phase, _res
 
@@ -429,19 +429,7 @@ class AutomodulatorAutoencoder(nn.Module):
             raise CheckpointError(f"{source}: invalid automodulator config ({exc})") from exc
         with torch.random.fork_rng(devices=[]):  # building the nets must not disturb the caller's RNG
             model = cls(config)
-        state = payload["model"]
-        try:
-            if payload.get("inference_only"):
-                enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-                dec = {k[len("decoder_ema."):]: v for k, v in state.items() if k.startswith("decoder_ema.")}
-                model.encoder.load_state_dict(enc)
-                model.decoder_ema.load_state_dict(dec)
-                model.decoder.load_state_dict(dec)
-            else:
-                model.load_state_dict(state)
-            model.set_phase(int(payload.get("phase", config.max_phase)), float(payload.get("alpha", 1.0)))
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{source}: weights do not fit the recorded automodulator architecture ({exc})") from exc
+        restore_autoencoder_weights(model, payload, config.max_phase, source, "automodulator")
         return model.to(device)
 
     @classmethod

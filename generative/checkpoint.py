@@ -42,6 +42,7 @@ __all__ = [
     "CheckpointManager",
     "capture_rng_state",
     "restore_rng_state",
+    "restore_autoencoder_weights",
 ]
 
 
@@ -258,3 +259,22 @@ def restore_rng_state(state: dict) -> None:
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
+
+def restore_autoencoder_weights(model, payload: dict, default_phase: int, source: str, what: str) -> None:
+    """Fill a progressively grown encoder/decoder model (``encoder``, ``decoder``, ``decoder_ema``,
+    ``set_phase``) from a checkpoint payload: a full training state, or an inference export holding
+    only the encoder and the EMA decoder (which then also serves as the training decoder).
+    Architecture mismatches become a :class:`CheckpointError` naming ``source``."""
+    state = payload["model"]
+    try:
+        if payload.get("inference_only"):
+            enc = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+            dec = {k[len("decoder_ema.") :]: v for k, v in state.items() if k.startswith("decoder_ema.")}
+            model.encoder.load_state_dict(enc)
+            model.decoder_ema.load_state_dict(dec)
+            model.decoder.load_state_dict(dec)
+        else:
+            model.load_state_dict(state)
+        model.set_phase(int(payload.get("phase", default_phase)), float(payload.get("alpha", 1.0)))
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{source}: weights do not fit the recorded {what} architecture ({exc})") from exc

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbone import available_resolutions, check_resolution, register_backbone
-from .checkpoint import CheckpointError, export_safetensors, read_checkpoint
+from .checkpoint import CheckpointError, restore_autoencoder_weights, export_safetensors, read_checkpoint
 from .layers import EqualConv2d, PixelNorm, frozen_spectral_norm, leaky_relu, spectral_norm, upsample
 
 __all__ = ["PioneerConfig", "Encoder", "Decoder", "PioneerAutoencoder", "KIND_OF_VARIANT"]
@@ -313,19 +313,7 @@ class PioneerAutoencoder(nn.Module):
             raise CheckpointError(f"{source}: kind '{kind}' does not match its config variant '{config.variant}'")
         with torch.random.fork_rng(devices=[]):  # building the nets must not disturb the caller's RNG
             model = cls(config)
-        state = payload["model"]
-        try:
-            if payload.get("inference_only"):
-                enc = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
-                dec = {k[len("decoder_ema.") :]: v for k, v in state.items() if k.startswith("decoder_ema.")}
-                model.encoder.load_state_dict(enc)
-                model.decoder_ema.load_state_dict(dec)
-                model.decoder.load_state_dict(dec)
-            else:
-                model.load_state_dict(state)
-            model.set_phase(int(payload.get("phase", config.max_phase)), float(payload.get("alpha", 1.0)))
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{source}: weights do not fit the recorded {kind} architecture ({exc})") from exc
+        restore_autoencoder_weights(model, payload, config.max_phase, source, kind)
         return model.to(device)
 
     @classmethod
