@@ -30,10 +30,10 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_pioneer_32px import export_views, rmse01  # noqa: E402
+from train_pioneer_32px import parse_images_per_phase, prepare_data, rmse01  # noqa: E402
 
 from generative import load  # noqa: E402
-from generative.data import ImageFolderDataset, SyntheticImageDataset, stack_images  # noqa: E402
+from generative.data import stack_images  # noqa: E402
 from generative.training.loop import TrainConfig, train  # noqa: E402
 
 
@@ -72,25 +72,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
     out = Path(args.out)
-    if args.synthetic:
-        data = None
-        heldout = SyntheticImageDataset(256, 32, seed=args.seed, offset=10_000)
-        train_set = SyntheticImageDataset(2000, 32, seed=args.seed)
-    else:
-        t0 = time.perf_counter()
-        if args.resume and (out / "data" / "heldout").is_dir():
-            train_dir, held_dir = out / "data" / "train", out / "data" / "heldout"
-        else:
-            train_dir, held_dir = export_views(out / "data")
-        print(f"rendered views in {time.perf_counter() - t0:.1f} s", flush=True)
-        data = str(train_dir)
-        heldout = ImageFolderDataset(held_dir, 32, flip=False)
-        train_set = ImageFolderDataset(train_dir, 32, flip=False)
-
-    if "=" in args.images_per_phase:
-        ipp = {int(k): int(v) for k, v in (item.split("=") for item in args.images_per_phase.split(","))}
-    else:
-        ipp = int(args.images_per_phase)
+    data, heldout, train_set = prepare_data(out, args.synthetic, args.resume, args.seed)
+    ipp = parse_images_per_phase(args.images_per_phase)
     step_images = max(min(ipp.values()) if isinstance(ipp, dict) else ipp, 2)
     cfg = TrainConfig(
         variant="automodulator", resolution=32, out_dir=str(out / "run"), data=data,

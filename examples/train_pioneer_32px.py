@@ -73,6 +73,27 @@ def export_views(root: Path, size: int = 64, background=(128, 128, 128)) -> tupl
     return out["train"], out["heldout"]
 
 
+def prepare_data(out: Path, synthetic: bool, resume: bool, seed: int):
+    """``(training folder or None, held-out dataset, training dataset)`` at 32 px: rendered turntable
+    views (re-used when resuming) or, with ``synthetic``, the procedural dataset."""
+    if synthetic:
+        return None, SyntheticImageDataset(256, 32, seed=seed, offset=10_000), SyntheticImageDataset(2000, 32, seed=seed)
+    t0 = time.perf_counter()
+    if resume and (out / "data" / "heldout").is_dir():
+        train_dir, held_dir = out / "data" / "train", out / "data" / "heldout"
+    else:
+        train_dir, held_dir = export_views(out / "data")
+    print(f"rendered views in {time.perf_counter() - t0:.1f} s", flush=True)
+    return str(train_dir), ImageFolderDataset(held_dir, 32, flip=False), ImageFolderDataset(train_dir, 32, flip=False)
+
+
+def parse_images_per_phase(spec: str):
+    """``'N'`` -> N images per phase; ``'4=64000,8=48000,...'`` -> a per-resolution dict."""
+    if "=" in spec:
+        return {int(k): int(v) for k, v in (item.split("=") for item in spec.split(","))}
+    return int(spec)
+
+
 def rmse01(a: torch.Tensor, b: torch.Tensor) -> float:
     """RMSE on the [0, 1] intensity scale of two [-1, 1] image batches."""
     return float(((a - b) / 2).pow(2).mean().sqrt())
@@ -103,25 +124,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
     out = Path(args.out)
-    if args.synthetic:
-        data = None
-        heldout = SyntheticImageDataset(256, 32, seed=args.seed, offset=10_000)
-        train_set = SyntheticImageDataset(2000, 32, seed=args.seed)
-    else:
-        t0 = time.perf_counter()
-        if args.resume and (out / "data" / "heldout").is_dir():
-            train_dir, held_dir = out / "data" / "train", out / "data" / "heldout"
-        else:
-            train_dir, held_dir = export_views(out / "data")
-        print(f"rendered views in {time.perf_counter() - t0:.1f} s", flush=True)
-        data = str(train_dir)
-        heldout = ImageFolderDataset(held_dir, 32, flip=False)
-        train_set = ImageFolderDataset(train_dir, 32, flip=False)
-
-    if "=" in args.images_per_phase:
-        ipp = {int(k): int(v) for k, v in (item.split("=") for item in args.images_per_phase.split(","))}
-    else:
-        ipp = int(args.images_per_phase)
+    data, heldout, train_set = prepare_data(out, args.synthetic, args.resume, args.seed)
+    ipp = parse_images_per_phase(args.images_per_phase)
     step_images = min(ipp.values()) if isinstance(ipp, dict) else ipp
     cfg = TrainConfig(
         variant="balanced",
