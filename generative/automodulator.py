@@ -27,18 +27,17 @@ Scales for mixing (SPEC 3): ``'coarse'`` = blocks at 4-8 px, ``'intermediate'`` 
 from __future__ import annotations
 
 import copy
-import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbone import available_resolutions, check_resolution, register_backbone
-from .checkpoint import CheckpointError, restore_autoencoder_weights, export_safetensors, read_checkpoint
+from .backbone import check_resolution, register_backbone
+from .checkpoint import CheckpointError, restore_autoencoder_weights
 from .layers import AdaIN, Blur, EqualConv2d, NoiseInjection, frozen_spectral_norm, leaky_relu, upsample
-from .pioneer import Encoder, PioneerConfig, _check_phase, _res
+from .pioneer import Encoder, GrowingAutoencoder, GrowingConfig, PioneerConfig, _check_phase, _res
 
 __all__ = [
     "AutomodulatorConfig",
@@ -59,7 +58,7 @@ def scale_of_resolution(resolution: int) -> str:
 
 
 @dataclass
-class AutomodulatorConfig:
+class AutomodulatorConfig(GrowingConfig):
     """Model description. ``channels(r) = clamp(channel_base // r, min_channels, max_channels)``; the
     default base 32768 gives the automodulator's 512 up to 64 px, then 256, 128, 64, 32 (its
     ``--small_darch``, needed for the CelebA-HQ model, is ``channel_base=16384``). ``noise`` says whether
@@ -74,22 +73,11 @@ class AutomodulatorConfig:
 
     def __post_init__(self) -> None:
         check_resolution(self.resolution, 1024, what="automodulator architecture (4 ... 1024 px)")
-        for name in ("latent_dim", "channel_base", "max_channels", "min_channels"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"AutomodulatorConfig.{name} must be a positive integer, got {getattr(self, name)}")
-        if self.min_channels > self.max_channels:
-            raise ValueError(f"min_channels ({self.min_channels}) exceeds max_channels ({self.max_channels})")
+        self._check_widths()
 
     @property
     def kind(self) -> str:
         return KIND
-
-    @property
-    def max_phase(self) -> int:
-        return available_resolutions(self.resolution).index(self.resolution)
-
-    def channels(self, resolution: int) -> int:
-        return int(max(self.min_channels, min(self.max_channels, self.channel_base // resolution)))
 
     def encoder_config(self) -> PioneerConfig:
         """The Balanced Pioneer description whose encoder this model uses."""
@@ -98,16 +86,6 @@ class AutomodulatorConfig:
             channel_base=self.channel_base, max_channels=self.max_channels, min_channels=self.min_channels,
         )
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AutomodulatorConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown AutomodulatorConfig fields: {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
 class StyledConv(nn.Module):
@@ -197,14 +175,11 @@ class AdaINDecoder(nn.Module):
 
 
 @register_backbone(KIND)
-class AutomodulatorAutoencoder(nn.Module):
+class AutomodulatorAutoencoder(GrowingAutoencoder):
     """Encoder + AdaIN decoder + EMA decoder; a :class:`~generative.backbone.Backbone` (kind
     ``"automodulator"``). :meth:`encode` uses the encoder, every decoding method the EMA decoder, at the
     current phase / alpha, with spectral-norm power iteration frozen and (``use_noise = False``) no noise.
     """
-
-    latent_geometry = "sphere"
-    has_encoder = True
 
     def __init__(self, config: AutomodulatorConfig) -> None:
         super().__init__()
@@ -216,32 +191,6 @@ class AutomodulatorAutoencoder(nn.Module):
         self.phase = config.max_phase
         self.alpha = 1.0
         self.use_noise = False  # inference decoding without layer noise (deterministic)
-
-    # -------------------------------------------------------------------------- description
-    @property
-    def kind(self) -> str:
-        return KIND
-
-    @property
-    def resolution(self) -> int:
-        return _res(self.phase)
-
-    @property
-    def max_resolution(self) -> int:
-        return self.config.resolution
-
-    @property
-    def latent_shape(self) -> tuple:
-        return (self.config.latent_dim,)
-
-    def set_phase(self, phase: int, alpha: float = 1.0) -> None:
-        _check_phase(phase, alpha, self.config.max_phase)
-        self.phase, self.alpha = int(phase), float(alpha)
-
-    def set_resolution(self, resolution: int) -> None:
-        """Work at a lower resolution of the grown model (alpha = 1); the model must have reached it."""
-        phase = check_resolution(resolution, self.resolution, what=f"{self.kind} model (trained up to {self.resolution} px)")
-        self.set_phase(phase, 1.0)
 
     def _phase_alpha(self, resolution: Optional[int]) -> tuple[int, float]:
         if resolution is None or resolution == self.resolution:
@@ -263,25 +212,6 @@ class AutomodulatorAutoencoder(nn.Module):
         return [p for p, s in enumerate(self.block_scales(resolution)) if s == scale]
 
     # -------------------------------------------------------------------------- Backbone
-    def sample_prior(self, n: int, generator: Optional[torch.Generator] = None, device=None) -> Tensor:
-        """``n`` latents uniform on the unit sphere, ``(n, D)``."""
-        device = device if device is not None else self.decoder.const.device
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=device)
-        return F.normalize(z, dim=1)
-
-    def encode(self, x: Tensor) -> Tensor:
-        """``(B, 3, resolution, resolution)`` in [-1, 1] -> unit-norm ``(B, D)``."""
-        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
-            raise ValueError(f"encode expects images (B, 3, H, W) with H = W, got {tuple(x.shape)}")
-        if x.shape[-1] != self.resolution:
-            raise ValueError(
-                f"encode got {x.shape[-1]}x{x.shape[-1]} images but the {self.kind} model encodes "
-                f"{self.resolution}x{self.resolution}; resize the images (resolutions it has: "
-                f"{', '.join(map(str, available_resolutions(self.resolution)))})"
-            )
-        with frozen_spectral_norm(self.encoder):
-            return self.encoder(x, self.phase, self.alpha)
-
     def _check_latent(self, z: Tensor, what: str) -> None:
         if not isinstance(z, Tensor) or z.ndim != 2 or z.shape[1] != self.config.latent_dim:
             shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
@@ -396,28 +326,7 @@ class AutomodulatorAutoencoder(nn.Module):
         out = self.decode_mixed(zs)
         return out.reshape(x.shape[0], n, *out.shape[1:])
 
-    def generate(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
-        """``n`` random images ``(n, 3, r, r)`` from the prior."""
-        return self.decode(self.sample_prior(n, generator))
-
-    def reconstruct(self, x: Tensor) -> Tensor:
-        return self.decode(self.encode(x))
-
     # -------------------------------------------------------------------------- persistence
-    def payload(self) -> dict:
-        return {"kind": self.kind, "config": self.config.to_dict(), "model_state": self.state_dict(),
-                "phase": self.phase, "alpha": self.alpha}
-
-    def inference_tensors(self) -> dict[str, Tensor]:
-        """Encoder (with spectral-norm ``u``) + EMA decoder weights, the shipped part of the model."""
-        out = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
-        out.update({f"decoder_ema.{k}": v for k, v in self.decoder_ema.state_dict().items()})
-        return out
-
-    def export(self, path: Union[str, os.PathLike]) -> None:
-        """Write the inference weights to a ``.safetensors`` file that :func:`generative.load` reads."""
-        export_safetensors(path, self.kind, self.config.to_dict(), self.inference_tensors(), self.phase, self.alpha)
-
     @classmethod
     def from_payload(cls, payload: dict, device: Union[str, torch.device] = "cpu", source: str = "checkpoint") -> "AutomodulatorAutoencoder":
         kind = payload.get("kind")
@@ -431,8 +340,3 @@ class AutomodulatorAutoencoder(nn.Module):
             model = cls(config)
         restore_autoencoder_weights(model, payload, config.max_phase, source, "automodulator")
         return model.to(device)
-
-    @classmethod
-    def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> "AutomodulatorAutoencoder":
-        """Restore from a training checkpoint or an inference export, in eval mode."""
-        return cls.from_payload(read_checkpoint(path), device=device, source=str(path)).eval()

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
 import re
 import tempfile
-import zipfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -51,23 +49,33 @@ class CheckpointError(ValueError):
 
 
 # ------------------------------------------------------------------------------ writing
-def atomic_save(obj: Any, path: PathLike) -> Path:
-    """``torch.save`` to a temporary file in the destination folder, then ``os.replace`` it into place,
-    so a crash never leaves a half-written file under ``path``."""
+def _atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file in the destination folder, then ``os.replace`` it into
+    place, so a crash never leaves a half-written file under ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_save(obj: Any, path: PathLike) -> Path:
+    """``torch.save`` ``obj`` to ``path`` atomically (flushed to disk before it replaces the old file)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return _atomic_write(path, write)
 
 
 def write_checkpoint(
@@ -100,8 +108,6 @@ def export_safetensors(
     """Write inference weights ``tensors`` (name -> tensor) and the model description atomically."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT,
         "version": str(VERSION),
@@ -111,16 +117,7 @@ def export_safetensors(
         "alpha": repr(float(alpha)),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 # ------------------------------------------------------------------------------ reading

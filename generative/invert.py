@@ -157,7 +157,17 @@ def _has_styles(backbone) -> bool:
     return hasattr(backbone, "n_styles") and hasattr(backbone, "mean_latent")
 
 
-def _start_latent(backbone, images: Tensor, config: InversionConfig, init: Optional[Tensor]) -> tuple[Tensor, float]:
+def style_mean(backbone, config: InversionConfig) -> Optional[tuple[Tensor, float]]:
+    """``(w_mean, w_std)`` of a style generator (``config.n_mean_latent`` mapped draws), else ``None``.
+    Computed once per sequence by :func:`invert_frames`, not once per batch."""
+    if not _has_styles(backbone):
+        return None
+    with torch.no_grad():
+        return backbone.mean_latent(config.n_mean_latent, seed=config.seed)
+
+
+def _start_latent(backbone, images: Tensor, config: InversionConfig, init: Optional[Tensor],
+                  w_stats: Optional[tuple[Tensor, float]] = None) -> tuple[Tensor, float]:
     """The starting latent (in the optimised space) and the latent spread used for the latent noise."""
     B = images.shape[0]
     if init is not None:
@@ -173,8 +183,7 @@ def _start_latent(backbone, images: Tensor, config: InversionConfig, init: Optio
             lat = backbone.encode(images).float()
         return lat, float(lat.std())
     if _has_styles(backbone):
-        with torch.no_grad():
-            w_mean, w_std = backbone.mean_latent(config.n_mean_latent, seed=config.seed)
+        w_mean, w_std = w_stats if w_stats is not None else style_mean(backbone, config)
         w = w_mean.to(images.device).float().expand(B, -1)
         if config.space == "wplus":
             w = w[:, None, :].expand(B, backbone.n_styles, -1)
@@ -205,12 +214,14 @@ def invert(
     init: Optional[Tensor] = None,
     progress: bool = False,
     image_ids: Optional[Sequence[int]] = None,
+    w_stats: Optional[tuple[Tensor, float]] = None,
 ) -> InversionResult:
     """Invert ``images`` ``(B, 3, r, r)`` in [-1, 1] (the backbone's resolution) into latents.
 
     Every image has its own latent, noise maps and random stream (seeded by ``config.seed`` and its
     ``image_ids`` entry, default its position), so a frame's result does not depend on which batch it
-    was in; the batch only shares the arithmetic. ``init`` overrides the starting latent.
+    was in; the batch only shares the arithmetic. ``init`` overrides the starting latent; ``w_stats``
+    passes a precomputed :func:`style_mean` so a sequence of calls maps the 10k mean draws only once.
     """
     from tqdm.auto import tqdm
 
@@ -221,7 +232,7 @@ def invert(
         p.requires_grad_(False)
     ids = list(range(images.shape[0])) if image_ids is None else [int(i) for i in image_ids]
     gens = [torch.Generator(device="cpu").manual_seed(config.seed * 1_000_003 + i) for i in ids]
-    lat, spread = _start_latent(backbone, images, config, init)
+    lat, spread = _start_latent(backbone, images, config, init, w_stats)
     lat.requires_grad_(True)
     sphere = getattr(backbone, "latent_geometry", "euclidean") == "sphere"
     noises: list = []
@@ -284,11 +295,12 @@ def invert_frames(
     idx = list(range(len(frames))) if indices is None else [int(i) for i in indices]
     todo = [i for i in idx if not (out / f"frame_{i:06d}.pt").exists()]
     res = int(backbone.resolution)
+    w_stats = style_mean(backbone, config) if todo and config.init == "mean" else None
     bar = tqdm(total=len(idx), initial=len(idx) - len(todo), desc="invert frames", unit="frame", disable=not progress)
     for s in range(0, len(todo), config.batch_size):
         chunk = todo[s : s + config.batch_size]
         x = to_model_images(np.stack([square_resize(np.asarray(frames[i]), res) for i in chunk]), device)
-        r = invert(backbone, x, config, perceptual, image_ids=chunk)
+        r = invert(backbone, x, config, perceptual, image_ids=chunk, w_stats=w_stats)
         for j, i in enumerate(chunk):
             atomic_save({"latent": r.latents[j].cpu(), "loss": float(r.losses[j]), "config": asdict(config)},
                         out / f"frame_{i:06d}.pt")

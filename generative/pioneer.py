@@ -36,14 +36,44 @@ from .backbone import available_resolutions, check_resolution, register_backbone
 from .checkpoint import CheckpointError, restore_autoencoder_weights, export_safetensors, read_checkpoint
 from .layers import EqualConv2d, PixelNorm, frozen_spectral_norm, leaky_relu, spectral_norm, upsample
 
-__all__ = ["PioneerConfig", "Encoder", "Decoder", "PioneerAutoencoder", "KIND_OF_VARIANT"]
+__all__ = ["GrowingConfig", "GrowingAutoencoder", "PioneerConfig", "Encoder", "Decoder", "PioneerAutoencoder", "KIND_OF_VARIANT"]
 
 KIND_OF_VARIANT = {"pioneer": "pioneer", "balanced": "balanced_pioneer"}
 VARIANT_OF_KIND = {v: k for k, v in KIND_OF_VARIANT.items()}
 
 
+class GrowingConfig:
+    """What the configs of our progressively grown autoencoders share (dataclass fields ``resolution``,
+    ``latent_dim``, ``channel_base``, ``max_channels``, ``min_channels``)."""
+
+    def _check_widths(self) -> None:
+        name = type(self).__name__
+        for field_name in ("latent_dim", "channel_base", "max_channels", "min_channels"):
+            if int(getattr(self, field_name)) < 1:
+                raise ValueError(f"{name}.{field_name} must be a positive integer, got {getattr(self, field_name)}")
+        if self.min_channels > self.max_channels:
+            raise ValueError(f"min_channels ({self.min_channels}) exceeds max_channels ({self.max_channels})")
+
+    @property
+    def max_phase(self) -> int:
+        return available_resolutions(self.resolution).index(self.resolution)
+
+    def channels(self, resolution: int) -> int:
+        return int(max(self.min_channels, min(self.max_channels, self.channel_base // resolution)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
 @dataclass
-class PioneerConfig:
+class PioneerConfig(GrowingConfig):
     """Model description (everything needed to rebuild the networks).
 
     ``channels(r) = clamp(channel_base // r, min_channels, max_channels)``; the defaults give the
@@ -62,33 +92,11 @@ class PioneerConfig:
         if self.variant not in KIND_OF_VARIANT:
             raise ValueError(f"unknown Pioneer variant '{self.variant}'; choose one of {', '.join(KIND_OF_VARIANT)}")
         check_resolution(self.resolution, 1024, what="Pioneer architecture (4 ... 1024 px)")
-        for name in ("latent_dim", "channel_base", "max_channels", "min_channels"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"PioneerConfig.{name} must be a positive integer, got {getattr(self, name)}")
-        if self.min_channels > self.max_channels:
-            raise ValueError(f"min_channels ({self.min_channels}) exceeds max_channels ({self.max_channels})")
+        self._check_widths()
 
     @property
     def kind(self) -> str:
         return KIND_OF_VARIANT[self.variant]
-
-    @property
-    def max_phase(self) -> int:
-        return available_resolutions(self.resolution).index(self.resolution)
-
-    def channels(self, resolution: int) -> int:
-        return int(max(self.min_channels, min(self.max_channels, self.channel_base // resolution)))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PioneerConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown PioneerConfig fields: {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
 def _conv(cin: int, cout: int, k: int, pad: int, norm: str) -> nn.Module:
@@ -187,30 +195,15 @@ class Encoder(nn.Module):
         return F.normalize(z, dim=1)
 
 
-@register_backbone("pioneer", "balanced_pioneer")
-class PioneerAutoencoder(nn.Module):
-    """Encoder + decoder + EMA decoder of a (Balanced) Pioneer model; a :class:`~generative.backbone.Backbone`.
-
-    ``phase``/``alpha`` say how far the model has grown. :meth:`encode` uses the encoder and
-    :meth:`decode` the EMA decoder (the weights that are evaluated and shipped), both at the current
-    phase and alpha (1 for a finished model), with spectral-norm power iteration frozen.
+class GrowingAutoencoder(nn.Module):
+    """What our progressively grown sphere-latent autoencoders share (Pioneer, Balanced Pioneer,
+    automodulator): ``config`` (a :class:`GrowingConfig`), ``encoder``, ``decoder``, ``decoder_ema`` and
+    the current ``phase`` / ``alpha``. :meth:`encode` uses the encoder with spectral-norm power iteration
+    frozen; subclasses decode with the EMA decoder and restore themselves in ``from_payload``.
     """
 
     latent_geometry = "sphere"
     has_encoder = True
-
-    def __init__(self, config: PioneerConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.encoder = Encoder(config)
-        if config.variant == "pioneer":
-            self.decoder = Decoder(config, norm="eqlr", pixel_norm=True)
-        else:
-            self.decoder = Decoder(config, norm="spectral", pixel_norm=False)
-        self.decoder_ema = copy.deepcopy(self.decoder)
-        self.decoder_ema.requires_grad_(False)
-        self.phase = config.max_phase
-        self.alpha = 1.0
 
     # -------------------------------------------------------------------------- description
     @property
@@ -241,7 +234,7 @@ class PioneerAutoencoder(nn.Module):
     # -------------------------------------------------------------------------- Backbone
     def sample_prior(self, n: int, generator: Optional[torch.Generator] = None, device=None) -> Tensor:
         """``n`` latents uniform on the unit sphere: normalised N(0, I) draws, ``(n, D)``."""
-        device = device if device is not None else self.encoder.from_rgb[0].weight.device
+        device = device if device is not None else next(self.parameters()).device
         z = torch.randn(n, self.config.latent_dim, generator=generator, device=device)
         return F.normalize(z, dim=1)
 
@@ -249,25 +242,15 @@ class PioneerAutoencoder(nn.Module):
         """``(B, 3, resolution, resolution)`` in [-1, 1] -> unit-norm ``(B, D)``."""
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
             raise ValueError(f"encode expects images (B, 3, H, W) with H = W, got {tuple(x.shape)}")
-        if x.shape[-1] != self.resolution:
-            check_resolution(x.shape[-1], self.resolution, what=f"{self.kind} model (encoding at {self.resolution} px)")
-            raise ValueError(
-                f"encode got {x.shape[-1]}x{x.shape[-1]} images but the model encodes {self.resolution}x{self.resolution}; "
-                f"resize the images or load the model with resolution={x.shape[-1]}"
-            )
+        r = x.shape[-1]
+        if r != self.resolution:
+            have = available_resolutions(self.resolution)
+            hint = (f"resize the images or load the model with resolution={r}" if r in have
+                    else f"it has no {r}x{r} resolution (it has {', '.join(map(str, have))}); resize the images")
+            raise ValueError(f"encode got {r}x{r} images but the {self.kind} model encodes "
+                             f"{self.resolution}x{self.resolution}; {hint}")
         with frozen_spectral_norm(self.encoder):
             return self.encoder(x, self.phase, self.alpha)
-
-    def decode(self, z: Tensor, resolution: Optional[int] = None) -> Tensor:
-        """``(B, D)`` latents (projected onto the unit sphere first) -> ``(B, 3, r, r)`` with ``r`` the
-        model's resolution, or a lower ``resolution`` it has grown through."""
-        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
-            raise ValueError(f"decode expects latents (B, {self.config.latent_dim}), got {tuple(z.shape)}")
-        phase, alpha = self.phase, self.alpha
-        if resolution is not None and resolution != self.resolution:
-            phase, alpha = check_resolution(resolution, self.resolution, what=f"{self.kind} model"), 1.0
-        with frozen_spectral_norm(self.decoder_ema):
-            return self.decoder_ema(F.normalize(z, dim=1), phase, alpha)
 
     def generate(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         """``n`` random images ``(n, 3, r, r)`` from the prior."""
@@ -298,6 +281,47 @@ class PioneerAutoencoder(nn.Module):
         export_safetensors(path, self.kind, self.config.to_dict(), self.inference_tensors(), self.phase, self.alpha)
 
     @classmethod
+    def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu"):
+        """Restore from a training checkpoint or an inference export, in eval mode."""
+        return cls.from_payload(read_checkpoint(path), device=device, source=str(path)).eval()
+
+
+@register_backbone("pioneer", "balanced_pioneer")
+class PioneerAutoencoder(GrowingAutoencoder):
+    """Encoder + decoder + EMA decoder of a (Balanced) Pioneer model; a :class:`~generative.backbone.Backbone`.
+
+    ``phase``/``alpha`` say how far the model has grown. :meth:`encode` uses the encoder and
+    :meth:`decode` the EMA decoder (the weights that are evaluated and shipped), both at the current
+    phase and alpha (1 for a finished model), with spectral-norm power iteration frozen.
+    """
+
+    def __init__(self, config: PioneerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        if config.variant == "pioneer":
+            self.decoder = Decoder(config, norm="eqlr", pixel_norm=True)
+        else:
+            self.decoder = Decoder(config, norm="spectral", pixel_norm=False)
+        self.decoder_ema = copy.deepcopy(self.decoder)
+        self.decoder_ema.requires_grad_(False)
+        self.phase = config.max_phase
+        self.alpha = 1.0
+
+    # -------------------------------------------------------------------------- Backbone
+    def decode(self, z: Tensor, resolution: Optional[int] = None) -> Tensor:
+        """``(B, D)`` latents (projected onto the unit sphere first) -> ``(B, 3, r, r)`` with ``r`` the
+        model's resolution, or a lower ``resolution`` it has grown through."""
+        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
+            raise ValueError(f"decode expects latents (B, {self.config.latent_dim}), got {tuple(z.shape)}")
+        phase, alpha = self.phase, self.alpha
+        if resolution is not None and resolution != self.resolution:
+            phase, alpha = check_resolution(resolution, self.resolution, what=f"{self.kind} model"), 1.0
+        with frozen_spectral_norm(self.decoder_ema):
+            return self.decoder_ema(F.normalize(z, dim=1), phase, alpha)
+
+    # -------------------------------------------------------------------------- persistence
+    @classmethod
     def from_payload(cls, payload: dict, device: Union[str, torch.device] = "cpu", source: str = "checkpoint") -> "PioneerAutoencoder":
         kind = payload.get("kind")
         if kind not in VARIANT_OF_KIND:
@@ -315,8 +339,3 @@ class PioneerAutoencoder(nn.Module):
             model = cls(config)
         restore_autoencoder_weights(model, payload, config.max_phase, source, kind)
         return model.to(device)
-
-    @classmethod
-    def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> "PioneerAutoencoder":
-        """Restore from a training checkpoint or an inference export, in eval mode."""
-        return cls.from_payload(read_checkpoint(path), device=device, source=str(path)).eval()

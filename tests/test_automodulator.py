@@ -24,14 +24,6 @@ CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")
 TINY = dict(resolution=16, latent_dim=16, channel_base=64, max_channels=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(seed: int = 0, **kw) -> AutomodulatorAutoencoder:
     torch.manual_seed(seed)
     return AutomodulatorAutoencoder(AutomodulatorConfig(**{**TINY, **kw})).eval()

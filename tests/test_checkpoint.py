@@ -19,15 +19,6 @@ from generative.pioneer import PioneerAutoencoder, PioneerConfig
 from generative.training.loop import TrainConfig, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors on a shared CPU: extra threads only add waiting
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(variant="balanced", seed=0) -> PioneerAutoencoder:
     torch.manual_seed(seed)
     m = PioneerAutoencoder(PioneerConfig(variant=variant, resolution=8, latent_dim=16, channel_base=64, max_channels=8))

@@ -1,11 +1,8 @@
 """Optimization-based inversion (generative/invert.py) on small decoders we build here."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from generative.invert import (
     InversionConfig,

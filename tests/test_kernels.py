@@ -17,16 +17,6 @@ from viewgp import poses as P
 LENGTHSCALES = (0.4, 1.0, 2.5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Matrices here are tiny; on a busy 2-core machine a second LAPACK thread makes a 500 x 500
-    # eigvalsh 50x slower (measured), so this module runs torch single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _poses(n, seed=0, with_time=False):
     g = torch.Generator().manual_seed(seed)
     R = P.random_rotations(n, g)

@@ -11,15 +11,6 @@ from viewgp.kernels import GeodesicSEKernel, OrientationKernel, ViewKernel
 from viewgp.latent_gp import LatentGP, NotPSDError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These matrices are tiny: one thread avoids OpenMP oversubscription on a shared machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def f64(v):
     return torch.as_tensor(v, dtype=torch.float64)
 

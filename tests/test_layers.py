@@ -23,15 +23,6 @@ from generative.layers import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors on a shared CPU: extra threads only add waiting
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_equal_conv_applies_he_scale_at_run_time():
     torch.manual_seed(0)
     conv = EqualConv2d(4, 6, 3, padding=1)

@@ -6,15 +6,6 @@ from generative.backbone import Backbone, to_model_images, to_uint8
 from generative.layers import EqualConv2d, PixelNorm, spectral_norm_modules, upsample
 from generative.pioneer import PioneerAutoencoder, PioneerConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors on a shared CPU: extra threads only add waiting
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 TINY = dict(resolution=16, latent_dim=24, channel_base=128, max_channels=16)
 
 

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from sequences.pipeline import PipelineConfig, run_pipeline
-from sequences.run import CameraRun
 
 
 class TinyBackbone(nn.Module):

@@ -11,14 +11,6 @@ from generative.checkpoint import CheckpointError
 from generative.stylegan2 import StyleGAN2Generator, n_styles_for
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ------------------------------------------------------------------ a rosinality g_ema, written by hand
 def rosinality_channels(r, cm, cap=512):
     table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm, 512: 32 * cm, 1024: 16 * cm}

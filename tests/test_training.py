@@ -14,15 +14,6 @@ from generative.training.loop import AGETrainer, TrainConfig, train
 from generative.training.losses import empirical_kl, encoder_kl_term, kl_margin, latent_cosine_loss, reconstruction_l1
 from generative.training.schedule import DEFAULT_BATCH_SIZES, ProgressiveSchedule, fade_images
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors on a shared CPU: extra threads only add waiting
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
 

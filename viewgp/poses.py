@@ -16,8 +16,7 @@ All functions are batched torch, differentiable where it makes sense, and keep t
 
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor
