@@ -30,7 +30,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_pioneer_32px import parse_images_per_phase, prepare_data, rmse01  # noqa: E402
+from train_pioneer_32px import add_training_args, prepare_data, rmse01, training_kwargs  # noqa: E402
 
 from generative import load  # noqa: E402
 from generative.data import stack_images  # noqa: E402
@@ -52,36 +52,17 @@ def mixing_grid(model, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="/tmp/automodulator32")
-    p.add_argument("--synthetic", action="store_true", help="procedural images instead of rendered objects")
-    p.add_argument("--images-per-phase", default="4=64000,8=48000,16=48000,32=64000")
-    p.add_argument("--total-images", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--channel-base", type=int, default=512)
-    p.add_argument("--max-channels", type=int, default=64)
-    p.add_argument("--decoder-updates", type=int, default=1)
+    add_training_args(p, "/tmp/automodulator32", str(Path(__file__).with_name("automodulator_32px_mixing.png")))
     p.add_argument("--no-layer-mixing", action="store_true")
     p.add_argument("--l1", action="store_true", help="L1 image loss instead of the adaptive robust loss")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--grid", default=str(Path(__file__).with_name("automodulator_32px_mixing.png")))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
     out = Path(args.out)
     data, heldout, train_set = prepare_data(out, args.synthetic, args.resume, args.seed)
-    ipp = parse_images_per_phase(args.images_per_phase)
-    step_images = max(min(ipp.values()) if isinstance(ipp, dict) else ipp, 2)
     cfg = TrainConfig(
-        variant="automodulator", resolution=32, out_dir=str(out / "run"), data=data,
-        synthetic=2000 if args.synthetic else 0, cache_images=True,
-        channel_base=args.channel_base, max_channels=args.max_channels,
-        images_per_phase=ipp, total_images=args.total_images, batch_size=args.batch_size, lr=args.lr,
-        decoder_updates=args.decoder_updates, seed=args.seed, threads=args.threads,
-        checkpoint_every=step_images // 2, sample_every=step_images // 2, log_every=20,
+        variant="automodulator", **training_kwargs(args, out, data),
         automodulator=dict(layer_mixing=not args.no_layer_mixing, image_loss="l1" if args.l1 else "robust"),
     )
     t0 = time.perf_counter()

@@ -99,9 +99,9 @@ def rmse01(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((a - b) / 2).pow(2).mean().sqrt())
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="/tmp/pioneer32", help="working folder (data, run, eval.json)")
+def add_training_args(p: argparse.ArgumentParser, out_default: str, grid_default: str) -> None:
+    """The options both 32 px examples (Balanced Pioneer, automodulator) take."""
+    p.add_argument("--out", default=out_default, help="working folder (data, run, eval.json)")
     p.add_argument("--synthetic", action="store_true", help="procedural images instead of rendered objects")
     p.add_argument("--images-per-phase", default="4=64000,8=48000,16=48000,32=64000",
                    help="N or RES=N,... (default 4=64000,8=48000,16=48000,32=64000)")
@@ -116,19 +116,16 @@ def main() -> int:
     p.add_argument("--betas", default=None, help="Adam betas, e.g. 0.5,0.99 (default: the variant's paper values)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--grid", default=str(Path(__file__).with_name("pioneer_32px_grid.png")))
+    p.add_argument("--grid", default=grid_default)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in OUT/run from its newest checkpoint")
-    args = p.parse_args()
 
-    torch.set_num_threads(args.threads)
-    cv2.setNumThreads(1)
-    out = Path(args.out)
-    data, heldout, train_set = prepare_data(out, args.synthetic, args.resume, args.seed)
+
+def training_kwargs(args: argparse.Namespace, out: Path, data: str) -> dict:
+    """``TrainConfig`` keyword arguments from :func:`add_training_args` options (all but ``variant``)."""
     ipp = parse_images_per_phase(args.images_per_phase)
-    step_images = min(ipp.values()) if isinstance(ipp, dict) else ipp
-    cfg = TrainConfig(
-        variant="balanced",
+    step_images = max(min(ipp.values()) if isinstance(ipp, dict) else ipp, 2)
+    return dict(
         resolution=32,
         out_dir=str(out / "run"),
         data=data,
@@ -151,6 +148,18 @@ def main() -> int:
         sample_every=step_images // 2,
         log_every=20,
     )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_training_args(p, "/tmp/pioneer32", str(Path(__file__).with_name("pioneer_32px_grid.png")))
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
+    out = Path(args.out)
+    data, heldout, train_set = prepare_data(out, args.synthetic, args.resume, args.seed)
+    cfg = TrainConfig(variant="balanced", **training_kwargs(args, out, data))
     t0 = time.perf_counter()
     train(cfg, resume=args.resume)
     wall = time.perf_counter() - t0

@@ -199,6 +199,29 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
     assert recon() < 0.85 * before
 
 
+def test_decoder_reconstruction_term_trains_only_the_decoder():
+    # every other weight 0: a decoder update is pure L1 reconstruction from the encoder's detached codes
+    torch.manual_seed(0)
+    cfg = TrainConfig(variant="automodulator", synthetic=16, lr=1e-3, margin=0.0, decoder_updates=1, kl_weight=0.0,
+                      recon_weight=0.0, latent_weight=0.0, decoder_recon_weight=1.0,
+                      automodulator=dict(image_loss="l1", layer_mixing=False), **TINY)
+    model = AutomodulatorAutoencoder(cfg.model_config())
+    trainer = AutomodulatorTrainer(model, cfg, CPU)
+    x = stack_images(SyntheticImageDataset(16, 16, seed=0), range(16))
+    ps = cfg.schedule().at(10**7)
+    trainer.set_phase(ps)
+    enc_before = [p.detach().clone() for p in model.encoder.parameters()]
+    with torch.no_grad():
+        z = model.encoder(x, 2)
+        before = (model.decoder(z, 2, noise=False) - x).abs().mean().item()
+    for _ in range(25):
+        trainer.train_step(x, ps)
+    with torch.no_grad():
+        after = (model.decoder(z, 2, noise=False) - x).abs().mean().item()
+    assert after < 0.9 * before
+    assert all(torch.equal(a, p) for a, p in zip(enc_before, model.encoder.parameters()))
+
+
 def _run(out, total, **kw):
     cfg = dict(variant="automodulator", resolution=8, out_dir=str(out), synthetic=12, latent_dim=16, channel_base=64,
                max_channels=8, images_per_phase=16, batch_size=4, total_images=total, progress=False,

@@ -16,6 +16,8 @@ Pioneer loop's. One step on real images ``x`` (code-scale weights, ``w = kl_weig
   + layer_mix_weight * L2(xi_{<k}(z_hat), xi_{<k}(z_A))[mixed rows]`` -- the layer-mixing loss of thesis
   eq. 3.5: the decoder features up to block ``k`` (noise off) from the re-encoded mix must equal those from
   ``z_A``, which drove exactly those blocks;
+* optional (``decoder_recon_weight > 0``, off in the paper): the generator-side L1 ``|G(E(x)) - x|`` of the
+  Pioneer loop, which makes short CPU runs reconstruct;
 * decoder EMA.
 
 Each term can be switched off (:class:`AutomodulatorLosses`) for the Publication III ablations (layer-mixing
@@ -289,6 +291,9 @@ class AutomodulatorTrainer(AGETrainer):
             kl_gen = empirical_kl(z_hat)
             latent = latent_cosine_loss(z_hat[n_mix:], z_a[n_mix:], cfg.latent_loss)
             loss_g = cfg.kl_weight * kl_gen + cfg.latent_weight * latent
+            if cfg.decoder_recon_weight > 0:  # AGE's generator-side L1, as in the Pioneer loop
+                recon = dec(z_real.detach(), phase, alpha, noise=lc.noise)
+                loss_g = loss_g + cfg.decoder_recon_weight * reconstruction_l1(recon, x)
             layer_mix = zero
             if lc.layer_mixing and n_mix > 0:
                 layer_mix = layer_mixing_loss(lambda z, k: dec.features(z, k, noise=False), z_a[:n_mix], z_hat[:n_mix], cut)
