@@ -20,12 +20,14 @@ PyTorch CycleGAN ``resnet_9blocks`` / ``n_layers=3`` models; weights are initial
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+import os
+from pathlib import Path
 from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
 
-from generative.checkpoint import capture_rng_state, restore_rng_state
+from generative.checkpoint import CheckpointError, capture_rng_state, read_checkpoint, restore_rng_state, write_checkpoint
 from generative.layers import leaky_relu
 from generative.training.buffer import SamplePool
 from generative.training.losses import reconstruction_l1
@@ -39,6 +41,9 @@ __all__ = [
     "lsgan_loss",
     "cycle_loss",
     "CycleGANTrainer",
+    "Translator",
+    "export_translator",
+    "load_translator",
 ]
 
 DIRECTIONS = ("ab", "ba")
@@ -334,3 +339,62 @@ class CycleGANTrainer:
         trainer = cls(TranslatorConfig.from_dict(dict(state["config"])), device=device)
         trainer.load_state_dict(state)
         return trainer
+
+
+# ------------------------------------------------------------------------------ trained translators
+TRANSLATOR_KIND = "translator"
+
+
+class Translator(nn.Module):
+    """A trained pair for inference: ``forward(x)`` is ``G_ab`` (e.g. one age step older), ``backward(x)``
+    ``G_ba``; images ``(B, C, H, W)`` in ``[-1, 1]`` at ``image_size`` (the size it was trained at)."""
+
+    def __init__(self, config: TranslatorConfig, image_size: int) -> None:
+        super().__init__()
+        self.config = config
+        self.image_size = int(image_size)
+        self.g_ab = ResnetGenerator(config.channels, config.gen_width, config.n_res_blocks)
+        self.g_ba = ResnetGenerator(config.channels, config.gen_width, config.n_res_blocks)
+
+    @torch.no_grad()
+    def translate(self, x: Tensor, direction: str = "ab") -> Tensor:
+        """``G_ab(x)`` or ``G_ba(x)``, ``(B, C, H, W) -> (B, C, H, W)``; the size must be the trained one."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be 'ab' or 'ba', got {direction!r}")
+        if x.ndim != 4 or x.shape[1] != self.config.channels or tuple(x.shape[-2:]) != (self.image_size,) * 2:
+            raise ValueError(
+                f"this translator takes (B, {self.config.channels}, {self.image_size}, {self.image_size}) images, "
+                f"got {tuple(x.shape)}"
+            )
+        net = self.g_ab if direction == "ab" else self.g_ba
+        return net.eval()(x.to(next(net.parameters()).device, torch.float32))
+
+
+def export_translator(trainer: CycleGANTrainer, path: Union[str, os.PathLike], image_size: int) -> Path:
+    """Write the two generators of ``trainer`` (and the config and image size) atomically to ``path``."""
+    state = {
+        "g_ab": {k: v.detach().cpu() for k, v in trainer.g_ab.state_dict().items()},
+        "g_ba": {k: v.detach().cpu() for k, v in trainer.g_ba.state_dict().items()},
+    }
+    config = {"model": asdict(trainer.config), "image_size": int(image_size)}
+    return write_checkpoint(path, TRANSLATOR_KIND, config, state)
+
+
+def load_translator(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> Translator:
+    """Load a ``translator.pt`` written by :func:`export_translator` (the end of every translator run).
+
+    ``FileNotFoundError`` names a missing file; a file of another kind or with mismatching weights raises
+    :class:`~generative.checkpoint.CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"translator file not found: {path} (expected the translator.pt a translator run writes)")
+    payload = read_checkpoint(path, map_location=device)
+    if payload.get("kind") != TRANSLATOR_KIND:
+        raise CheckpointError(f"{path} holds a '{payload.get('kind')}' checkpoint, not a trained translator")
+    model = Translator(TranslatorConfig.from_dict(dict(payload["config"]["model"])), payload["config"]["image_size"])
+    try:
+        model.g_ab.load_state_dict(payload["model"]["g_ab"])
+        model.g_ba.load_state_dict(payload["model"]["g_ba"])
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: translator weights do not match its recorded config ({exc})") from exc
+    return model.to(device).eval()

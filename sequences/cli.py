@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "sequences.cli_images",
     "sequences.cli_mix",
     "sequences.cli_invert",
+    "sequences.cli_age",
 ]
 
 

@@ -1,10 +1,14 @@
-"""``viewgp train``: train a Pioneer, Balanced Pioneer or automodulator backbone (progressive growing, resumable, torchrun DDP)."""
+"""``viewgp train``: train a Pioneer, Balanced Pioneer or automodulator backbone (progressive growing, resumable,
+torchrun DDP), or a CycleGAN translator pair between two image folders."""
 
 from __future__ import annotations
 
 import argparse
 
 EPILOG = """examples:
+  # a CycleGAN translator pair between two folders of unpaired images (both directions), 64 px
+  viewgp train translator --a faces/age_25 --b faces/age_35 --out runs/t25_35 --image-size 64 --steps 20000
+
   # a 32 px automodulator on CPU, without the layer-mixing loss (ablation)
   viewgp train automodulator --synthetic 2000 --resolution 32 --out runs/am32 --max-channels 64 --channel-base 1024 --no-layer-mixing
 
@@ -55,15 +59,15 @@ def _per_resolution(cast):
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train a Pioneer / Balanced Pioneer / automodulator generative autoencoder",
+        help="train a Pioneer / Balanced Pioneer / automodulator autoencoder, or a CycleGAN translator",
         description="Train a progressively growing generative autoencoder (Pioneer: spectral-norm encoder, "
         "equalized-lr + PixelNorm decoder; Balanced: spectral norm in both and a KL margin) with AGE losses, "
         "a decoder EMA and a generated-sample pool. Checkpoints are atomic and --resume continues exactly.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("variant", choices=["pioneer", "balanced", "automodulator"], help="model variant")
-    data = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("variant", choices=["pioneer", "balanced", "automodulator", "translator"], help="model variant")
+    data = p.add_mutually_exclusive_group()
     data.add_argument("--data", help="folder of training images (JPEG/PNG, recursive)")
     data.add_argument("--synthetic", type=int, nargs="?", const=2000, metavar="N",
                       help="train on N procedural images instead (default N = 2000)")
@@ -103,11 +107,50 @@ def register(subparsers) -> None:
     am.add_argument("--no-layer-mixing", action="store_true", help="drop the layer-mixing loss (thesis eq. 3.5)")
     am.add_argument("--stylemix-e", type=float, default=0.25, help="style-mixed fraction of the encoder's fakes (default 0.25)")
     am.add_argument("--stylemix-d", type=float, default=0.5, help="style-mixed fraction of the decoder batch (default 0.5)")
+    tr = p.add_argument_group("translator only (CycleGAN: ResNet generators, PatchGAN, LSGAN, cycle loss 10)")
+    tr.add_argument("--a", action="append", metavar="DIR", help="domain A image folder (repeat --a/--b for joint "
+                    "training on several transitions, the aging chain's re-training)")  # fmt: skip
+    tr.add_argument("--b", action="append", metavar="DIR", help="domain B image folder")
+    tr.add_argument("--steps", type=int, default=10_000, help="iterations (default 10000; the paper 600k at batch 1)")
+    tr.add_argument("--image-size", type=int, default=64, help="training image size, a multiple of 4 (default 64)")
+    tr.add_argument("--gen-width", type=int, default=64, help="first generator conv width (default 64)")
+    tr.add_argument("--res-blocks", type=int, default=9, help="generator residual blocks (default 9)")
+    tr.add_argument("--disc-width", type=int, default=64, help="discriminator width (default 64)")
+    tr.add_argument("--disc-layers", type=int, default=3, help="PatchGAN stride-2 layers (default 3: 70x70 patches; "
+                    "images must be >= 3 * 2^layers px)")
+    tr.add_argument("--init", help="start from an earlier translator run folder or translator.pt")
+    tr.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints and sample grids (default 1000)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
+def run_translator(args) -> int:
+    from generative.training.translator_loop import TranslatorTrainConfig, train_translator
+
+    if not args.a or not args.b or len(args.a) != len(args.b):
+        raise ValueError("viewgp train translator needs --a DIR --b DIR (the same number of each)")
+    for name, value in (("batch-size", args.batch_size), ("lr", args.lr)):
+        if isinstance(value, dict):
+            raise ValueError(f"--{name} takes one value for a translator, not per-resolution pairs")
+    model = dict(gen_width=args.gen_width, n_res_blocks=args.res_blocks, disc_width=args.disc_width, disc_layers=args.disc_layers)
+    if args.lr is not None:
+        model["lr"] = args.lr
+    config = TranslatorTrainConfig(
+        pairs=list(zip(args.a, args.b)), out_dir=args.out, steps=args.steps, batch_size=args.batch_size or 1,
+        image_size=args.image_size, flip=not args.no_flip, cache_images=args.cache_images, model=model,
+        init=args.init, seed=args.seed, device=args.device, threads=args.threads, checkpoint_every=args.save_every,
+        keep_checkpoints=args.keep, sample_every=args.save_every, progress=not args.quiet,
+    )  # fmt: skip
+    train_translator(config, resume=args.resume)
+    print(f"trained translator pair for {args.steps} steps; weights: {args.out}/translator.pt")
+    return 0
+
+
 def run(args) -> int:
+    if args.variant == "translator":
+        return run_translator(args)
+    if not args.data and not args.synthetic:
+        raise ValueError(f"viewgp train {args.variant} needs --data DIR or --synthetic N")
     from generative.training.distributed import shutdown_distributed
     from generative.training.loop import TrainConfig, train
 
