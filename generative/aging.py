@@ -20,8 +20,9 @@ serving 35->45 and 45->55). Chains run forward (``G_ab``: older) and backward (`
 Run folder of :func:`train_aging`: ``domains/{train,val}/age_<c>/`` (hard links or copies of the binned
 images), ``fresh_<a>_<b>/`` and ``reuse_<a>_<b>/`` translator runs (each resumable, skipped when finished),
 ``age_estimator.pt`` when our regressor was trained here, ``chain.json`` (the greedy chain),
-``chain_separate.json`` (one fresh translator per stage), ``selection.json`` (every comparison) and
-``evaluation.txt`` / ``evaluation.json`` (:func:`evaluate_chain` for both chains).
+``chain_separate.json`` (one fresh translator per stage), ``chain_reuse_candidates.json`` (every stage from
+its re-use candidate, chosen or not), ``selection.json`` (every comparison) and ``evaluation.txt`` /
+``evaluation.json`` (:func:`evaluate_chain` for the three chains).
 """
 
 from __future__ import annotations
@@ -352,7 +353,8 @@ def train_aging(
 ) -> dict:
     """Bin ``labels`` into domains, train fresh translators for every stage and pick the greedy re-use
     chain (module docstring); resumable: finished translator runs are skipped, unfinished ones resumed.
-    Returns ``{"chain": AgingChain, "separate": AgingChain, "selection": [...], "evaluation": {...}}``."""
+    Returns ``{"chain": AgingChain, "separate": AgingChain, "candidates": AgingChain, "selection": [...],
+    "evaluation": {...}}``."""
     root = Path(cfg.out_dir)
     root.mkdir(parents=True, exist_ok=True)
     centres = sorted(int(c) for c in cfg.centres)
@@ -398,15 +400,19 @@ def train_aging(
 
     chain = AgingChain(centres, stages, root=root)
     separate = AgingChain(centres, fresh, root=root)
+    # every stage from its re-use candidate, chosen or not: what re-use would have given where it lost
+    candidates = AgingChain(centres, [fresh[0]] + [s["reused"] for s in selection], root=root)
     chain.save(root / "chain.json")
     separate.save(root / "chain_separate.json")
+    candidates.save(root / "chain_reuse_candidates.json")
     (root / "selection.json").write_text(json.dumps(selection, indent=2))
-    evaluation = {"separate": evaluate_chain(separate, val, estimator), "reused": evaluate_chain(chain, val, estimator)}
+    evaluation = {"separate": evaluate_chain(separate, val, estimator), "reused": evaluate_chain(chain, val, estimator),
+                  "re-use candidate": evaluate_chain(candidates, val, estimator)}  # fmt: skip
     (root / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
     text = format_evaluation(evaluation, val_age)
     (root / "evaluation.txt").write_text(text)
     log(text)
-    return {"chain": chain, "separate": separate, "selection": selection, "evaluation": evaluation}
+    return {"chain": chain, "separate": separate, "candidates": candidates, "selection": selection, "evaluation": evaluation}
 
 
 # ------------------------------------------------------------------------------ evaluation

@@ -156,6 +156,8 @@ def run_eval(args) -> int:
     run = Path(args.chain)
     estimator = _estimator_for(run, args.estimator)
     chains = {"separate": AgingChain.load(run / "chain_separate.json"), "reused": AgingChain.load(run / "chain.json")}
+    if (run / "chain_reuse_candidates.json").is_file():  # runs made before it was written lack it
+        chains["re-use candidate"] = AgingChain.load(run / "chain_reuse_candidates.json")
     size = chains["reused"].image_size
     val = {c: load_folder_images(domain_dir(run, "val", c), size) for c in chains["reused"].centres}
     evaluation = {name: evaluate_chain(ch, val, estimator) for name, ch in chains.items()}

@@ -1,10 +1,7 @@
 """Face aging: translator folder training (resume, init), domains and labels, the greedy re-use rule,
 chaining order and direction, evaluation and the `viewgp train translator` / `viewgp age` commands."""
 
-import csv
-
 import cv2
-import numpy as np
 import pytest
 import torch
 
@@ -191,6 +188,11 @@ def test_train_aging_picks_reused_when_better_and_fresh_otherwise(faces, tmp_pat
     res = run({"real": 30, "reuse_25_35": 45, "fresh_25_35": 31}, "worse")
     assert res["selection"][0]["chosen"] == "fresh"
     assert res["chain"].stages == ["fresh_15_25/translator.pt", "fresh_25_35/translator.pt"]
+    # the losing candidate is still evaluated, so the table shows what re-use would have given
+    cand = AgingChain.load(tmp_path / "worse" / "chain_reuse_candidates.json")
+    assert cand.stages == ["fresh_15_25/translator.pt", "reuse_25_35/translator.pt"]
+    assert [r["translator"] for r in res["evaluation"]["re-use candidate"]] == cand.stages
+    assert res["evaluation"]["re-use candidate"][1]["direct_age"] == 45.0
     assert (tmp_path / "worse" / "evaluation.txt").is_file() and (tmp_path / "worse" / "domains" / "val" / "age_35").is_dir()
     assert AgingChain.load(tmp_path / "better").stages == ["reuse_25_35/translator.pt"] * 2
 
