@@ -18,6 +18,13 @@ the true novel view (``|z_pred - z_true|^2`` summed over the latent, so on the u
 
     .venv/bin/python examples/novel_views_chairs.py            # bundled backbone, all objects
     .venv/bin/python examples/novel_views_chairs.py --objects teddy duck --backbone run/model.safetensors
+
+Several ``--backbone`` checkpoints give one table each, then a side-by-side summary: e.g. the 32 px
+Balanced Pioneer and automodulator of ``train_pioneer_32px.py`` / ``train_automodulator_32px.py``, which
+are trained on turntable views on mid-grey, so render with ``--background 128``:
+
+    .venv/bin/python examples/novel_views_chairs.py --background 128 \
+        --backbone /tmp/pioneer32/run/model.safetensors /tmp/automodulator32/run/model.safetensors
 """
 
 from __future__ import annotations
@@ -57,9 +64,9 @@ def two_view_interpolation(R_train: np.ndarray, z_train: np.ndarray, R_query: np
     return _slerp_np(z_train[order[:, 0]], z_train[order[:, 1]], u)
 
 
-def evaluate_object(backbone, obj: str, size: int, steps: int, device: str) -> dict[str, tuple[float, float]]:
-    """``{method: (pixel MSE, latent MSE)}`` for one object."""
-    train, novel = chairs_protocol(obj, size=size)
+def evaluate_object(backbone, obj: str, size: int, steps: int, device: str, background: int = 255) -> dict[str, tuple[float, float]]:
+    """``{method: (pixel MSE, latent MSE)}`` for one object rendered on a grey level ``background``."""
+    train, novel = chairs_protocol(obj, size=size, background=(background,) * 3)
     z_tr = encode_frames(backbone, train.frames, device=device, progress=False).astype(np.float64)
     z_nv = encode_frames(backbone, novel.frames, device=device, progress=False).astype(np.float64)
     truth = np.stack([square_resize(np.asarray(f), backbone.resolution) for f in novel.frames])
@@ -78,24 +85,8 @@ def evaluate_object(backbone, obj: str, size: int, steps: int, device: str) -> d
     return out
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backbone", default=None, help="checkpoint (default: the bundled backbone)")
-    p.add_argument("--objects", nargs="+", default=None, help=f"meshes (default: all of {', '.join(object_names())})")
-    p.add_argument("--size", type=int, default=64, help="render size before resizing to the backbone's resolution")
-    p.add_argument("--steps", type=int, default=150, help="ML-II steps per GP fit")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-
-    t0 = time.perf_counter()
-    backbone = load_default(args.device) if args.backbone is None else load(args.backbone, device=args.device)
-    objects = args.objects or object_names()
-    per_obj = {obj: evaluate_object(backbone, obj, args.size, args.steps, args.device) for obj in objects}
-
-    print(f"Novel views, chairs protocol (60 training / 60 novel views per object), {len(objects)} objects, "
-          f"backbone {backbone.kind} {backbone.resolution} px")
+def print_table(name: str, per_obj: dict, objects: list[str]) -> None:
+    print(f"Novel views, chairs protocol (60 training / 60 novel views per object), {len(objects)} objects, backbone {name}")
     print(f"| {'method':<11} | {'pixel MSE':>9} | {'latent MSE':>10} | {'wins (pixel)':>12} |")
     print(f"|{'-' * 13}|{'-' * 11}|{'-' * 12}|{'-' * 14}|")
     for m in ROWS:
@@ -108,6 +99,42 @@ def main() -> int:
     print("  " + " ".join(f"{m:>10}" for m in ROWS) + "  object")
     for o in objects:
         print("  " + " ".join(f"{per_obj[o][m][0]:10.5f}" for m in ROWS) + f"  {o}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", nargs="+", default=[None], help="checkpoint(s) (default: the bundled backbone)")
+    p.add_argument("--objects", nargs="+", default=None, help=f"meshes (default: all of {', '.join(object_names())})")
+    p.add_argument("--size", type=int, default=64, help="render size before resizing to the backbone's resolution")
+    p.add_argument("--background", type=int, default=255, help="grey level behind the objects (default white)")
+    p.add_argument("--steps", type=int, default=150, help="ML-II steps per GP fit")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    t0 = time.perf_counter()
+    objects = args.objects or object_names()
+    results = {}
+    for path in args.backbone:
+        backbone = load_default(args.device) if path is None else load(path, device=args.device)
+        name = f"{backbone.kind} {backbone.resolution} px" + ("" if path is None else f" ({path})")
+        results[name] = {obj: evaluate_object(backbone, obj, args.size, args.steps, args.device, args.background) for obj in objects}
+        print_table(name, results[name], objects)
+        print()
+    if len(results) > 1:
+        names = list(results)
+        print("pixel MSE, mean over objects:")
+        print(f"| {'method':<11} | " + " | ".join(f"{n.split(' (')[0]:>22}" for n in names) + " |")
+        print(f"|{'-' * 13}|" + "|".join("-" * 24 for _ in names) + "|")
+        mean = {n: {m: float(np.mean([results[n][o][m][0] for o in objects])) for m in ROWS} for n in names}
+        for m in ROWS:
+            print(f"| {m:<11} | " + " | ".join(f"{mean[n][m]:22.5f}" for n in names) + " |")
+        for n in names:
+            v, lin, floor = mean[n]["view"], mean[n]["linear"], mean[n]["per-frame"]
+            closed = 100 * (lin - v) / (lin - floor) if lin > floor else float("nan")
+            print(f"  {n}: view kernel {100 * (1 - v / lin):.1f}% below linear interpolation, closing {closed:.0f}% "
+                  "of the gap from linear interpolation to the per-frame floor")
     print(f"\nwall time {time.perf_counter() - t0:.1f} s")
     return 0
 
