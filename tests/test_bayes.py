@@ -122,14 +122,16 @@ def test_nuts_recovers_known_lengthscale():
     x, z = _gp_data(60, 12, true_ls, 0.01, seed=2)
     # Prior medians as the pipeline sets them: lengthscale off by 2x, scales from the data.
     gp = _rbf_gp(lengthscale=3.0, outputscale=float(z.var()), noise=0.01 * float(z.var()))
-    res = nuts_latent_gp(gp, x, z, num_samples=60, warmup_steps=40, num_chains=1, seed=0, ml_steps=100)
+    # 80 warm-up steps: with 40, one seed's noise chain ends with split R-hat 1.17 (seen after a dependency
+    # update moved the random stream); 80 / 80 passed for seeds 0-5
+    res = nuts_latent_gp(gp, x, z, num_samples=80, warmup_steps=80, num_chains=1, seed=0, ml_steps=100)
     s = res.summary()
     assert s["fallback"] is None, s["fallback"]
     ls = s["hyperparameters"]["lengthscale"]
     assert ls["q05"] < true_ls < ls["q95"], ls
     assert ls["q95"] / ls["q05"] < 2.0  # informative, not just the prior (whose 90% range is 27x)
     assert ls["ess"] > 10 and abs(ls["rhat"] - 1) < 0.1
-    assert s["samples_per_chain"] == 60 and s["transitions"] == 60
+    assert s["samples_per_chain"] == 80 and s["transitions"] == 80
     mean, var = res.predict(x[:5])
     assert mean.shape == (5, 12) and var.shape == (5,) and bool(torch.isfinite(var).all())
 

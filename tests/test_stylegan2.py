@@ -224,6 +224,7 @@ def test_style_and_noise_counts_per_resolution(res):
 
 
 def test_w_and_wplus_decode_agree_and_truncation(tmp_path):
+    torch.manual_seed(0)  # w must not depend on which tests ran before
     g = StyleGAN2Generator.from_rosinality(write_rosinality(tmp_path, random_g_ema(**SMALL), torch.randn(24)))
     w = torch.randn(2, 24)
     with torch.no_grad():
@@ -233,7 +234,7 @@ def test_w_and_wplus_decode_agree_and_truncation(tmp_path):
         # truncation 0 decodes latent_avg whatever w is; 0.5 is halfway in W
         avg = g.decode(g.latent_avg[None].expand(2, -1))
         torch.testing.assert_close(g.decode(w, truncation=0.0), avg)
-        torch.testing.assert_close(g.decode(w, truncation=0.5), g.decode(0.5 * (w + g.latent_avg)), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(g.decode(w, truncation=0.5), g.decode(0.5 * (w + g.latent_avg)), rtol=1e-5, atol=1e-5)  # float32 rounding of two ways to halve
     with pytest.raises(ValueError, match=r"W \(B, 24\) or W\+ \(B, 8, 24\)"):
         g.decode(torch.randn(2, 7, 24))
     with pytest.raises(TypeError, match="inversion"):
