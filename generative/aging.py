@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .backbone import to_uint8
+from .checkpoint import CheckpointManager, atomic_write
 from .data import IMAGE_EXTENSIONS, ImageFolderDataset, square_resize, uint8_to_tensor
 from .translator import Translator, load_translator
 
@@ -241,10 +243,7 @@ class AgingChain:
             "centres": self.centres,
             "stages": [{"from": a, "to": b, "translator": str(t)} for a, b, t in zip(self.centres, self.centres[1:], self.stages)],
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(d, indent=2))
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(d, indent=2)))
 
     def translator(self, k: int) -> Translator:
         f = str(self.stages[k])
@@ -340,8 +339,7 @@ def _run_translator(cfg: AgingConfig, root: Path, name: str, pairs: list, steps:
         checkpoint_every=max(steps // 4, 1), sample_every=max(steps // 4, 1), log_every=max(min(50, steps // 10), 1),
         progress=cfg.progress,
     )  # fmt: skip
-    has_ckpt = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("ckpt_*.pt"))
-    train_translator(tc, resume=has_ckpt)
+    train_translator(tc, resume=bool(CheckpointManager(out / "checkpoints").checkpoints()))
     return f"{name}/translator.pt"
 
 
@@ -406,8 +404,8 @@ def train_aging(
     separate.save(root / "chain_separate.json")
     candidates.save(root / "chain_reuse_candidates.json")
     (root / "selection.json").write_text(json.dumps(selection, indent=2))
-    evaluation = {"separate": evaluate_chain(separate, val, estimator), "reused": evaluate_chain(chain, val, estimator),
-                  "re-use candidate": evaluate_chain(candidates, val, estimator)}  # fmt: skip
+    named = {"separate": separate, "reused": chain, "re-use candidate": candidates}
+    evaluation = {name: evaluate_chain(ch, val, estimator, val_age) for name, ch in named.items()}
     (root / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
     text = format_evaluation(evaluation, val_age)
     (root / "evaluation.txt").write_text(text)
@@ -417,17 +415,21 @@ def train_aging(
 
 # ------------------------------------------------------------------------------ evaluation
 @torch.no_grad()
-def evaluate_chain(chain: AgingChain, val: dict[int, Tensor], estimator: AgeEstimator) -> list[dict]:
+def evaluate_chain(
+    chain: AgingChain, val: dict[int, Tensor], estimator: AgeEstimator, val_age: Optional[dict[int, Tensor]] = None
+) -> list[dict]:
     """Per stage ``a -> b``: the mean estimated age of ``val[a]`` translated once (``direct``) and of the
     youngest domain's validation images chained up to ``b`` (``chained``), each with its increase over the
-    stage's input. ``val``: ``{centre: (N, 3, s, s)}`` images in [-1, 1]."""
-    c0 = chain.centres[0]
-    x = val[c0]
-    prev = float(estimate_ages(estimator, x).mean())
+    stage's input. ``val``: ``{centre: (N, 3, s, s)}`` images in [-1, 1]; ``val_age``: their estimated
+    ages, when already known (several chains are evaluated on the same images)."""
+    if val_age is None:
+        val_age = {c: estimate_ages(estimator, x) for c, x in val.items()}
+    x = val[chain.centres[0]]
+    prev = float(val_age[chain.centres[0]].mean())
     rows = []
     for k, (a, b) in enumerate(zip(chain.centres, chain.centres[1:])):
         t = chain.translator(k)
-        src = float(estimate_ages(estimator, val[a]).mean())
+        src = float(val_age[a].mean())
         direct = float(estimate_ages(estimator, t.translate(val[a], "ab")).mean())
         x = t.translate(x, "ab")
         chained = float(estimate_ages(estimator, x).mean())
@@ -475,8 +477,7 @@ def aging_strip(chain: AgingChain, image: Tensor, start: int, end: int, cell: in
     ages = [start] + [chain.centres[k + 1] if d == "ab" else chain.centres[k] for k, d in chain.steps(start, end)]
     cells = []
     for f, age in zip(frames, ages):
-        img = ((f[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-        img = cv2.resize(img, (cell, cell), interpolation=cv2.INTER_NEAREST)
+        img = cv2.resize(to_uint8(f)[0], (cell, cell), interpolation=cv2.INTER_NEAREST)
         label = np.full((14, cell, 3), 255, np.uint8)
         cv2.putText(label, f"{age}" + (" (input)" if age == start else ""), (3, 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
         cells.append(np.concatenate([label, img], axis=0))

@@ -35,6 +35,7 @@ __all__ = [
     "CheckpointError",
     "read_checkpoint",
     "write_checkpoint",
+    "atomic_write",
     "atomic_save",
     "export_safetensors",
     "CheckpointManager",
@@ -49,7 +50,7 @@ class CheckpointError(ValueError):
 
 
 # ------------------------------------------------------------------------------ writing
-def _atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
+def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file in the destination folder, then ``os.replace`` it into
     place, so a crash never leaves a half-written file under ``path``."""
     path = Path(path)
@@ -75,7 +76,7 @@ def atomic_save(obj: Any, path: PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def write_checkpoint(
@@ -117,7 +118,7 @@ def export_safetensors(
         "alpha": repr(float(alpha)),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    return _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 # ------------------------------------------------------------------------------ reading

@@ -19,8 +19,8 @@ PyTorch CycleGAN ``resnet_9blocks`` / ``n_layers=3`` models; weights are initial
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
 import os
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Union
 
@@ -346,8 +346,9 @@ TRANSLATOR_KIND = "translator"
 
 
 class Translator(nn.Module):
-    """A trained pair for inference: ``forward(x)`` is ``G_ab`` (e.g. one age step older), ``backward(x)``
-    ``G_ba``; images ``(B, C, H, W)`` in ``[-1, 1]`` at ``image_size`` (the size it was trained at)."""
+    """A trained pair for inference: ``translate(x, "ab")`` runs ``G_ab`` (e.g. one age step older),
+    ``translate(x, "ba")`` ``G_ba``; images ``(B, C, H, W)`` in ``[-1, 1]`` at ``image_size`` (the size it
+    was trained at)."""
 
     def __init__(self, config: TranslatorConfig, image_size: int) -> None:
         super().__init__()

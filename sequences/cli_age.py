@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_train import add_translator_model_args, translator_model
+
 EPILOG = """examples:
   # bin labelled faces into the domains 15 ... 65, train a translator per stage and the greedy re-use
   # chain; without --estimator our small age regressor is trained on the labels to score the chain
@@ -59,11 +61,7 @@ def register(subparsers) -> None:
     t.add_argument("--steps", type=int, default=10_000, help="iterations per fresh translator (default 10000; paper 600k)")
     t.add_argument("--retrain-steps", type=int, help="iterations per partial re-training (default steps / 2)")
     t.add_argument("--batch-size", type=int, default=1, help="(default 1, the paper's)")
-    t.add_argument("--gen-width", type=int, default=64, help="generator width (default 64, the paper's)")
-    t.add_argument("--res-blocks", type=int, default=9, help="generator residual blocks (default 9)")
-    t.add_argument("--disc-width", type=int, default=64, help="discriminator width (default 64)")
-    t.add_argument("--disc-layers", type=int, default=3, help="PatchGAN stride-2 layers (default 3: 70x70 patches; "
-                    "images must be >= 3 * 2^layers px)")
+    add_translator_model_args(t)
     t.add_argument("--val-fraction", type=float, default=0.1, help="validation share of each domain (default 0.1)")
     t.add_argument("--tolerance", type=float, default=0.0, help="years a re-used translator may lose and still be kept")
     t.add_argument("--estimator-steps", type=int, default=1500, help="training steps of our regressor (default 1500)")
@@ -122,7 +120,7 @@ def run_train(args) -> int:
     cfg = AgingConfig(
         out_dir=str(out), centres=args.centres, val_fraction=args.val_fraction, image_size=args.image_size,
         steps=args.steps, retrain_steps=args.retrain_steps, batch_size=args.batch_size,
-        model=dict(gen_width=args.gen_width, n_res_blocks=args.res_blocks, disc_width=args.disc_width, disc_layers=args.disc_layers),
+        model=translator_model(args),
         tolerance=args.tolerance, seed=args.seed, device=args.device, threads=args.threads, progress=not args.quiet,
     )  # fmt: skip
     train_aging(cfg, labels, estimator)
@@ -160,6 +158,7 @@ def run_eval(args) -> int:
         chains["re-use candidate"] = AgingChain.load(run / "chain_reuse_candidates.json")
     size = chains["reused"].image_size
     val = {c: load_folder_images(domain_dir(run, "val", c), size) for c in chains["reused"].centres}
-    evaluation = {name: evaluate_chain(ch, val, estimator) for name, ch in chains.items()}
-    sys.stdout.write(format_evaluation(evaluation, {c: estimate_ages(estimator, v) for c, v in val.items()}))
+    val_age = {c: estimate_ages(estimator, v) for c, v in val.items()}
+    evaluation = {name: evaluate_chain(ch, val, estimator, val_age) for name, ch in chains.items()}
+    sys.stdout.write(format_evaluation(evaluation, val_age))
     return 0

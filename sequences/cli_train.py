@@ -113,15 +113,25 @@ def register(subparsers) -> None:
     tr.add_argument("--b", action="append", metavar="DIR", help="domain B image folder")
     tr.add_argument("--steps", type=int, default=10_000, help="iterations (default 10000; the paper 600k at batch 1)")
     tr.add_argument("--image-size", type=int, default=64, help="training image size, a multiple of 4 (default 64)")
-    tr.add_argument("--gen-width", type=int, default=64, help="first generator conv width (default 64)")
-    tr.add_argument("--res-blocks", type=int, default=9, help="generator residual blocks (default 9)")
-    tr.add_argument("--disc-width", type=int, default=64, help="discriminator width (default 64)")
-    tr.add_argument("--disc-layers", type=int, default=3, help="PatchGAN stride-2 layers (default 3: 70x70 patches; "
-                    "images must be >= 3 * 2^layers px)")
+    add_translator_model_args(tr)
     tr.add_argument("--init", help="start from an earlier translator run folder or translator.pt")
     tr.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints and sample grids (default 1000)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_translator_model_args(group) -> None:
+    """The CycleGAN network options, shared by ``viewgp train translator`` and ``viewgp age train``."""
+    group.add_argument("--gen-width", type=int, default=64, help="first generator conv width (default 64, the paper's)")
+    group.add_argument("--res-blocks", type=int, default=9, help="generator residual blocks (default 9)")
+    group.add_argument("--disc-width", type=int, default=64, help="discriminator width (default 64)")
+    group.add_argument("--disc-layers", type=int, default=3, help="PatchGAN stride-2 layers (default 3: 70x70 "
+                       "patches; images must be >= 3 * 2^layers px)")  # fmt: skip
+
+
+def translator_model(args) -> dict:
+    """``TranslatorConfig`` fields from :func:`add_translator_model_args` options."""
+    return dict(gen_width=args.gen_width, n_res_blocks=args.res_blocks, disc_width=args.disc_width, disc_layers=args.disc_layers)
 
 
 def run_translator(args) -> int:
@@ -132,7 +142,7 @@ def run_translator(args) -> int:
     for name, value in (("batch-size", args.batch_size), ("lr", args.lr)):
         if isinstance(value, dict):
             raise ValueError(f"--{name} takes one value for a translator, not per-resolution pairs")
-    model = dict(gen_width=args.gen_width, n_res_blocks=args.res_blocks, disc_width=args.disc_width, disc_layers=args.disc_layers)
+    model = translator_model(args)
     if args.lr is not None:
         model["lr"] = args.lr
     config = TranslatorTrainConfig(

@@ -43,6 +43,7 @@ from .buffer import SamplePool
 from .distributed import DistContext, init_distributed
 from .ema import ema_update
 from .losses import empirical_kl, encoder_kl_term, latent_cosine_loss, reconstruction_l1
+from .sample_grid import save_sample_grid
 from .schedule import PhaseState, ProgressiveSchedule, default_images_per_phase, fade_images
 
 __all__ = ["TrainConfig", "AGETrainer", "train", "make_dataset", "pool_capacity"]
@@ -314,20 +315,9 @@ def _gather(obj, ctx: DistContext) -> list:
 
 
 @torch.no_grad()
-def _save_grid(model: PioneerAutoencoder, real: Tensor, z: Tensor, path: Path, size: int) -> None:
-    """Rows: real images, their reconstructions (EMA decoder), two rows of random samples; every image
-    nearest-upsampled to ``size`` px."""
-    from torchvision.utils import save_image
-
-    recon = model.decode(model.encode(real))
-    samples = model.decode(z)
-    grid = torch.cat([real, recon, samples]).float().clamp(-1, 1)
-    if grid.shape[-1] != size:
-        grid = torch.nn.functional.interpolate(grid, size=(size, size), mode="nearest")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    save_image((grid + 1) / 2, tmp, nrow=real.shape[0], padding=1)
-    tmp.replace(path)
+def _sample_grid(model: PioneerAutoencoder, real: Tensor, z: Tensor) -> Tensor:
+    """Rows: real images, their reconstructions (EMA decoder), two rows of random samples."""
+    return torch.cat([real, model.decode(model.encode(real)), model.decode(z)])
 
 
 def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> PioneerAutoencoder:
@@ -403,8 +393,9 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
     def grid(tag: str) -> None:
         # the model's own phase: the one the last step trained (the schedule may already be past it)
         real = fade_images(stack_images(dataset, grid_ids, model.resolution).to(ctx.device), model.alpha)
-        _save_grid(model, real, grid_z, out / "samples" / f"{tag}.png", max(config.resolution, 32))
-        _save_grid(model, real, grid_z, out / "samples" / "latest.png", max(config.resolution, 32))
+        images = _sample_grid(model, real, grid_z)
+        for name in (f"{tag}.png", "latest.png"):
+            save_sample_grid(images, out / "samples" / name, nrow=real.shape[0], size=max(config.resolution, 32))
 
     def checkpoint() -> None:
         ranks = _gather(trainer.rank_state(), ctx)

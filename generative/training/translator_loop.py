@@ -29,7 +29,8 @@ from torch import Tensor
 
 from ..checkpoint import CheckpointError, CheckpointManager, read_checkpoint
 from ..data import ImageFolderDataset
-from ..translator import CycleGANTrainer, TranslatorConfig, export_translator
+from ..translator import TRANSLATOR_KIND, CycleGANTrainer, TranslatorConfig, export_translator
+from .sample_grid import save_sample_grid
 
 __all__ = ["TranslatorTrainConfig", "train_translator", "TRAINING_KIND"]
 
@@ -97,15 +98,8 @@ def _batch(ds: ImageFolderDataset, n: int, gen: torch.Generator) -> Tensor:
 
 @torch.no_grad()
 def _save_samples(trainer: CycleGANTrainer, a: Tensor, b: Tensor, path: Path) -> None:
-    from torchvision.utils import save_image
-
-    grid = torch.cat([a, trainer.translate(a, "ab").cpu(), b, trainer.translate(b, "ba").cpu()]).clamp(-1, 1)
-    if grid.shape[-1] < 64:  # small images: nearest-upsample so the grid is readable
-        grid = torch.nn.functional.interpolate(grid, scale_factor=64 // grid.shape[-1], mode="nearest")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    save_image((grid + 1) / 2, tmp, nrow=a.shape[0], padding=1)
-    tmp.replace(path)
+    grid = torch.cat([a, trainer.translate(a, "ab").cpu(), b, trainer.translate(b, "ba").cpu()])
+    save_sample_grid(grid, path, nrow=a.shape[0], size=max(a.shape[-1], 64))
 
 
 def _load_init(trainer: CycleGANTrainer, init: str) -> None:
@@ -119,7 +113,7 @@ def _load_init(trainer: CycleGANTrainer, init: str) -> None:
     if payload.get("kind") == TRAINING_KIND:
         trainer.load_state_dict(payload["model"], restore_rng=False)
         trainer.step = 0
-    elif payload.get("kind") == "translator":
+    elif payload.get("kind") == TRANSLATOR_KIND:
         saved = TranslatorConfig.from_dict(dict(payload["config"]["model"]))
         if saved != trainer.config:
             raise ValueError(f"{path} holds a translator built as {saved}, this run is {trainer.config}")
@@ -185,12 +179,12 @@ def train_translator(config: TranslatorTrainConfig, resume: Union[bool, str, Pat
     with open(out / "metrics.jsonl", "a") as log:
         while trainer.step < config.steps:
             sums: dict[str, float] = {}
+            step = trainer.step
             for da, db in domains:
                 losses = trainer.train_step(_batch(da, config.batch_size, sampler), _batch(db, config.batch_size, sampler))
-                trainer.step -= 1  # one iteration over all pairs counts as one step
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v / len(domains)
-            trainer.step += 1
+            trainer.step = step + 1  # one iteration over all pairs counts as one step
             bar.update(1)
             if trainer.step % config.log_every == 0 or trainer.step == config.steps:
                 now = time.perf_counter()
