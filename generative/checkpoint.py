@@ -27,6 +27,8 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 import torch
 
+from .fileio import atomic_write
+
 FORMAT = "viewgp-checkpoint"
 VERSION = 1
 PathLike = Union[str, os.PathLike]
@@ -50,23 +52,6 @@ class CheckpointError(ValueError):
 
 
 # ------------------------------------------------------------------------------ writing
-def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file in the destination folder, then ``os.replace`` it into
-    place, so a crash never leaves a half-written file under ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def atomic_save(obj: Any, path: PathLike) -> Path:
     """``torch.save`` ``obj`` to ``path`` atomically (flushed to disk before it replaces the old file)."""
 
@@ -104,9 +89,13 @@ def write_checkpoint(
 
 
 def export_safetensors(
-    path: PathLike, kind: str, config: dict, tensors: dict, phase: int, alpha: float = 1.0
+    path: PathLike, kind: str, config: dict, tensors: dict, phase: int, alpha: float = 1.0,
+    dtype: Optional[torch.dtype] = None,
 ) -> Path:
-    """Write inference weights ``tensors`` (name -> tensor) and the model description atomically."""
+    """Write inference weights ``tensors`` (name -> tensor) and the model description atomically.
+
+    ``dtype`` (e.g. ``torch.float16``) stores floating-point tensors in that type to halve the file;
+    loading casts them back to the model's float32 parameters."""
     from safetensors.torch import save_file
 
     meta = {
@@ -118,6 +107,8 @@ def export_safetensors(
         "alpha": repr(float(alpha)),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 

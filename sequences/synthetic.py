@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -55,6 +56,8 @@ __all__ = [
     "MeshAsset",
     "OBJECTS",
     "object_names",
+    "random_object_names",
+    "RANDOM_OBJECTS",
     "PlacedObject",
     "Scene",
     "RenderedView",
@@ -114,9 +117,22 @@ OBJECTS: dict[str, MeshAsset] = {
 }
 
 
+#: How many procedurally generated objects ``pybullet_data/random_urdfs/`` ships (``random_000`` ...).
+RANDOM_OBJECTS = 1000
+
+
 def object_names() -> list[str]:
-    """Names of the meshes :func:`turntable_run` and :func:`phone_run` can render."""
+    """Names of the hand-made meshes :func:`turntable_run` and :func:`phone_run` can render (the
+    procedurally generated ones are in :func:`random_object_names`)."""
     return sorted(OBJECTS)
+
+
+def random_object_names(start: int = 0, stop: int = RANDOM_OBJECTS) -> list[str]:
+    """Names ``random_{start:03d}`` ... of pybullet's procedurally generated objects (convex-ish
+    blobs, one solid colour each, from ``random_urdfs/NNN/NNN.urdf``); valid wherever an object name is."""
+    if not 0 <= start <= stop <= RANDOM_OBJECTS:
+        raise ValueError(f"random objects are numbered 0 ... {RANDOM_OBJECTS - 1}; got {start}:{stop}")
+    return [f"random_{i:03d}" for i in range(start, stop)]
 
 
 def _pybullet():
@@ -130,10 +146,27 @@ def _pybullet():
     return pybullet, pybullet_data
 
 
+@functools.lru_cache(maxsize=None)
+def _random_asset(index: int) -> MeshAsset:
+    """The mesh and colour of ``random_urdfs/NNN``: the URDF's visual ``rgba`` (the mesh has no texture)."""
+    _, pybullet_data = _pybullet()
+    urdf = Path(pybullet_data.getDataPath()) / "random_urdfs" / f"{index:03d}" / f"{index:03d}.urdf"
+    if not urdf.is_file():
+        raise FileNotFoundError(f"random object {index:03d} not found in pybullet_data ({urdf})")
+    match = re.search(r'<color\s+rgba="([^"]+)"', urdf.read_text(encoding="utf-8", errors="replace"))
+    rgba = tuple(float(v) for v in match.group(1).split()) if match else (0.6, 0.6, 0.6, 1.0)
+    if len(rgba) != 4:
+        rgba = (0.6, 0.6, 0.6, 1.0)
+    return MeshAsset(f"random_urdfs/{index:03d}/{index:03d}.obj", "z", rgba, f"procedural object {index:03d}")
+
+
 def _asset(name: str) -> MeshAsset:
-    if name not in OBJECTS:
-        raise ValueError(f"unknown object {name!r}; available: {', '.join(object_names())}")
-    return OBJECTS[name]
+    if name in OBJECTS:
+        return OBJECTS[name]
+    match = re.fullmatch(r"random_(\d{3})", name)
+    if match:
+        return _random_asset(int(match.group(1)))
+    raise ValueError(f"unknown object {name!r}; available: {', '.join(object_names())} or random_000 ... random_999")
 
 
 def _mesh_path(asset: MeshAsset) -> Path:

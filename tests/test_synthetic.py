@@ -221,3 +221,23 @@ def test_simulated_gyro_is_exact_for_constant_rate_and_noisy_when_asked():
     R_int = integrate_gyroscope(torch.from_numpy(t), torch.from_numpy(noisy), torch.from_numpy(R[0]))
     drift = float(geodesic_angle(R_int, torch.from_numpy(R)).max())
     assert 1e-4 < drift < 0.1
+
+
+def test_random_objects_render_in_their_urdf_colour():
+    import numpy as np
+
+    from sequences.synthetic import random_object_names, turntable_run
+
+    names = random_object_names(0, 3)
+    assert names == ["random_000", "random_001", "random_002"]
+    run = turntable_run("random_000", azimuths_deg=[0.0, 90.0], elevations_deg=(20.0,), size=32)
+    frames = np.asarray(run.frames)
+    obj = (frames < 250).any(-1)  # not the white background
+    assert obj.mean() > 0.02
+    # random_000's URDF colour is rgba 0.04 0.07 0.91: a blue object, shaded
+    mean = frames[obj].mean(0)
+    assert mean[2] > mean[0] + 40 and mean[2] > mean[1] + 40
+    with pytest.raises(ValueError, match="0 ... 999"):
+        random_object_names(0, 1001)
+    with pytest.raises(ValueError, match="random_000 ... random_999"):
+        turntable_run("random_x", size=16)

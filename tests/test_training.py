@@ -244,3 +244,32 @@ def test_cli_train_and_resume_errors(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"PK\x03\x04 not really a zip")
     assert main(common + ["--resume", str(tmp_path / "bad.pt")]) == 1
     assert "bad.pt" in capsys.readouterr().err
+
+
+def test_bf16_channels_last_step_trains(tmp_path):
+    """The CPU recipe of the bundled backbone: bfloat16 autocast, NHWC, KL game off (no generated batch)."""
+    import torch
+
+    from generative.pioneer import PioneerAutoencoder
+    from generative.training.distributed import init_distributed
+    from generative.training.loop import AGETrainer, TrainConfig
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(variant="pioneer", resolution=8, synthetic=8, channel_base=64, max_channels=16, min_channels=8,
+                      images_per_phase=64, batch_size=8, kl_weight=0.0, decoder_recon_weight=1.0, decoder_updates=1,
+                      precision="bf16", channels_last=True, out_dir=str(tmp_path))
+    model = PioneerAutoencoder(cfg.model_config()).to(memory_format=torch.channels_last)
+    assert model.config.channels(8) == 8  # min_channels reaches the model
+    trainer = AGETrainer(model, cfg, init_distributed("cpu"))
+    ps = cfg.schedule().at(10**6)
+    trainer.set_phase(ps)
+    x = (torch.rand(8, 3, 8, 8) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    with cfg.autocast(torch.device("cpu")):
+        first = trainer.train_step(x, ps)
+        for _ in range(30):
+            last = trainer.train_step(x, ps)
+    assert torch.isfinite(last).all()
+    assert float(last[2]) == 0.0  # kl_fake: no generated batch was encoded
+    assert float(last[0]) < 0.8 * float(first[0])  # reconstruction L1 falls
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(synthetic=8, precision="fp16")

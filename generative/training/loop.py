@@ -71,6 +71,7 @@ class TrainConfig:
     latent_dim: int = 512
     channel_base: int = 16384
     max_channels: int = 512
+    min_channels: int = 1
     # schedule
     images_per_phase: Union[None, int, dict] = None  # None: default_images_per_phase(resolution)
     total_images: Optional[int] = None  # None: one full phase per resolution
@@ -104,6 +105,10 @@ class TrainConfig:
     sample_every: int = 20_000  # images
     log_every: int = 20  # steps
     progress: bool = True
+    # "bf16": forward passes under bfloat16 autocast (weights, optimizer and losses stay float32); on CPUs
+    # with AMX/AVX-512-BF16 (and on recent GPUs) 2-3x more images/s. "fp32": everything in float32.
+    precision: str = "fp32"
+    channels_last: bool = False  # NHWC activations: another ~1.3x for bf16 convolutions on CPU
 
     # Fields a resumed run may change; everything else comes from the checkpoint.
     RESUME_OVERRIDES = (
@@ -116,6 +121,8 @@ class TrainConfig:
             raise ValueError("no training data: give an image folder (data=...) or a synthetic dataset size (synthetic=N)")
         if self.decoder_updates < 1:
             raise ValueError(f"decoder_updates must be >= 1, got {self.decoder_updates}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         self.model_config()  # validates variant / resolution / widths
         if self.variant == "automodulator":
             from .automodulator_loop import AutomodulatorLosses
@@ -130,14 +137,20 @@ class TrainConfig:
             from ..automodulator import AutomodulatorConfig
 
             return AutomodulatorConfig(resolution=self.resolution, latent_dim=self.latent_dim,
-                                       channel_base=self.channel_base, max_channels=self.max_channels)
+                                       channel_base=self.channel_base, max_channels=self.max_channels,
+                                       min_channels=self.min_channels)
         return PioneerConfig(
             variant=self.variant,
             resolution=self.resolution,
             latent_dim=self.latent_dim,
             channel_base=self.channel_base,
             max_channels=self.max_channels,
+            min_channels=self.min_channels,
         )
+
+    def autocast(self, device: torch.device):
+        """The mixed-precision context of the forward passes (a no-op for ``precision='fp32'``)."""
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def schedule(self) -> ProgressiveSchedule:
         return ProgressiveSchedule(
@@ -212,13 +225,18 @@ class AGETrainer:
         # ---- encoder: pull real codes to the prior, push generated codes away, reconstruct x
         m.encoder.requires_grad_(True)
         m.decoder.requires_grad_(False)
-        with torch.no_grad():
-            fake = m.decoder(m.sample_prior(b), phase, alpha)
-        if alpha >= 1.0:
-            fake = self.pool.query(fake)
-        codes = self.encoder_train(torch.cat([x, fake]), phase, alpha)  # one call: one DDP reduction
-        z_real, z_fake = codes[:b], codes[b:]
-        kl_real, kl_fake = empirical_kl(z_real), empirical_kl(z_fake)
+        if cfg.kl_weight > 0:
+            with torch.no_grad():
+                fake = m.decoder(m.sample_prior(b), phase, alpha)
+            if alpha >= 1.0:
+                fake = self.pool.query(fake)
+            codes = self.encoder_train(torch.cat([x, fake]), phase, alpha)  # one call: one DDP reduction
+            z_real, z_fake = codes[:b], codes[b:]
+            kl_real, kl_fake = empirical_kl(z_real), empirical_kl(z_fake)
+        else:  # the KL game is off: generated images would only feed a term of weight 0
+            z_real = self.encoder_train(x, phase, alpha)
+            kl_real = empirical_kl(z_real.detach())
+            kl_fake = torch.zeros_like(kl_real)
         l1 = reconstruction_l1(m.decoder(z_real, phase, alpha), x)
         match_x = cfg.recon_weight * (cfg.stabilise_recon_mult if ps.stabilising else 1.0)
         kl_term = encoder_kl_term(kl_real, kl_fake, cfg.kl_weight, ps.margin)
@@ -361,6 +379,8 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
     schedule = config.schedule()
     model_cls, trainer_cls = build_model_and_trainer(config, ctx)
     model = model_cls(config.model_config()).to(ctx.device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     model.train()
     dataset = make_dataset(config, schedule.at(0).resolution)
     samples, step, data_offset = 0, 0, 0
@@ -441,9 +461,12 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
                 )
                 batches, loader_key = iter(loader), (ps.phase, ps.batch_size)
             x = next(batches).to(ctx.device, non_blocking=True)
+            if config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             data_offset += ps.batch_size
             trainer.set_phase(ps)
-            losses = trainer.train_step(fade_images(x, ps.alpha) if ps.fading else x, ps)
+            with config.autocast(ctx.device):
+                losses = trainer.train_step(fade_images(x, ps.alpha) if ps.fading else x, ps)
             prev = samples
             samples += ps.batch_size * ctx.world_size
             step += 1
