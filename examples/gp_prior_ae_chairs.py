@@ -14,7 +14,7 @@ Rows:
     training view nearest in viewing angle (the best this kernel can do).
 (ii) ``pipeline (view kernel)``: the view-aware GP of the pipeline on a pretrained backbone: the VAE
     pretrained in stage 1 (the same network that initialises (i) and (iii), for a like-for-like
-    comparison) encodes the training views, ``sequences.pipeline.gp_predict("view", ...)`` fits one
+    comparison) encodes the training views, ``viewgp.predict.gp_predict("view", ...)`` fits one
     ``LatentGP`` per object and predicts the novel poses, and the VAE decodes.
 (iii) ``end-to-end view-aware``: ``GPPriorAE`` with the view-aware kernel (``make_kernel("view")``
     through Nystrom features), trained end to end.
@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generative.backbone import to_model_images  # noqa: E402
 from generative.gp_prior_ae import GPPriorAE, fit_gp, pretrain, train_joint  # noqa: E402
-from sequences.pipeline import gp_predict  # noqa: E402
+from viewgp.predict import gp_predict  # noqa: E402
 from sequences.synthetic import chairs_protocol, object_names  # noqa: E402
 from viewgp.poses import geodesic_angle  # noqa: E402
 

@@ -44,7 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generative import load, load_default  # noqa: E402
 from generative.data import square_resize  # noqa: E402
-from sequences.pipeline import _slerp_np, decode_latents, encode_frames, frame_errors, predict_latents  # noqa: E402
+from generative.frames import decode_frames, encode_frames  # noqa: E402
+from sequences.evaluate import frame_errors  # noqa: E402
+from viewgp.predict import predict_latents  # noqa: E402
+from viewgp.sphere import slerp  # noqa: E402
 from sequences.synthetic import chairs_protocol, object_names  # noqa: E402
 from viewgp.poses import geodesic_angle  # noqa: E402
 
@@ -61,14 +64,14 @@ def two_view_interpolation(R_train: np.ndarray, z_train: np.ndarray, R_query: np
     a0 = np.take_along_axis(ang, order[:, :1], 1)[:, 0]
     a1 = np.take_along_axis(ang, order[:, 1:], 1)[:, 0]
     u = a0 / np.maximum(a0 + a1, 1e-12)  # 0 at the nearest view
-    return _slerp_np(z_train[order[:, 0]], z_train[order[:, 1]], u)
+    return slerp(torch.from_numpy(z_train[order[:, 0]]), torch.from_numpy(z_train[order[:, 1]]), torch.from_numpy(u)).numpy()
 
 
 def evaluate_object(backbone, obj: str, size: int, steps: int, device: str, background: int = 255) -> dict[str, tuple[float, float]]:
     """``{method: (pixel MSE, latent MSE)}`` for one object rendered on a grey level ``background``."""
     train, novel = chairs_protocol(obj, size=size, background=(background,) * 3)
-    z_tr = encode_frames(backbone, train.frames, device=device, progress=False).astype(np.float64)
-    z_nv = encode_frames(backbone, novel.frames, device=device, progress=False).astype(np.float64)
+    z_tr = encode_frames(backbone, train.frames, progress=False).astype(np.float64)
+    z_nv = encode_frames(backbone, novel.frames, progress=False).astype(np.float64)
     truth = np.stack([square_resize(np.asarray(f), backbone.resolution) for f in novel.frames])
     p_tr, p_nv = train.pose_features(with_time=True), novel.pose_features(with_time=True)
     t_tr, t_nv = np.asarray(train.timestamps), np.asarray(novel.timestamps)
@@ -80,7 +83,7 @@ def evaluate_object(backbone, obj: str, size: int, steps: int, device: str, back
     preds["per-frame"] = z_nv
     out = {}
     for m, z in preds.items():
-        frames = decode_latents(backbone, z.astype(np.float32), device=device)
+        frames = decode_frames(backbone, z.astype(np.float32))
         out[m] = (float(np.mean(frame_errors(frames, truth)["mse"])), float(((z - z_nv) ** 2).sum(1).mean()))
     return out
 

@@ -39,7 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generative import load, load_default  # noqa: E402
 from generative.data import square_resize  # noqa: E402
-from sequences.pipeline import decode_latents, encode_frames, frame_errors, parse_keyframes, predict_latents  # noqa: E402
+from generative.frames import decode_frames, encode_frames  # noqa: E402
+from sequences.evaluate import frame_errors  # noqa: E402
+from viewgp.keyframes import parse_keyframes  # noqa: E402
+from viewgp.predict import predict_latents  # noqa: E402
 from sequences.synthetic import phone_run  # noqa: E402
 
 METHODS = ("view", "time", "linear")
@@ -50,10 +53,10 @@ def evaluate_run(backbone, seed: int, frames: int, size: int, noise: float, step
     """``{protocol: {method: (pixel MSE, latent MSE)}}`` for one rendered run."""
     run = phone_run(frames, size=size, seed=seed)
     clean = np.stack([square_resize(np.asarray(f), backbone.resolution) for f in run.frames])
-    z_clean = encode_frames(backbone, clean, device=device, progress=False).astype(np.float64)
+    z_clean = encode_frames(backbone, clean, progress=False).astype(np.float64)
     rng = np.random.default_rng(seed)
     noisy = np.clip(clean + rng.normal(0, 255 * noise, clean.shape), 0, 255).round().astype(np.uint8)
-    z_noisy = encode_frames(backbone, noisy, device=device, progress=False).astype(np.float64)
+    z_noisy = encode_frames(backbone, noisy, progress=False).astype(np.float64)
     poses, times = run.pose_features(with_time=True), np.asarray(run.timestamps)
     geometry = backbone.latent_geometry
     n = len(run)
@@ -75,7 +78,7 @@ def evaluate_run(backbone, seed: int, frames: int, size: int, noise: float, step
         rows["per-frame"] = z_clean
         scores = {}
         for m, z in rows.items():
-            dec = decode_latents(backbone, z.astype(np.float32), device=device)
+            dec = decode_frames(backbone, z.astype(np.float32))
             pix = np.asarray(frame_errors(dec, clean)["mse"])[scored].mean()
             lat = ((z - z_clean) ** 2).sum(1)[scored].mean()
             scores[m] = (float(pix), float(lat))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
+
+from generative.fileio import atomic_write
 
 
 def _pyplot():
@@ -18,9 +19,7 @@ def _pyplot():
 
 
 def _save(fig, path: str) -> None:
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"), suffix=".png")
 
 
 def plot_latent_trajectories(

@@ -7,7 +7,7 @@ it started (forward-backward consistency, Kalal et al. 2010); once lost it stays
 re-acquired point would be a different physical feature.
 
 The tracks valid in every frame become "latents" ``(N, 2K)`` (x, y of every track, in pixels) for
-:func:`sequences.pipeline.predict_latents`, so the GP kernels and the baselines are compared exactly as
+:func:`viewgp.predict.predict_latents`, so the GP kernels and the baselines are compared exactly as
 on image latents: fit on observed frames, predict the held-out ones, score in pixels.
 """
 
@@ -141,13 +141,13 @@ def tracking_table(
         observed: ``(N,)`` bool mask of observed frames; default every ``keyframes_every``-th frame.
         methods: GP kernel names for :func:`viewgp.kernels.make_kernel` and/or ``linear``, ``nearest``.
         tracks: complete tracks ``(N, K, 2)`` (from :func:`complete_tracks`) to reuse across protocols.
-        gp_kwargs: passed to :func:`sequences.pipeline.gp_predict` (``steps=``, ``seed=``, ...).
+        gp_kwargs: passed to :func:`viewgp.predict.gp_predict` (``steps=``, ``seed=``, ...).
     Returns:
         one dict per method: ``method``, ``rmse_px`` (root mean squared 2D endpoint error over the
         held-out frames and tracks), ``mean_sd_px`` (mean posterior sd of one coordinate over held-out
         frames; None for baselines), ``fit_s``, ``n_tracks``, ``n_obs``, ``n_heldout``.
     """
-    from sequences.pipeline import predict_latents
+    from viewgp.predict import predict_latents
 
     if tracks is None:
         tracks = complete_tracks(*track_features(run.frames))

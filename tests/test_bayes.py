@@ -174,7 +174,7 @@ def test_fallback_when_sampler_raises(monkeypatch):
 def test_pipeline_entry_point_shapes_and_json_summary():
     import json
 
-    from viewgp.bayes import gp_predict_bayes
+    from viewgp.predict import gp_predict_nuts
     from viewgp.poses import pose_features, random_rotations
 
     g = torch.Generator().manual_seed(5)
@@ -183,8 +183,8 @@ def test_pipeline_entry_point_shapes_and_json_summary():
     z = torch.randn(10, 2, 3, generator=g, dtype=F64).numpy()  # (N, *latent_shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # 6 samples may well trigger the R-hat fallback
-        mean, var, summary = gp_predict_bayes("view", x[:10], z, x[10:], num_samples=6, warmup_steps=4,
-                                              num_chains=1, ml_steps=10)
+        pred = gp_predict_nuts("view", x[:10], z, x[10:], num_samples=6, warmup_steps=4, num_chains=1, steps=10)
+    mean, var, summary = pred.mean, pred.var, pred.hyperparameters["bayes"]
     assert mean.shape == (4, 2, 3) and var.shape == (4,)
     assert set(summary["hyperparameters"]) == {"noise", "outputscale", "orientation.lengthscale",
                                                "translation.lengthscale"}

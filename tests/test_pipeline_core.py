@@ -4,13 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from sequences.pipeline import (
-    delta_smoothness,
-    frame_errors,
-    linear_interpolation,
-    parse_keyframes,
-    predict_latents,
-)
+from sequences.evaluate import delta_smoothness, frame_errors
+from viewgp.keyframes import parse_keyframes
+from viewgp.predict import linear_interpolation, predict_latents
 from viewgp import poses as P
 
 
@@ -100,7 +96,7 @@ def test_frame_metrics():
 
 
 def test_azimuth_sweep_looks_at_the_centre():
-    from sequences.pipeline import azimuth_sweep
+    from sequences.views import azimuth_sweep
     from sequences.run import CameraRun
     from sequences.synthetic import look_at
 

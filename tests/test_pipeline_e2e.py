@@ -56,7 +56,7 @@ def _video_frames(path):
 
 
 def test_interpolation_writes_valid_outputs(tmp_path, phone):
-    from sequences.pipeline import parse_keyframes
+    from viewgp.keyframes import parse_keyframes
 
     run = phone.with_observed(parse_keyframes("every:5", len(phone)))
     cfg = PipelineConfig(methods=("view", "linear", "time"), n_samples=3, progress=False, cache_dir=str(tmp_path / "cache"))
@@ -79,7 +79,7 @@ def test_interpolation_writes_valid_outputs(tmp_path, phone):
 
 
 def test_novel_views_on_an_azimuth_sweep(tmp_path):
-    from sequences.pipeline import azimuth_sweep
+    from sequences.views import azimuth_sweep
     from sequences.synthetic import turntable_run
 
     run = turntable_run("duck", azimuths_deg=range(0, 360, 45), elevations_deg=(20.0,), size=32)
@@ -140,7 +140,8 @@ def test_cli_bad_inputs_give_one_clear_line(tmp_path, capsys):
 def test_lpips_goes_into_metrics_when_weights_are_given(tmp_path, phone):
     import torchvision
 
-    from sequences.pipeline import lpips_distance, parse_keyframes
+    from sequences.evaluate import lpips_distance
+    from viewgp.keyframes import parse_keyframes
 
     w = tmp_path / "weights"
     w.mkdir()
@@ -172,7 +173,7 @@ def test_lpips_goes_into_metrics_when_weights_are_given(tmp_path, phone):
 
 
 def test_upscale_for_display_is_an_exact_integer_zoom():
-    from sequences.pipeline import upscale_for_display
+    from sequences.report import upscale_for_display
 
     f = np.arange(2 * 16 * 16 * 3, dtype=np.uint8).reshape(2, 16, 16, 3)
     up = upscale_for_display(f, 128)
@@ -182,7 +183,7 @@ def test_upscale_for_display_is_an_exact_integer_zoom():
 
 def test_a_backbone_without_encoder_inverts_only_the_keyframes(tmp_path, phone):
     from generative.invert import InversionConfig
-    from sequences.pipeline import parse_keyframes
+    from viewgp.keyframes import parse_keyframes
     from tests.decoders import LinearDecoder
 
     poses = phone.pose_features(with_time=True)

@@ -52,7 +52,7 @@ from torch import Tensor, nn
 
 from viewgp.latent_gp import LatentGP
 
-__all__ = ["HyperParameter", "BayesResult", "nuts_latent_gp", "bayes_predict", "gp_predict_bayes"]
+__all__ = ["HyperParameter", "BayesResult", "nuts_latent_gp", "bayes_predict"]
 
 
 @dataclass(frozen=True)
@@ -134,15 +134,16 @@ class _NegLogLik(nn.Module):
         self.gp = gp
 
     def forward(self, x: Tensor, c: Tensor, d: int) -> Tensor:
-        return self.gp._neg_mll(x, c, d)
+        return self.gp.neg_log_marginal_likelihood(x, c, d)
 
 
 def make_potential(gp: LatentGP, layout: list[HyperParameter], prior_loc: Tensor, prior_scale: Tensor):
     """Potential energy ``U(u)`` (negative log joint, up to a constant) on the data ``gp`` was fitted
     to; ``u`` is a flat ``(P,)`` vector. NaN where the kernel matrix is not positive definite (Pyro's
     NUTS treats a NaN energy as a divergence)."""
-    tr = gp._require_fit()
-    x, c, d = tr["x"], tr["c"], tr["d"]
+    if not gp.is_fitted:
+        raise RuntimeError("make_potential needs a fitted LatentGP (call gp.fit first)")
+    x, c, d = gp.train_poses_, gp.residual_factor_, gp.alpha_.shape[1]
     module = _NegLogLik(gp)
 
     def potential(params: dict) -> Tensor:
@@ -271,9 +272,9 @@ def bayes_predict(
         for i in idx.tolist():
             set_log_values(gp, layout, log_samples[i])
             gp.fit(poses_obs, latents, optimize=False)
-            xq = gp._poses(poses)
-            mean, V = gp._posterior(xq)  # flat (M, D), unprojected: project the mixture mean only
-            var = (gp._Kdiag(xq) - V.pow(2).sum(0)).clamp_min(0)
+            xq = gp.as_poses(poses)
+            mean, V = gp.posterior(xq)  # flat (M, D), unprojected: project the mixture mean only
+            var = (gp.kernel_diag(xq) - V.pow(2).sum(0)).clamp_min(0)
             m_sum = mean.clone() if m_sum is None else m_sum + mean
             m_sq = mean.pow(2) if m_sq is None else m_sq + mean.pow(2)
             v_sum = var if v_sum is None else v_sum + var
@@ -284,7 +285,7 @@ def bayes_predict(
         if restore is not None:
             set_log_values(gp, layout, restore)
             gp.fit(poses_obs, latents, optimize=False)
-        mean = gp._project(mean.reshape((-1,) + gp._train["shape"]))
+        mean = gp.project(mean.reshape((-1,) + gp.latent_shape_))
     return mean, var
 
 
@@ -331,7 +332,7 @@ def nuts_latent_gp(
     gp.fit(poses, latents, steps=ml_steps, optimize=ml_steps > 0)
     ml = current_log_values(gp, layout)
     potential = make_potential(gp, layout, prior_loc, prior_scale)
-    result = BayesResult(gp, layout, gp._train["x"], torch.as_tensor(latents), ml, None,
+    result = BayesResult(gp, layout, gp.train_poses_, torch.as_tensor(latents), ml, None,
                          prior_loc=prior_loc, prior_scale=prior_scale)
 
     t0 = time.perf_counter()
@@ -375,39 +376,3 @@ def nuts_latent_gp(
         warnings.warn(f"Bayesian GP: {result.fallback}; using the type-II ML point estimate instead",
                       RuntimeWarning, stacklevel=2)
     return result  # functional_call never touched gp's parameters: it still holds the ML fit
-
-
-def gp_predict_bayes(
-    method: str,
-    poses_obs: Tensor,
-    z_obs,
-    poses_query: Tensor,
-    geometry: str = "euclidean",
-    num_samples: int = 200,
-    warmup_steps: int = 200,
-    num_chains: int = 2,
-    seed: int = 0,
-    ml_steps: int = 150,
-    max_predict_samples: int = 50,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Bayesian counterpart of the pipeline's ``gp_predict``: kernel ``ScaleKernel(make_kernel(method))``
-    with the pipeline's data-driven hyper-parameters as prior medians, NUTS, then the mixture prediction.
-
-    Args:
-        poses_obs ``(N, 13)``, z_obs ``(N, D)`` or ``(N, *latent_shape)``, poses_query ``(M, 13)``.
-    Returns:
-        mean ``(M, *latent_shape)``, variance ``(M,)`` (numpy) and :meth:`BayesResult.summary`.
-    """
-    from gpytorch.kernels import ScaleKernel
-
-    from viewgp.hyperparameters import init_hyperparameters  # the same prior medians as the point fit
-    from viewgp.kernels import make_kernel
-
-    z = np.asarray(z_obs, np.float64)
-    gp = LatentGP(kernel=ScaleKernel(make_kernel(method)), latent_geometry=geometry)
-    init_hyperparameters(gp, poses_obs, poses_query, torch.from_numpy(z.reshape(len(z), -1)))
-    res = nuts_latent_gp(gp, poses_obs, torch.from_numpy(z), num_samples=num_samples, warmup_steps=warmup_steps,
-                         num_chains=num_chains, seed=seed, ml_steps=ml_steps, progress=progress)
-    mean, var = res.predict(poses_query, max_samples=max_predict_samples)
-    return mean.numpy(), var.numpy(), res.summary()

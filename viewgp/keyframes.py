@@ -1,4 +1,5 @@
-"""Choosing which frames to observe: greedy maximum-variance keyframes.
+"""Choosing which frames to observe: keyframe specs (``every:K``, ``ends``, ``all``, ``greedy:K``) and
+greedy maximum-variance keyframes.
 
 A GP's posterior variance depends on *where* it has observations, not on what was observed, so the
 frames worth inverting (expensive: minutes per frame for an optimization-based StyleGAN inversion) can
@@ -9,10 +10,13 @@ pivoted Cholesky of the kernel matrix plus noise).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
+
+__all__ = ["greedy_keyframes", "greedy_view_keyframes", "parse_keyframes"]
 
 
 def greedy_keyframes(kernel, poses: Tensor, k: int, noise: float = 1e-4, initial: Sequence[int] = ()) -> list[int]:
@@ -58,3 +62,46 @@ def greedy_keyframes(kernel, poses: Tensor, k: int, noise: float = 1e-4, initial
         var = (var - row.pow(2)).clamp_min(0)
         chosen.append(j)
     return chosen
+
+
+def greedy_view_keyframes(poses: Tensor, k: int, method: str = "view") -> list[int]:
+    """``k`` keyframes of a run with pose features ``(N, 13)``: first and last, then greedily where the
+    GP (kernel ``method``, lengthscales by the median heuristic) is least certain."""
+    from viewgp.hyperparameters import set_median_lengthscales
+    from viewgp.kernels import make_kernel
+
+    kernel = make_kernel(method).to(torch.float64)
+    set_median_lengthscales(kernel, poses)
+    n = poses.shape[0]
+    initial = [0, n - 1] if k >= 2 and n >= 2 else [0]
+    return greedy_keyframes(kernel, poses.to(torch.float64), k, initial=initial)
+
+
+def parse_keyframes(spec: str, n: int, poses: Optional[Tensor] = None) -> np.ndarray:
+    """Observed-frame mask ``(n,)`` from ``'every:K'`` (every K-th frame and the last), ``'ends'``
+    (first and last frame only), ``'all'``, or ``'greedy:K'``: K frames (first and last included)
+    chosen one by one where the view-aware GP's posterior variance is largest (needs ``poses``,
+    ``(n, 13)`` pose features; see :func:`greedy_keyframes`)."""
+    mask = np.zeros(n, bool)
+    kind, _, arg = spec.partition(":")
+    if spec == "all":
+        mask[:] = True
+    elif spec == "ends":
+        mask[[0, n - 1]] = True
+    elif kind in ("every", "greedy") and arg:
+        try:
+            k = int(arg)
+        except ValueError:
+            k = 0
+        if k < 1:
+            raise ValueError(f"keyframes {spec!r}: K in '{kind}:K' must be a positive integer")
+        if kind == "every":
+            mask[::k] = True
+            mask[n - 1] = True
+        else:
+            if poses is None:
+                raise ValueError(f"keyframes {spec!r}: greedy selection needs the run's poses")
+            mask[greedy_view_keyframes(poses, min(k, n))] = True
+    else:
+        raise ValueError(f"unknown keyframes spec {spec!r}; use 'every:K', 'greedy:K', 'ends' or 'all'")
+    return mask

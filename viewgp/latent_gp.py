@@ -36,6 +36,8 @@ from gpytorch.constraints import GreaterThan
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from viewgp.sphere import project_to_sphere
+
 __all__ = ["LatentGP", "NotPSDError"]
 
 
@@ -96,6 +98,15 @@ class LatentGP(nn.Module):
 
     The noise is constrained by ``GreaterThan(1e-8)`` so near-noise-free interpolation stays
     expressible; the constant mean is not a parameter but recomputed from the latents by :meth:`fit`.
+
+    Fitted state (scikit-learn style, set by :meth:`fit`; ``None`` before):
+
+    * ``train_poses_`` ``(N, P)``: the pose features fitted on;
+    * ``mean_`` ``(D,)``: the per-dimension prior mean (empirical, or zeros);
+    * ``cholesky_`` ``(N, N)``: lower Cholesky factor of ``K_y = K + s_n^2 I`` (retry jitter included);
+    * ``alpha_`` ``(N, D)``: ``K_y^-1 (Z - mean_)``, so the posterior mean is ``mean_ + K(x, X) alpha_``;
+    * ``residual_factor_`` ``(N, min(N, D))``: ``C`` with ``C C^T = R R^T`` (the likelihood's data term);
+    * ``latent_shape_``: the shape of one latent (``(D,)`` or e.g. ``(18, 512)``), restored on output.
     """
 
     def __init__(
@@ -132,7 +143,12 @@ class LatentGP(nn.Module):
         self.to(dtype=dtype, device=device)
         self.noise = noise
         self.history_: list[float] = []
-        self._train: Optional[dict] = None
+        self.train_poses_: Optional[Tensor] = None
+        self.mean_: Optional[Tensor] = None
+        self.cholesky_: Optional[Tensor] = None
+        self.alpha_: Optional[Tensor] = None
+        self.residual_factor_: Optional[Tensor] = None
+        self.latent_shape_: Optional[tuple] = None
 
     # ---------------------------------------------------------------- hyper-parameters
     @property
@@ -169,13 +185,19 @@ class LatentGP(nn.Module):
     def _device(self) -> torch.device:
         return self.raw_noise.device
 
-    def _poses(self, poses, name: str = "poses", new_data: bool = False) -> Tensor:
+    @property
+    def is_fitted(self) -> bool:
+        return self.cholesky_ is not None
+
+    def as_poses(self, poses, name: str = "poses", new_data: bool = False) -> Tensor:
+        """``poses`` as a validated ``(N, P)`` tensor of the GP's dtype and device (finite; after
+        :meth:`fit`, with the fitted number of columns unless ``new_data``)."""
         x = torch.as_tensor(poses).to(dtype=self._dtype, device=self._device)
         if x.dim() != 2:
             raise ValueError(f"{name}: expected a (N, P) matrix of pose features, got shape {tuple(x.shape)}")
         _check_finite(x, name)
-        if not new_data and self._train is not None and x.shape[1] != self._train["x"].shape[1]:
-            raise ValueError(f"{name}: {x.shape[1]} pose columns but the GP was fitted on {self._train['x'].shape[1]}")
+        if not new_data and self.is_fitted and x.shape[1] != self.train_poses_.shape[1]:
+            raise ValueError(f"{name}: {x.shape[1]} pose columns but the GP was fitted on {self.train_poses_.shape[1]}")
         return x
 
     def _latents(self, latents, n: int) -> tuple[Tensor, tuple]:
@@ -212,14 +234,17 @@ class LatentGP(nn.Module):
     def _K(self, x1: Tensor, x2: Tensor) -> Tensor:
         return self.kernel(x1, x2).to_dense()
 
-    def _Kdiag(self, x: Tensor) -> Tensor:
+    def kernel_diag(self, x: Tensor) -> Tensor:
+        """Prior variances ``k(x_i, x_i)`` ``(N,)`` of validated poses ``x``."""
         return self.kernel(x, x, diag=True)
 
     def _Ky(self, x: Tensor) -> Tensor:
         return self._K(x, x) + self.noise * torch.eye(x.shape[0], dtype=x.dtype, device=x.device)
 
-    def _neg_mll(self, x: Tensor, c: Tensor, d: int) -> Tensor:
-        """``-log p(Z)`` for residuals with ``C C^T = R R^T`` (``C = R`` or its N x N factor); ``d`` = D."""
+    def neg_log_marginal_likelihood(self, x: Tensor, c: Tensor, d: int) -> Tensor:
+        """``-log p(Z)`` at the current hyper-parameters, differentiable in them, for validated poses
+        ``x (N, P)`` and residuals given by any ``c`` with ``c c^T = R R^T`` (``R`` itself or
+        ``residual_factor_``); ``d`` = D, the number of latent dimensions."""
         Ky = self._Ky(x)
         if not bool(torch.isfinite(Ky).all()):
             # The likelihood at NaN/inf hyper-parameters is NaN: fit() then keeps its best parameters.
@@ -271,7 +296,7 @@ class LatentGP(nn.Module):
         the start of every step. If the loss turns non-finite or the kernel matrix stops being positive
         definite, optimisation stops with a warning; in any case the best parameters seen are kept.
         """
-        x = self._poses(poses, new_data=True)
+        x = self.as_poses(poses, new_data=True)
         z, shape = self._latents(latents, x.shape[0])
         mean, r = self._residuals(z.detach())
         c = self._factor(r)
@@ -287,7 +312,7 @@ class LatentGP(nn.Module):
             for step in bar:
                 opt.zero_grad()
                 try:
-                    loss = self._neg_mll(x, c, d)
+                    loss = self.neg_log_marginal_likelihood(x, c, d)
                 except NotPSDError as e:
                     warnings.warn(f"LatentGP.fit: stopped at step {step}: {e}", RuntimeWarning, stacklevel=2)
                     break
@@ -320,7 +345,8 @@ class LatentGP(nn.Module):
         with torch.no_grad():
             L = self._cholesky(self._Ky(x))
             alpha = torch.cholesky_solve(r, L)
-        self._train = {"x": x, "L": L, "alpha": alpha, "mean": mean, "c": c, "d": r.shape[1], "shape": shape}
+        self.train_poses_, self.cholesky_, self.alpha_, self.mean_ = x, L, alpha, mean
+        self.residual_factor_, self.latent_shape_ = c, shape
         return L
 
     def log_marginal_likelihood(self, poses=None, latents=None) -> Tensor:
@@ -328,30 +354,29 @@ class LatentGP(nn.Module):
         (and in ``latents`` when they require grad). Without arguments: on the data given to :meth:`fit`,
         at the current hyper-parameters."""
         if poses is None and latents is None:
-            tr = self._require_fit()
-            return -self._neg_mll(tr["x"], tr["c"], tr["d"])
+            self._require_fit()
+            return -self.neg_log_marginal_likelihood(self.train_poses_, self.residual_factor_, self.alpha_.shape[1])
         if poses is None or latents is None:
             raise ValueError("pass both poses and latents, or neither (then the fitted data are used)")
-        x = self._poses(poses)
+        x = self.as_poses(poses)
         z, _ = self._latents(latents, x.shape[0])
         _, r = self._residuals(z)
-        return -self._neg_mll(x, r, r.shape[1])
+        return -self.neg_log_marginal_likelihood(x, r, r.shape[1])
 
-    def _require_fit(self) -> dict:
-        if self._train is None:
+    def _require_fit(self) -> None:
+        if not self.is_fitted:
             raise RuntimeError("LatentGP is not fitted: call fit(poses, latents) first")
-        return self._train
 
-    def _project(self, z: Tensor) -> Tensor:
-        if self.latent_geometry != "sphere":
-            return z
-        return z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    def project(self, z: Tensor) -> Tensor:
+        """Latents ``(..., D)`` onto the unit sphere for ``latent_geometry="sphere"`` (else unchanged)."""
+        return project_to_sphere(z) if self.latent_geometry == "sphere" else z
 
-    def _posterior(self, xq: Tensor) -> tuple[Tensor, Tensor]:
-        """Flat posterior mean ``(M, D)`` and ``V = L^-1 K(X, xq)`` ``(N, M)`` (cov = K(xq, xq) - V^T V)."""
-        tr = self._require_fit()
-        Kq = self._K(xq, tr["x"])
-        return tr["mean"] + Kq @ tr["alpha"], torch.linalg.solve_triangular(tr["L"], Kq.T, upper=False)
+    def posterior(self, xq: Tensor) -> tuple[Tensor, Tensor]:
+        """Flat, unprojected posterior mean ``(M, D)`` at validated poses ``xq`` and ``V = L^-1 K(X, xq)``
+        ``(N, M)``, so the posterior covariance of the latent function is ``K(xq, xq) - V^T V``."""
+        self._require_fit()
+        Kq = self._K(xq, self.train_poses_)
+        return self.mean_ + Kq @ self.alpha_, torch.linalg.solve_triangular(self.cholesky_, Kq.T, upper=False)
 
     def predict(self, poses, full_cov: bool = False, include_noise: bool = False) -> tuple[Tensor, Tensor]:
         """Posterior at ``poses`` ``(M, P)``.
@@ -361,18 +386,18 @@ class LatentGP(nn.Module):
             shared by every dimension (``(M, M)`` covariance with ``full_cov=True``); ``include_noise``
             adds ``s_n^2``.
         """
-        xq = self._poses(poses)
+        xq = self.as_poses(poses)
         with torch.no_grad():
-            mean, V = self._posterior(xq)
+            mean, V = self.posterior(xq)
             if full_cov:
                 cov = self._K(xq, xq) - V.T @ V
                 if include_noise:
                     cov = cov + self.noise * torch.eye(xq.shape[0], dtype=cov.dtype, device=cov.device)
                 out2 = cov
             else:
-                var = (self._Kdiag(xq) - V.pow(2).sum(0)).clamp_min(0)
+                var = (self.kernel_diag(xq) - V.pow(2).sum(0)).clamp_min(0)
                 out2 = var + self.noise if include_noise else var
-            mean = self._project(mean.reshape((-1,) + self._train["shape"]))
+            mean = self.project(mean.reshape((-1,) + self.latent_shape_))
         return mean, out2.detach()
 
     def sample(self, poses, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -382,9 +407,9 @@ class LatentGP(nn.Module):
         if int(n) != n or n < 0:
             raise ValueError(f"n: expected a non-negative number of samples, got {n!r}")
         n = int(n)
-        xq = self._poses(poses)
+        xq = self.as_poses(poses)
         with torch.no_grad():
-            mean, V = self._posterior(xq)
+            mean, V = self.posterior(xq)
             cov = self._K(xq, xq) - V.T @ V
             cov = 0.5 * (cov + cov.T)
             try:
@@ -400,4 +425,4 @@ class LatentGP(nn.Module):
             gen_device = generator.device if generator is not None else mean.device
             eps = torch.randn((n, m, d), generator=generator, dtype=mean.dtype, device=gen_device).to(mean.device)
             s = mean + torch.einsum("ij,sjd->sid", Ls, eps)
-            return self._project(s.reshape((n, m) + self._train["shape"]))
+            return self.project(s.reshape((n, m) + self.latent_shape_))

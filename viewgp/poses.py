@@ -21,6 +21,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from viewgp import sphere
+
 __all__ = [
     "ROT_DIMS",
     "TRANS_DIMS",
@@ -255,21 +257,9 @@ def slerp(q0, q1, u, scalar_first: bool = False) -> Tensor:
     """
     q0 = _as_float_tensor(q0, "q0")
     q1 = _as_float_tensor(q1, "q1").to(q0.dtype)
-    u = torch.as_tensor(u, dtype=q0.dtype, device=q0.device)
-    q0 = q0 / q0.norm(dim=-1, keepdim=True)
-    q1 = q1 / q1.norm(dim=-1, keepdim=True)
-    dot = (q0 * q1).sum(-1, keepdim=True)
-    q1 = torch.where(dot < 0, -q1, q1)  # q and -q are one rotation: take the short way round
-    dot = dot.abs().clamp(max=1.0)
-    omega = torch.acos(dot)
-    so = torch.sin(omega)
-    u = u.unsqueeze(-1)
-    near = so < 1e-6
-    safe_so = torch.where(near, torch.ones_like(so), so)
-    w0 = torch.where(near, 1 - u, torch.sin((1 - u) * omega) / safe_so)
-    w1 = torch.where(near, u, torch.sin(u * omega) / safe_so)
-    q = w0 * q0 + w1 * q1
-    return q / q.norm(dim=-1, keepdim=True)
+    q0, q1 = torch.broadcast_tensors(q0, q1)
+    q1 = torch.where((q0 * q1).sum(-1, keepdim=True) < 0, -q1, q1)  # q and -q are one rotation: the short way
+    return sphere.slerp(q0, q1, torch.as_tensor(u, dtype=q0.dtype, device=q0.device))
 
 
 def interpolate_poses(

@@ -1,0 +1,258 @@
+"""Latent predictors behind one signature: GP methods by kernel name and the usual baselines.
+
+Everything here works on plain arrays of any width D (latent codes, or flattened pixels for the
+pixel-space GP baseline): no image code. Methods (``method=``) share one code path so they are
+compared on equal terms:
+
+* GP kernels by name (see :func:`viewgp.kernels.make_kernel`): ``view`` (orientation x translation,
+  the default), ``orientation``, ``time`` (a temporal kernel only), ``euler``, ``quaternion`` ...;
+  hyper-parameters by type-II maximum likelihood, or integrated out by NUTS (``bayes=``).
+* ``linear``: interpolation between the nearest observed frames in time (SLERP on the sphere for
+  sphere latents), the usual baseline.
+* ``nearest``: the latent of the nearest observed frame in pose space (novel-view baseline).
+* ``independent``: per-frame encodings as they are (only defined where frames were observed).
+
+:func:`build_gp` is the one place where a kernel, a :class:`~viewgp.latent_gp.LatentGP` and its
+data-driven starting hyper-parameters are put together.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from viewgp.hyperparameters import init_hyperparameters
+from viewgp.latent_gp import LatentGP
+from viewgp.sphere import project_to_sphere, slerp
+
+__all__ = [
+    "BASELINES",
+    "Prediction",
+    "build_gp",
+    "set_hyperparameters",
+    "default_fit_steps",
+    "gp_predict",
+    "gp_predict_nuts",
+    "linear_interpolation",
+    "nearest_view",
+    "predict_latents",
+]
+
+BASELINES = ("linear", "nearest", "independent")
+
+
+@dataclass
+class Prediction:
+    """Posterior at the query frames. ``var`` is ``None`` for methods without uncertainty.
+
+    ``var`` is the posterior variance of the latent function (shared by every dimension);
+    ``noise`` the fitted observation-noise variance ``s_n^2`` (add it for the variance of a new
+    observation)."""
+
+    method: str
+    mean: np.ndarray  # (M, *latent_shape)
+    var: Optional[np.ndarray] = None  # (M,)
+    samples: Optional[np.ndarray] = None  # (S, M, *latent_shape)
+    hyperparameters: dict = field(default_factory=dict)
+    fit_seconds: float = 0.0
+    noise: Optional[float] = None
+
+
+def set_hyperparameters(gp: LatentGP, fixed: dict) -> None:
+    """Set ``outputscale``, ``noise`` and lengthscales given as ``"<submodule>.lengthscale"`` (the
+    sub-module path inside the ``ScaleKernel``, e.g. ``"orientation.lengthscale"``)."""
+    mods = dict(gp.kernel.base_kernel.named_modules())
+    with torch.no_grad():
+        for key, value in fixed.items():
+            if key == "outputscale":
+                gp.kernel.outputscale = value
+            elif key == "noise":
+                gp.noise = value
+            else:
+                owner, _, attr = key.rpartition(".")
+                if owner not in mods or not hasattr(mods[owner], attr):
+                    raise ValueError(f"unknown hyper-parameter {key!r}; known sub-kernels: {sorted(k for k in mods if k)}")
+                setattr(mods[owner], attr, value)
+
+
+def build_gp(
+    method: str,
+    poses_obs: Tensor,
+    poses_query: Tensor,
+    z_flat: Tensor,
+    geometry: str = "euclidean",
+    fixed: Optional[dict] = None,
+    device: str | torch.device | None = None,
+) -> LatentGP:
+    """A :class:`LatentGP` with kernel ``ScaleKernel(make_kernel(method))`` and data-driven starting
+    hyper-parameters (see :func:`viewgp.hyperparameters.init_hyperparameters`; ``fixed`` overrides any).
+
+    Args:
+        poses_obs ``(N, P)`` and poses_query ``(M, P)``: pose features (the lengthscales' median
+        heuristic uses both: query poses are known even where frames are missing);
+        z_flat ``(N, D)``: the observed values (their spread sets the output scale).
+    """
+    from gpytorch.kernels import ScaleKernel
+
+    from viewgp.kernels import make_kernel
+
+    gp = LatentGP(kernel=ScaleKernel(make_kernel(method)), latent_geometry=geometry, device=device)
+    init_hyperparameters(gp, poses_obs.cpu(), poses_query.cpu(), z_flat.cpu())
+    if fixed:
+        set_hyperparameters(gp, fixed)
+    return gp
+
+
+def default_fit_steps(n_obs: int) -> int:
+    """Type-II ML steps for ``n_obs`` observations: none below 6 (not identifiable; the data-driven
+    values stay), else 150."""
+    return 0 if n_obs < 6 else 150
+
+
+def _flat(z_obs) -> tuple[np.ndarray, Tensor]:
+    z = np.asarray(z_obs, np.float64)
+    return z, torch.from_numpy(z.reshape(z.shape[0], -1))
+
+
+def gp_predict(
+    method: str,
+    poses_obs: Tensor,
+    z_obs: np.ndarray,
+    poses_query: Tensor,
+    geometry: str = "euclidean",
+    n_samples: int = 0,
+    steps: Optional[int] = None,
+    fixed: Optional[dict] = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> Prediction:
+    """Fit a GP with kernel ``method`` on the observed frames and predict at ``poses_query``.
+
+    Args:
+        poses_obs ``(N, 13)``, z_obs ``(N, *latent_shape)``, poses_query ``(M, 13)``.
+        steps: type-II ML steps (default :func:`default_fit_steps`); with ``fixed`` hyper-parameters
+            nothing is optimised.
+        n_samples: joint posterior samples over the query frames (seeded by ``seed``).
+    """
+    z, flat = _flat(z_obs)
+    gp = build_gp(method, poses_obs, poses_query, flat, geometry, fixed, device)
+    steps = default_fit_steps(len(z)) if steps is None else steps
+    t0 = time.perf_counter()
+    gp.fit(poses_obs, torch.from_numpy(z), steps=steps, optimize=steps > 0 and not fixed, progress=progress)
+    fit_s = time.perf_counter() - t0
+    mean, var = gp.predict(poses_query)
+    samples = None
+    if n_samples > 0:
+        g = torch.Generator().manual_seed(seed)
+        samples = gp.sample(poses_query, n_samples, generator=g).cpu().numpy()
+    return Prediction(method, mean.cpu().numpy(), var.cpu().numpy(), samples, gp.hyperparameters(), fit_s,
+                      float(gp.noise.detach()))
+
+
+def gp_predict_nuts(
+    method: str,
+    poses_obs: Tensor,
+    z_obs: np.ndarray,
+    poses_query: Tensor,
+    geometry: str = "euclidean",
+    n_samples: int = 0,
+    steps: Optional[int] = None,
+    seed: int = 0,
+    num_samples: int = 200,
+    warmup_steps: int = 200,
+    num_chains: int = 2,
+    max_predict_samples: int = 50,
+    progress: bool = False,
+    **_unused: Any,
+) -> Prediction:
+    """:func:`gp_predict` with hyper-parameters integrated out by NUTS (:mod:`viewgp.bayes`), the
+    data-driven values of :func:`build_gp` serving as prior medians.
+
+    The prediction is the mixture over hyper-parameter samples; ``n_samples`` latent samples are drawn
+    from each frame's marginal (mean, variance), which is all the per-pixel std maps need.
+    """
+    from viewgp.bayes import nuts_latent_gp
+
+    z, flat = _flat(z_obs)
+    t0 = time.perf_counter()
+    gp = build_gp(method, poses_obs, poses_query, flat, geometry)
+    ml_steps = default_fit_steps(len(z)) if steps is None else steps
+    res = nuts_latent_gp(gp, poses_obs, torch.from_numpy(z), num_samples=num_samples, warmup_steps=warmup_steps,
+                         num_chains=num_chains, seed=seed, ml_steps=ml_steps, progress=progress)
+    mean_t, var_t = res.predict(poses_query, max_samples=max_predict_samples)
+    mean, var = mean_t.numpy(), var_t.numpy()
+    samples = None
+    if n_samples > 0:
+        rng = np.random.default_rng(seed)
+        sd = np.sqrt(var).reshape((1, -1) + (1,) * (mean.ndim - 1))
+        samples = mean[None] + sd * rng.standard_normal((n_samples,) + mean.shape)
+        if geometry == "sphere":
+            samples = project_to_sphere(torch.from_numpy(samples)).numpy()
+    return Prediction(method, mean, var, samples, {"bayes": res.summary()}, time.perf_counter() - t0,
+                      float(gp.noise.detach()))
+
+
+def linear_interpolation(
+    times_obs: np.ndarray, z_obs: np.ndarray, times_query: np.ndarray, geometry: str = "euclidean"
+) -> np.ndarray:
+    """Latents at ``times_query`` interpolated between the observed frames around each query time.
+
+    Linear in R^D, SLERP for ``geometry='sphere'``; the end latents are held outside the observed range.
+    Returns ``(M, *latent_shape)`` in the dtype of ``z_obs``.
+    """
+    times_obs = np.asarray(times_obs, np.float64)
+    order = np.argsort(times_obs)
+    t, z = times_obs[order], np.asarray(z_obs)[order]
+    tq = np.clip(np.asarray(times_query, np.float64), t[0], t[-1])
+    if len(t) == 1:
+        return np.repeat(z[:1], len(tq), 0)
+    hi = np.clip(np.searchsorted(t, tq, side="right"), 1, len(t) - 1)
+    lo = hi - 1
+    u = np.clip((tq - t[lo]) / np.maximum(t[hi] - t[lo], 1e-300), 0.0, 1.0)
+    if geometry == "sphere":
+        a, b = torch.from_numpy(z[lo]).double(), torch.from_numpy(z[hi]).double()  # float64: the one SLERP, accurate
+        u_t = torch.from_numpy(u).reshape((-1,) + (1,) * (z.ndim - 2))
+        return slerp(a, b, u_t).numpy().astype(z.dtype)
+    u = u.reshape((-1,) + (1,) * (z.ndim - 1))
+    return (1 - u) * z[lo] + u * z[hi]
+
+
+def nearest_view(poses_obs: Tensor, z_obs: np.ndarray, poses_query: Tensor) -> np.ndarray:
+    """Latent of the observed frame nearest in pose (chordal rotation distance + translation distance)."""
+    d = torch.cdist(poses_query[:, :12], poses_obs[:, :12])
+    return np.asarray(z_obs)[d.argmin(dim=1).cpu().numpy()]
+
+
+def predict_latents(
+    method: str,
+    poses_obs: Tensor,
+    times_obs: np.ndarray,
+    z_obs: np.ndarray,
+    poses_query: Tensor,
+    times_query: np.ndarray,
+    geometry: str = "euclidean",
+    bayes: Optional[dict] = None,
+    **gp_kwargs: Any,
+) -> Prediction:
+    """One entry point for GP kernels and baselines (see the module docstring).
+
+    ``gp_kwargs`` go to :func:`gp_predict` (or, with ``bayes`` NUTS settings, to :func:`gp_predict_nuts`)."""
+    t0 = time.perf_counter()
+    if method == "linear":
+        return Prediction(method, linear_interpolation(times_obs, z_obs, times_query, geometry),
+                          fit_seconds=time.perf_counter() - t0)
+    if method == "nearest":
+        return Prediction(method, nearest_view(poses_obs, z_obs, poses_query), fit_seconds=time.perf_counter() - t0)
+    if method == "independent":
+        if len(times_obs) != len(times_query) or not np.allclose(times_obs, times_query):
+            raise ValueError("method 'independent' is only defined where every query frame was encoded")
+        return Prediction(method, np.asarray(z_obs))
+    if bayes is not None:
+        return gp_predict_nuts(method, poses_obs, z_obs, poses_query, geometry=geometry, **gp_kwargs, **bayes)
+    return gp_predict(method, poses_obs, z_obs, poses_query, geometry=geometry, **gp_kwargs)
