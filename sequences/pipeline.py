@@ -21,20 +21,21 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from generative.data import square_resize
-from generative.frames import decode_frames, encode_frames, invert_observed, pixel_std_maps
-from sequences.evaluate import frame_errors, lpips_distance, method_metrics
+from generative.detail import add_detail, resize_frames, resize_maps
+from generative.frames import decode_frames, encode_frames, frames_to_model, invert_observed, pixel_std_maps
+from sequences.evaluate import PIXEL_BASELINES, frame_errors, lpips_distance, method_metrics, pixel_baselines
 from sequences.report import write_frame_outputs, write_metrics, write_plots
 from sequences.views import azimuth_sweep  # noqa: F401  (re-exported: the CLI builds novel-view queries here)
 from viewgp.keyframes import parse_keyframes  # noqa: F401  (re-exported for the CLI)
 from viewgp.predict import BASELINES, Prediction, predict_latents
 
-__all__ = ["PipelineConfig", "run_pipeline", "parse_keyframes", "azimuth_sweep"]
+__all__ = ["PipelineConfig", "run_pipeline", "output_size", "parse_keyframes", "azimuth_sweep"]
 
 
 @dataclass
 class PipelineConfig:
-    """What to fit and what to write. ``methods[0]`` is the headline method (decoded with uncertainty)."""
+    """What to fit and what to write. ``methods[0]`` is the headline method (decoded with uncertainty
+    and, with ``detail``, given the keyframes' native-resolution detail)."""
 
     methods: Sequence[str] = ("view", "linear")
     n_samples: int = 8
@@ -49,8 +50,12 @@ class PipelineConfig:
     bayes: Optional[dict] = None  # NUTS settings (num_samples, warmup_steps, num_chains): integrate hyper-parameters out
     inversion: Any = None  # generative.invert.InversionConfig: invert frames instead of encoding them
     perceptual_weights: Optional[str] = None  # folder with VGG16 LPIPS weights for the inversion loss
-    display_size: int = 128  # videos and strips are upscaled (nearest) to at least this many pixels
+    display_size: int = 256  # videos and strips are upscaled (nearest) to at least this many pixels
     lpips_weights: Optional[str] = None  # folder with LPIPS weights; None: the torch hub cache, if present
+    output_size: Optional[int] = 256  # short side of the output (centre square); None: the run's own
+    detail: bool = True  # add the keyframes' residual detail to the headline method (generative.detail)
+    pixel_baselines: bool = True  # also score nearest / blended / GP-interpolated keyframe pixels
+    adapt_steps: int = 0  # fine-tune the backbone on the observed frames first (generative.adapt)
 
 
 def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineConfig(), query=None) -> dict:
@@ -58,38 +63,42 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
 
     Without ``query`` the prediction targets are the run's own frames (smoothing where all frames are
     observed, interpolation where some are masked out); with a ``query`` run (poses only, or with
-    ground-truth frames) the targets are its poses (novel views). Returns the metrics dict that is also
-    written to ``metrics.json``.
+    ground-truth frames) the targets are its poses (novel views). Every method is scored at the output
+    size (:func:`output_size`). Returns the metrics dict that is also written to ``metrics.json``.
     """
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(config.seed)
     obs = _observed_mask(run)
     timings: dict[str, float] = {}
+    size = output_size(run, config.output_size)
+    keyframes = resize_frames(run.frames[np.flatnonzero(obs)], size)
+    backbone, adapt_info = _adapted(backbone, keyframes, config, timings)
 
     t0 = time.perf_counter()
     z_all = _latents(run, backbone, obs, out_dir, config)
     timings["encode_s"] = time.perf_counter() - t0
     target = run if query is None else query
     poses_q, times_q = target.pose_features(with_time=True), np.asarray(target.timestamps, np.float64)
-    truth = None
-    if target.frames is not None:
-        truth = np.stack([square_resize(np.asarray(f), backbone.resolution) for f in target.frames[:]])
+    truth = None if target.frames is None else resize_frames(target.frames[:], size)
     preds = _predict(run, obs, z_all, poses_q, times_q, backbone.latent_geometry, config, query is not None, timings)
 
     t0 = time.perf_counter()
-    decoded = {m: decode_frames(backbone, p.mean, config.batch_size) for m, p in preds.items()}
-    recon = have = None
-    if query is None:  # per-frame reconstructions where a latent exists (inverted backbones: keyframes only)
-        have = ~np.isnan(z_all.reshape(len(z_all), -1)).any(1)
-        recon = np.zeros((len(z_all), backbone.resolution, backbone.resolution, 3), np.uint8)
-        recon[have] = decode_frames(backbone, z_all[have], config.batch_size)
     head = config.methods[0]
-    std = None
-    if preds[head].samples is not None:
-        std, _ = pixel_std_maps(backbone, preds[head].samples, config.batch_size)
+    outputs, std, have = _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, config, query is None)
     timings["decode_s"] = time.perf_counter() - t0
+    if config.pixel_baselines:
+        t0 = time.perf_counter()
+        poses_obs = run.pose_features(with_time=True)[torch.from_numpy(obs)]
+        for name, (frames, _) in pixel_baselines(keyframes, np.asarray(run.timestamps)[obs], poses_obs, times_q,
+                                                 poses_q, head if head not in BASELINES else "view",
+                                                 device=config.device).items():
+            outputs[name] = frames
+        timings["pixel_baselines_s"] = time.perf_counter() - t0
 
-    labels = write_frame_outputs(out_dir, head, decoded, truth, recon, std, config.fps, config.display_size)
+    panels = ({"ground truth": truth} if truth is not None else {}) | outputs
+    headline = f"{head}+warp" if f"{head}+warp" in outputs else head
+    labels = write_frame_outputs(out_dir, {k: v for k, v in panels.items() if k != "independent"}, headline, std,
+                                 obs if query is None else None, config.fps, config.display_size)
     trajectories = {m: (p.mean, p.var) for m, p in preds.items() if m != "independent"}
     write_plots(out_dir, times_q, trajectories or {"per-frame": (z_all, None)},
                 obs if query is None else np.zeros(len(times_q), bool), z_all if query is None else None, poses_q)
@@ -100,19 +109,45 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
         "n_frames": int(len(times_q)),
         "n_observed": int(obs.sum()),
         "observed": obs.tolist() if query is None else None,
-        "backbone": {"kind": backbone.kind, "resolution": int(backbone.resolution)},
+        "backbone": {"kind": backbone.kind, "resolution": int(backbone.resolution), "adaptation": adapt_info},
+        "output_size": int(size),
+        "headline": headline,
         "panels": labels,
         "methods": {},
         "timings": timings,
         "lpips": "alexnet v0.1" if lpips is not None else f"unavailable: {reason}",
     }
-    for m, frames in decoded.items():
-        metrics["methods"][m] = {"hyperparameters": preds[m].hyperparameters, "fit_seconds": preds[m].fit_seconds,
-                                 **method_metrics(frames, truth, held, preds[m].var, lpips)}
-    if recon is not None and truth is not None:
-        metrics["per_frame_reconstruction_mse"] = float(np.mean(np.asarray(frame_errors(recon, truth)["mse"])[have]))
+    if have is not None and truth is not None:
+        metrics["per_frame_reconstruction_mse"] = float(np.mean(np.asarray(frame_errors(outputs["per-frame"], truth)["mse"])[have]))
+        if not have.all():  # inverted backbones: reconstructions exist at the keyframes only
+            outputs.pop("per-frame")
+    for m, frames in outputs.items():
+        pred = preds.get(m.split("+")[0])
+        entry = {"kind": _kind(m), "hyperparameters": pred.hyperparameters if pred else {},
+                 "fit_seconds": pred.fit_seconds if pred else 0.0}
+        metrics["methods"][m] = entry | method_metrics(frames, truth, held, pred.var if pred else None, lpips)
     write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
     return metrics
+
+
+def output_size(run, requested: Optional[int]) -> int:
+    """The side of the square output frames: ``requested`` (the short side), never more than the
+    run's own short side; ``None`` or 0: the run's own short side."""
+    h, w = np.asarray(run.frames[0]).shape[:2]
+    own = min(h, w)
+    return own if not requested else min(int(requested), own)
+
+
+def _kind(method: str) -> str:
+    if method in PIXEL_BASELINES:
+        return "pixel baseline (no backbone)"
+    if method.endswith("+warp"):
+        return "latent GP + keyframes warped along the decoded motion"
+    if method.endswith("+detail"):
+        return "latent GP + GP-interpolated keyframe residuals"
+    if method == "per-frame":
+        return "per-frame reconstruction (every frame encoded)"
+    return "latent baseline" if method in BASELINES else "latent GP"
 
 
 def _observed_mask(run) -> np.ndarray:
@@ -151,3 +186,65 @@ def _predict(run, obs, z_all, poses_q, times_q, geometry, config: PipelineConfig
         preds[method] = predict_latents(method, poses_obs, times_obs, z_all[obs], poses_q, times_q, geometry, **kwargs)
         timings[f"{method}_s"] = time.perf_counter() - t0
     return preds
+
+
+def _adapted(backbone, keyframes: np.ndarray, config: PipelineConfig, timings: dict):
+    """The backbone fine-tuned on the observed frames when ``config.adapt_steps`` asks for it."""
+    if not config.adapt_steps:
+        return backbone, None
+    from generative.adapt import adapt
+
+    t0 = time.perf_counter()
+    x = frames_to_model(keyframes, backbone.resolution)
+    adapted, losses = adapt(backbone, x, config.adapt_steps, seed=config.seed, progress=config.progress)
+    timings["adapt_s"] = time.perf_counter() - t0
+    return adapted, {"steps": int(config.adapt_steps), "frames": int(len(keyframes)),
+                     "l1_first": losses[0], "l1_last": losses[-1]}
+
+
+def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, config, own_frames: bool):
+    """Every method's frames at the output size (decoded, upsampled; the headline method also with
+    the keyframes' detail) and the per-frame reconstruction (``"per-frame"``, for the run's own frames),
+    the headline's per-pixel sd map ``(M, S, S)`` (latent posterior samples, decoded, plus the detail
+    layer's residual variance), and which frames have a reconstruction (``None`` for novel views)."""
+    outputs: dict[str, np.ndarray] = {}
+    have = None
+    if own_frames:  # per-frame reconstructions where a latent exists (inverted backbones: keyframes only)
+        have = ~np.isnan(z_all.reshape(len(z_all), -1)).any(1)
+        recon = np.zeros((len(z_all), backbone.resolution, backbone.resolution, 3), np.uint8)
+        recon[have] = decode_frames(backbone, z_all[have], config.batch_size)
+        outputs["per-frame"] = resize_frames(recon, size)
+    decoded = {m: decode_frames(backbone, p.mean, config.batch_size) for m, p in preds.items()}
+    sd_detail = None
+    model = preds[head].model
+    if config.detail and model is not None:
+        detailed, sd_detail = _detail(backbone, run, obs, model, decoded[head], keyframes, poses_q, size, config, own_frames)
+        outputs.update({f"{head}+{name}": frames for name, frames in detailed.items()})
+    for m, frames in decoded.items():
+        outputs[m] = resize_frames(frames, size)
+    std = None
+    if preds[head].samples is not None:
+        latent_sd, _ = pixel_std_maps(backbone, preds[head].samples, config.batch_size)
+        std = np.sqrt(resize_maps(latent_sd, size) ** 2 + (sd_detail**2 if sd_detail is not None else 0.0))
+    return outputs, std, have
+
+
+
+def _detail(backbone, run, obs, model, decoded_q, keyframes, poses_q, size, config, own_frames: bool):
+    """The headline method at the output size with the keyframes' detail, both constructions of
+    :mod:`generative.detail`: ``"warp"`` (keyframe pixels moved along the decoded motion; neighbours in
+    time for the run's own frames, in pose for novel views) and ``"detail"`` (GP-interpolated residuals).
+    Returns the frames by name and the residual layer's posterior sd ``(M, S, S)``."""
+    from generative.detail import warp_detail
+    from viewgp.predict import pose_neighbours, time_neighbours
+
+    poses_obs = run.pose_features(with_time=True)[torch.from_numpy(obs)]
+    z_obs_post, _ = model.predict(poses_obs)
+    decoded_obs = decode_frames(backbone, z_obs_post.cpu().numpy(), config.batch_size)
+    if own_frames:
+        idx, w = time_neighbours(np.asarray(run.timestamps)[obs], np.asarray(run.timestamps))
+    else:
+        idx, w = pose_neighbours(poses_obs, poses_q)
+    warped = warp_detail(keyframes, decoded_obs, decoded_q, idx, w, size)
+    residual, sd = add_detail(model, poses_obs, keyframes, decoded_obs, poses_q, decoded_q, size)
+    return {"warp": warped, "detail": residual}, sd

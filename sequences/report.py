@@ -16,12 +16,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from generative.data import square_resize
 from generative.fileio import atomic_write_json
 
 __all__ = [
     "upscale_for_display",
     "with_header",
     "std_to_rgb",
+    "with_colour_scale",
+    "mark_keyframes",
+    "panel_grid",
     "pose_kernel_matrices",
     "write_frame_outputs",
     "write_plots",
@@ -49,13 +53,53 @@ def with_header(side: np.ndarray, labels: Sequence[str], height: int = 18) -> np
     return np.concatenate([np.broadcast_to(bar, (n,) + bar.shape), side], axis=1)
 
 
-def std_to_rgb(std: np.ndarray) -> np.ndarray:
-    """Per-pixel std maps ``(M, r, r)`` -> uint8 heat-map frames, one colour scale for the whole run."""
+def std_to_rgb(std: np.ndarray, top: Optional[float] = None) -> np.ndarray:
+    """Per-pixel std maps ``(M, r, r)`` -> uint8 heat-map frames (inferno), one colour scale for the
+    whole run: 0 -> black, ``top`` (default: the largest value) -> white-yellow."""
     import cv2
 
-    top = max(float(std.max()), 1e-6)
+    top = max(float(std.max()) if top is None else float(top), 1e-6)
     gray = np.clip(std / top * 255.0, 0, 255).astype(np.uint8)
     return np.stack([cv2.applyColorMap(g, cv2.COLORMAP_INFERNO)[..., ::-1] for g in gray])
+
+
+def with_colour_scale(heat: np.ndarray, top: float, height: int = 14) -> np.ndarray:
+    """Heat-map frames ``(M, h, w, 3)`` with the colour scale along their bottom edge: a gradient
+    from 0 to ``top`` and both values printed (posterior sd, [0, 1] intensity units)."""
+    import cv2
+
+    m, h, w = heat.shape[:3]
+    ramp = std_to_rgb(np.linspace(0.0, 1.0, w)[None, None, :].repeat(height, axis=1), 1.0)[0]
+    for x, text in ((2, "0"), (max(2, w - 8 * len(f"{top:.3f}") - 2), f"{top:.3f}")):
+        cv2.putText(ramp, text, (x, height - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.34, (255, 255, 255), 1, cv2.LINE_AA)
+    out = heat.copy()
+    out[:, h - height:] = ramp
+    return out
+
+
+def mark_keyframes(frames: np.ndarray, observed: np.ndarray, width: int = 3) -> np.ndarray:
+    """Frames ``(M, h, w, 3)`` with a green border on the observed (key) frames."""
+    out = frames.copy()
+    k = np.asarray(observed, bool)
+    for sl in (np.s_[:, :width], np.s_[:, -width:], np.s_[:, :, :width], np.s_[:, :, -width:]):
+        region = out[k]
+        region[sl] = (40, 200, 60)
+        out[k] = region
+    return out
+
+
+def panel_grid(panels: Mapping[str, np.ndarray], columns: int, label_height: int = 18) -> np.ndarray:
+    """Equally sized panels ``{label: (M, S, S, 3)}`` tiled in rows of ``columns``, each row with a
+    label bar above it; ``(M, rows * (label_height + S), columns * S, 3)``."""
+    labels, stacks = list(panels), list(panels.values())
+    m, s = stacks[0].shape[:2]
+    blank = np.full_like(stacks[0], 255)
+    rows = []
+    for i in range(0, len(stacks), columns):
+        row_labels = labels[i : i + columns]
+        row = stacks[i : i + columns] + [blank] * (columns - len(row_labels))
+        rows.append(with_header(np.concatenate(row, axis=2), row_labels + [""] * (columns - len(row_labels)), label_height))
+    return np.concatenate(rows, axis=1)
 
 
 def pose_kernel_matrices(poses: Tensor) -> dict[str, np.ndarray]:
@@ -75,43 +119,46 @@ def pose_kernel_matrices(poses: Tensor) -> dict[str, np.ndarray]:
 
 def write_frame_outputs(
     out_dir: str,
-    head: str,
-    decoded: Mapping[str, np.ndarray],
-    truth: Optional[np.ndarray],
-    recon: Optional[np.ndarray],
+    panels: Mapping[str, np.ndarray],
+    headline: str,
     std: Optional[np.ndarray],
+    observed: Optional[np.ndarray],
     fps: float,
     display_size: int,
+    columns: int = 4,
 ) -> list[str]:
-    """Videos and strips of a run; returns the comparison's panel labels, left to right.
+    """Videos and strips of a run; returns the comparison's panel labels in reading order.
 
-    Writes ``interpolated.mp4`` (method ``head``), ``uncertainty.mp4`` (when ``std`` maps are given),
-    ``comparison.mp4`` (ground truth | per-frame reconstruction | every method | uncertainty, with a
-    header naming them), ``comparison_strip.png`` (every 10th row of it) and ``strip_<method>.png``.
-    ``decoded`` may hold ``"independent"`` (per-frame encodings): it gets a strip but no panel.
+    ``panels``: ``{label: uint8 (M, S, S, 3)}`` in display order (ground truth first where there is
+    one); ``headline`` names the panel written alone as ``interpolated.mp4``; ``std`` ``(M, S, S)``:
+    per-pixel posterior sd, shown with its colour scale (``uncertainty.mp4`` and a panel); ``observed``
+    ``(M,)``: keyframes, marked with a green border on the first panel. Writes ``comparison.mp4``
+    (the panels tiled ``columns`` to a row, labelled), ``comparison_strip.png`` (every tenth frame,
+    the panels side by side) and ``strip_<label>.png`` per panel.
     """
     from sequences.video import write_strip, write_video
 
     show = lambda frames: upscale_for_display(frames, display_size)  # noqa: E731
-    write_video(os.path.join(out_dir, "interpolated.mp4"), show(decoded[head]), fps)
-    panels = ([truth] if truth is not None else []) + ([recon] if recon is not None else [])
-    labels = (["ground truth"] if truth is not None else []) + (["per-frame"] if recon is not None else [])
-    for m, frames in decoded.items():
-        if m != "independent":
-            panels.append(frames)
-            labels.append(m)
+    panels = {k: show(v) for k, v in panels.items()}
+    write_video(os.path.join(out_dir, "interpolated.mp4"), panels[headline], fps)
+    if observed is not None and observed.any() and not observed.all():
+        first = next(iter(panels))
+        panels[first] = mark_keyframes(panels[first], observed)
     if std is not None:
-        heat = std_to_rgb(std)
-        write_video(os.path.join(out_dir, "uncertainty.mp4"), show(heat), fps)
-        panels.append(heat)
-        labels.append("uncertainty")
-    side = show(np.concatenate(panels, axis=2))
-    write_video(os.path.join(out_dir, "comparison.mp4"), with_header(side, labels), fps)
-    step = max(1, len(side) // 10)
-    strip = np.concatenate(list(side[::step]), axis=0)[None]  # every 10th row stacked, one header on top
+        top = float(std.max())
+        heat = with_colour_scale(show(std_to_rgb(std, top)), top)
+        write_video(os.path.join(out_dir, "uncertainty.mp4"), heat, fps)
+        panels["uncertainty (sd)"] = heat
+    labels = list(panels)
+    write_video(os.path.join(out_dir, "comparison.mp4"), panel_grid(panels, columns), fps)
+    step = max(1, len(panels[labels[0]]) // 10)
+    small = min(128, panels[labels[0]].shape[1])  # the strip is an overview: at most 128 px a panel
+    side = np.concatenate([np.stack([square_resize(f, small) for f in v[::step]]) for v in panels.values()], axis=2)
+    strip = np.concatenate(list(side), axis=0)[None]  # every 10th frame, one row each, one header on top
     write_strip(os.path.join(out_dir, "comparison_strip.png"), with_header(strip, labels))
-    for m, frames in decoded.items():
-        write_strip(os.path.join(out_dir, f"strip_{m}.png"), show(frames[::step]))
+    for label, frames in panels.items():
+        name = "".join(c if c.isalnum() or c in "-_+" else "_" for c in label)
+        write_strip(os.path.join(out_dir, f"strip_{name}.png"), frames[::step])
     return labels
 
 

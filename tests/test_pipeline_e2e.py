@@ -72,7 +72,18 @@ def test_interpolation_writes_valid_outputs(tmp_path, phone):
     assert len(view["per_frame"]["mse"]) == 30 and np.isfinite(view["mse_held_out"])
     # The GP is less certain where it saw no frame.
     assert view["posterior_sd_held_out"] > view["posterior_sd_observed"]
-    assert set(saved["methods"]) == {"view", "linear", "time"}
+    from sequences.evaluate import PIXEL_BASELINES
+
+    assert set(saved["methods"]) == {"view", "linear", "time", "view+detail", "per-frame", *PIXEL_BASELINES}
+    assert saved["output_size"] == 32 and saved["headline"] == "view+detail"
+    # The detail layer and the keyframe baselines give every observed frame back exactly ...
+    obs = np.asarray(run.observed)
+    for name in ("view+detail", "px-nearest-time", "px-blend"):
+        assert np.max(np.asarray(saved["methods"][name]["per_frame"]["mse"])[obs]) == 0.0, name
+    # ... the decoded frames of a random backbone do not; between keyframes (past the opening
+    # standstill, whose frames are identical) nothing is exact.
+    assert np.min(np.asarray(view["per_frame"]["mse"])[obs]) > 1e-3
+    assert np.mean(np.asarray(saved["methods"]["view+detail"]["per_frame"]["mse"])[~obs]) > 1e-3
     assert m["timings"]["encode_s"] >= 0
     # A second run reuses the cached encodings.
     assert len(os.listdir(tmp_path / "cache")) == 1

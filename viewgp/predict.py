@@ -39,8 +39,12 @@ __all__ = [
     "gp_predict",
     "gp_predict_nuts",
     "linear_interpolation",
+    "time_neighbours",
+    "pose_neighbours",
     "nearest_view",
+    "nearest_in_time",
     "predict_latents",
+    "predict_residuals",
 ]
 
 BASELINES = ("linear", "nearest", "independent")
@@ -61,6 +65,7 @@ class Prediction:
     hyperparameters: dict = field(default_factory=dict)
     fit_seconds: float = 0.0
     noise: Optional[float] = None
+    model: Optional[LatentGP] = field(default=None, repr=False)  # the fitted GP (GP methods)
 
 
 def set_hyperparameters(gp: LatentGP, fixed: dict) -> None:
@@ -152,7 +157,7 @@ def gp_predict(
         g = torch.Generator().manual_seed(seed)
         samples = gp.sample(poses_query, n_samples, generator=g).cpu().numpy()
     return Prediction(method, mean.cpu().numpy(), var.cpu().numpy(), samples, gp.hyperparameters(), fit_s,
-                      float(gp.noise.detach()))
+                      float(gp.noise.detach()), gp)
 
 
 def gp_predict_nuts(
@@ -195,26 +200,54 @@ def gp_predict_nuts(
         if geometry == "sphere":
             samples = project_to_sphere(torch.from_numpy(samples)).numpy()
     return Prediction(method, mean, var, samples, {"bayes": res.summary()}, time.perf_counter() - t0,
-                      float(gp.noise.detach()))
+                      float(gp.noise.detach()), gp)
+
+
+def time_neighbours(times_obs: np.ndarray, times_query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every query time the two observed frames around it and their linear weights.
+
+    Returns ``(index (M, 2), weight (M, 2))``: indices into ``times_obs`` (any order), weights summing
+    to 1; outside the observed range the end frame gets all the weight.
+    """
+    times_obs = np.asarray(times_obs, np.float64)
+    order = np.argsort(times_obs, kind="stable")
+    t = times_obs[order]
+    tq = np.clip(np.asarray(times_query, np.float64), t[0], t[-1])
+    if len(t) == 1:
+        zeros = np.zeros(len(tq), int)
+        return np.stack([order[zeros]] * 2, 1), np.stack([np.ones(len(tq)), np.zeros(len(tq))], 1)
+    hi = np.clip(np.searchsorted(t, tq, side="right"), 1, len(t) - 1)
+    lo = hi - 1
+    u = np.clip((tq - t[lo]) / np.maximum(t[hi] - t[lo], 1e-300), 0.0, 1.0)
+    return np.stack([order[lo], order[hi]], 1), np.stack([1 - u, u], 1)
+
+
+def pose_neighbours(poses_obs: Tensor, poses_query: Tensor, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` observed frames nearest in pose (chordal rotation + translation distance) to every
+    query and inverse-distance weights summing to 1 (an exact match takes all the weight).
+    Returns ``(index (M, k), weight (M, k))``."""
+    d = torch.cdist(poses_query[:, :12], poses_obs[:, :12]).cpu().numpy()
+    k = min(int(k), d.shape[1])
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    dist = np.take_along_axis(d, idx, 1)
+    w = 1.0 / np.maximum(dist, 1e-12)
+    exact = dist <= 1e-12
+    w = np.where(exact.any(1, keepdims=True), exact.astype(np.float64), w)
+    return idx, w / w.sum(1, keepdims=True)
 
 
 def linear_interpolation(
     times_obs: np.ndarray, z_obs: np.ndarray, times_query: np.ndarray, geometry: str = "euclidean"
 ) -> np.ndarray:
-    """Latents at ``times_query`` interpolated between the observed frames around each query time.
+    """Latents at ``times_query`` interpolated between the observed frames around each query time
+    (:func:`time_neighbours`).
 
     Linear in R^D, SLERP for ``geometry='sphere'``; the end latents are held outside the observed range.
     Returns ``(M, *latent_shape)`` in the dtype of ``z_obs``.
     """
-    times_obs = np.asarray(times_obs, np.float64)
-    order = np.argsort(times_obs)
-    t, z = times_obs[order], np.asarray(z_obs)[order]
-    tq = np.clip(np.asarray(times_query, np.float64), t[0], t[-1])
-    if len(t) == 1:
-        return np.repeat(z[:1], len(tq), 0)
-    hi = np.clip(np.searchsorted(t, tq, side="right"), 1, len(t) - 1)
-    lo = hi - 1
-    u = np.clip((tq - t[lo]) / np.maximum(t[hi] - t[lo], 1e-300), 0.0, 1.0)
+    z = np.asarray(z_obs)
+    idx, w = time_neighbours(times_obs, times_query)
+    lo, hi, u = idx[:, 0], idx[:, 1], w[:, 1]
     if geometry == "sphere":
         a, b = torch.from_numpy(z[lo]).double(), torch.from_numpy(z[hi]).double()  # float64: the one SLERP, accurate
         u_t = torch.from_numpy(u).reshape((-1,) + (1,) * (z.ndim - 2))
@@ -227,6 +260,55 @@ def nearest_view(poses_obs: Tensor, z_obs: np.ndarray, poses_query: Tensor) -> n
     """Latent of the observed frame nearest in pose (chordal rotation distance + translation distance)."""
     d = torch.cdist(poses_query[:, :12], poses_obs[:, :12])
     return np.asarray(z_obs)[d.argmin(dim=1).cpu().numpy()]
+
+
+def nearest_in_time(times_obs: np.ndarray, z_obs: np.ndarray, times_query: np.ndarray) -> np.ndarray:
+    """Value of the observed frame nearest in time (ties: the earlier frame)."""
+    t = np.asarray(times_obs, np.float64)
+    d = np.abs(np.asarray(times_query, np.float64)[:, None] - t[None, :])
+    return np.asarray(z_obs)[d.argmin(axis=1)]
+
+
+def predict_residuals(
+    gp: LatentGP,
+    poses_obs: Tensor,
+    residuals: Tensor,
+    poses_query: Tensor,
+    relative_noise: float = 1e-6,
+    chunk: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolate per-frame residuals ``(N, D)`` (e.g. keyframe pixels minus their decoded
+    prediction) to ``poses_query`` ``(M, P)`` with the kernel of a fitted ``gp``.
+
+    The kernel's hyper-parameters are kept and the noise is set to ``relative_noise`` times the
+    output scale, so the prediction reproduces every observed residual (an observed frame comes back
+    exactly). The signal variance is re-estimated per dimension in closed form (type-II ML for a fixed
+    correlation ``C``: ``s_d^2 = r_d^T C^-1 r_d / N`` about the constant mean), which makes the
+    variance large where residuals are large and far from every observation. Queries are processed
+    ``chunk`` at a time, so D can be a whole high-resolution frame.
+
+    Returns:
+        mean ``(M, D)`` and variance ``(M, D)``, float32 numpy arrays.
+    """
+    import copy
+
+    g = LatentGP(kernel=copy.deepcopy(gp.kernel), mean="constant", learn_noise=False,
+                 dtype=gp.raw_noise.dtype, device=gp.raw_noise.device)
+    with torch.no_grad():
+        g.kernel.outputscale = 1.0
+    g.noise = relative_noise
+    r = torch.as_tensor(residuals).to(dtype=g.raw_noise.dtype, device=g.raw_noise.device)
+    r = r.reshape(r.shape[0], -1)
+    g.fit(poses_obs, r, optimize=False)
+    scale = ((g.alpha_ * (r - g.mean_)).sum(0) / r.shape[0]).clamp_min(0)  # (D,) = r_d^T C^-1 r_d / N
+    m = poses_query.shape[0]
+    mean = np.empty((m, r.shape[1]), np.float32)
+    var = np.empty((m, r.shape[1]), np.float32)
+    for s in range(0, m, chunk):
+        mu, v = g.predict(poses_query[s : s + chunk])  # v: posterior variance of the unit-scale correlation
+        mean[s : s + chunk] = mu.cpu().numpy()
+        var[s : s + chunk] = (v[:, None] * scale[None, :]).cpu().numpy()
+    return mean, var
 
 
 def predict_latents(

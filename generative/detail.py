@@ -1,0 +1,135 @@
+"""The native-resolution detail layer: decoded predictions at the output size, plus the keyframes'
+residual detail predicted at the query frames by the same GP.
+
+The backbone works at its own, small resolution (64 px for the bundled one); a user's frames are
+720p to 4K. At an output size ``S`` (centre square crops, ``S x S``):
+
+* the decoded prediction ``D(z*_q)`` of every query frame is upsampled to ``S`` (bilinear);
+* at every keyframe ``k`` the residual ``r_k = x_k - up(D(z*_k))`` (its pixels at ``S`` minus its own
+  upsampled *posterior* decode) is what the backbone could not say;
+* the residuals are interpolated to the query poses with the fitted GP's kernel
+  (:func:`viewgp.predict.predict_residuals`, near-zero noise), and added: ``up(D(z*_q)) + r_q``.
+
+So an observed frame comes back exactly (its residual is reproduced), frames between keyframes get the
+keyframes' detail blended by pose similarity, and the residual's posterior variance (per pixel) joins
+the uncertainty map.
+
+:func:`warp_detail` is the other construction: the keyframes' own pixels, *moved* along the motion the
+decoded frames show (dense optical flow from the decoded query frame to each decoded neighbouring
+keyframe, both at the output size) and blended with the neighbours' weights. A blend of unmoved pixels
+(the residual layer, and every pixel baseline) leaves a double image wherever the camera moved;
+warped keyframes line up with the query first. An observed frame warps onto itself (zero flow between
+identical decodes) and comes back exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from torch import Tensor
+
+from .data import square_resize
+
+__all__ = ["resize_frames", "resize_maps", "add_detail", "optical_flow", "warp_image", "warp_detail"]
+
+
+def resize_frames(frames, size: int) -> np.ndarray:
+    """uint8 ``(N, H, W, 3)`` frames (or a frame source) -> centre square crops ``(N, size, size, 3)``
+    (area interpolation down, bilinear up)."""
+    return np.stack([square_resize(np.asarray(f), int(size)) for f in frames])
+
+
+def resize_maps(maps: np.ndarray, size: int) -> np.ndarray:
+    """Float maps ``(M, h, w)`` (e.g. per-pixel sd) resized to ``(M, size, size)`` (bilinear)."""
+    import cv2
+
+    return np.stack([cv2.resize(m.astype(np.float32), (int(size), int(size)), interpolation=cv2.INTER_LINEAR)
+                     for m in maps])
+
+
+def add_detail(
+    gp,
+    poses_obs: Tensor,
+    keyframes: np.ndarray,
+    decoded_obs: np.ndarray,
+    poses_query: Tensor,
+    decoded_query: np.ndarray,
+    size: Optional[int] = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames at the output size with the keyframes' residual detail.
+
+    Args:
+        gp: the fitted :class:`~viewgp.latent_gp.LatentGP` of the headline method (its kernel is used).
+        poses_obs ``(N, P)``, keyframes uint8 ``(N, S, S, 3)``: observed frames at the output size.
+        decoded_obs uint8 ``(N, r, r, 3)``: the decoded posterior mean at the observed poses.
+        poses_query ``(M, P)``, decoded_query uint8 ``(M, r, r, 3)``: the decoded prediction.
+        size: output size ``S`` (default: the keyframes').
+    Returns:
+        frames uint8 ``(M, S, S, 3)`` and the residual's posterior sd ``(M, S, S)`` (mean over RGB of
+        the per-channel variance, square-rooted; [0, 1] units).
+    """
+    from viewgp.predict import predict_residuals
+
+    s = int(size or keyframes.shape[1])
+    up_obs = resize_frames(decoded_obs, s).astype(np.float32) / 255.0
+    up_q = resize_frames(decoded_query, s).astype(np.float32) / 255.0
+    residual = keyframes.astype(np.float32) / 255.0 - up_obs
+    mean, var = predict_residuals(gp, poses_obs, residual.reshape(len(residual), -1), poses_query)
+    frames = np.clip(up_q + mean.reshape(up_q.shape), 0.0, 1.0)
+    sd = np.sqrt(var.reshape(up_q.shape).mean(-1))
+    return np.round(frames * 255.0).astype(np.uint8), sd
+
+
+def optical_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dense flow ``(H, W, 2)`` float32 from uint8 RGB image ``a`` to ``b`` (OpenCV's DIS, medium
+    preset, on grey levels): pixel ``(x, y)`` of ``a`` is seen at ``(x, y) + flow[y, x]`` in ``b``."""
+    import cv2
+
+    grey = [cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY) for x in (a, b)]
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(grey[0], grey[1], None)
+
+
+def warp_image(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``image`` ``(H, W, C)`` sampled along ``flow`` (bilinear, edges replicated): ``out[y, x] =
+    image[(y, x) + flow[y, x]]``, float32."""
+    import cv2
+
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    f = flow.astype(np.float32)
+    return cv2.remap(image.astype(np.float32), gx + f[..., 0], gy + f[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def warp_detail(
+    keyframes: np.ndarray,
+    decoded_obs: np.ndarray,
+    decoded_query: np.ndarray,
+    neighbours: np.ndarray,
+    weights: np.ndarray,
+    size: Optional[int] = None,
+) -> np.ndarray:
+    """Query frames made of warped keyframe pixels.
+
+    Args:
+        keyframes uint8 ``(N, S, S, 3)``: observed frames at the output size.
+        decoded_obs uint8 ``(N, r, r, 3)`` / decoded_query ``(M, r, r, 3)``: decoded posterior means at
+            the observed and the query poses (upsampled to ``S`` here).
+        neighbours ``(M, K)`` indices into the keyframes, weights ``(M, K)`` summing to 1 (e.g.
+            :func:`viewgp.predict.time_neighbours` or :func:`~viewgp.predict.pose_neighbours`).
+    Returns:
+        uint8 ``(M, S, S, 3)``.
+    """
+    s = int(size or keyframes.shape[1])
+    up_obs = resize_frames(decoded_obs, s)
+    up_q = resize_frames(decoded_query, s)
+    out = np.empty((len(up_q), s, s, 3), np.uint8)
+    for q in range(len(up_q)):
+        acc = np.zeros((s, s, 3), np.float32)
+        for k, w in zip(neighbours[q], weights[q]):
+            if w <= 0:
+                continue
+            acc += float(w) * warp_image(keyframes[k], optical_flow(up_q[q], up_obs[k]))
+        out[q] = np.clip(np.round(acc), 0, 255).astype(np.uint8)
+    return out
