@@ -10,7 +10,8 @@ from torch import nn
 from generative import edit
 from generative.backbone import to_model_images, to_uint8
 from generative.data import square_resize
-from sequences import cli, cli_images
+from sequences import cli
+from sequences.cli import images as cli_images
 
 R = 16  # backbone resolution
 PAD = 2  # grid border in pixels

@@ -9,8 +9,9 @@ import torch
 import generative
 from generative.automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
 from generative.backbone import to_uint8
-from sequences import cli, cli_mix
-from sequences.cli_images import load_images
+from sequences import cli
+from sequences.cli import mix as cli_mix
+from sequences.cli.images import load_images
 
 R = 16
 PAD = 2  # grid border
@@ -170,7 +171,7 @@ def test_clear_errors(ckpt, images, tmp_path, capsys, monkeypatch):
     assert "at least one scale" in _err(capsys, ["sample", *base, "--conditional"])
     assert "backbone checkpoint not found" in _err(capsys, ["mix", "--backbone", str(tmp_path / "x.pt"), "--coarse", a, "--out", "o.png"])
     # a backbone without per-block latents
-    from sequences import cli_images
+    from sequences.cli import images as cli_images
 
     class Plain(torch.nn.Module):
         kind, resolution, latent_shape, has_encoder = "pioneer", R, (16,), True

@@ -106,7 +106,7 @@ def _encode_one_each(backbone, files: dict, batch_size: int) -> dict:
     """``{name: image file}`` -> ``{name: (1, D) latent}`` (each file encoded once)."""
     from generative.edit import encode_images
 
-    from .cli_images import load_images
+    from .images import load_images
 
     unique = list(dict.fromkeys(files.values()))
     _, x = load_images(unique, int(backbone.resolution))
@@ -154,7 +154,7 @@ def register(subparsers) -> None:
 
 # ------------------------------------------------------------------------------------------- commands
 def run_mix(args) -> int:
-    from .cli_images import _device, _load_backbone, _positive
+    from .images import _device, _load_backbone, _positive
 
     bs = _positive("--batch-size", args.batch_size)
     scale_files = {s: getattr(args, s) for s in SCALE_FLAGS if getattr(args, s) is not None}
@@ -206,7 +206,7 @@ def run_mix(args) -> int:
 def _save_single(path: Path, image: "torch.Tensor") -> None:
     from generative.backbone import to_uint8
 
-    from .cli_images import write_image
+    from .images import write_image
 
     write_image(path, to_uint8(image[None])[0])
 
@@ -230,7 +230,7 @@ def mixing_grid(backbone, x_rows: "torch.Tensor", x_cols: "torch.Tensor", cut: i
 
 
 def _run_grid(args, backbone, out: Path, bs: int) -> int:
-    from .cli_images import load_images, save_grid
+    from .images import load_images, save_grid
 
     r = int(backbone.resolution)
     if args.cut is None:
@@ -258,12 +258,12 @@ def conditional_latents(backbone, fixed: dict, n: int, generator: "torch.Generat
 
 
 def run_conditional_sample(args, backbone) -> int:
-    """``viewgp sample --conditional``: called by :func:`sequences.cli_images.run_sample`."""
+    """``viewgp sample --conditional``: called by :func:`sequences.cli.images.run_sample`."""
     import math
 
     import torch
 
-    from .cli_images import _positive, save_grid
+    from .images import _positive, save_grid
 
     require_automodulator(backbone, "viewgp sample --conditional")
     n = _positive("-n", args.num)

@@ -190,7 +190,7 @@ def register(subparsers) -> None:
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default ceil(sqrt(n)))")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, metavar="PNG", help="output image grid")
-    # automodulator conditional sampling (sequences/cli_mix.py): keep the named scales of the given images
+    # automodulator conditional sampling (sequences/cli/mix.py): keep the named scales of the given images
     p.add_argument("--conditional", action="store_true",
                    help="automodulator: fix the blocks of the scales given below from images, draw the rest")  # fmt: skip
     for scale in ("coarse", "intermediate", "fine"):
@@ -270,7 +270,7 @@ def run_sample(args) -> int:
         raise ValueError(f"{', '.join(scales)} only go with --conditional")
     backbone = _load_backbone(args.backbone, _device(args.device))
     if getattr(args, "conditional", False):
-        from .cli_mix import run_conditional_sample
+        from .mix import run_conditional_sample
 
         return run_conditional_sample(args, backbone)
     z = sample_latents(backbone, n, torch.Generator().manual_seed(int(args.seed)))

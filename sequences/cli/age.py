@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_train import add_translator_model_args, translator_model
+from .train import add_translator_model_args, translator_model
 
 EPILOG = """examples:
   # bin labelled faces into the domains 15 ... 65, train a translator per stage and the greedy re-use
