@@ -1,6 +1,6 @@
 """Camera trajectory files: readers, writers, format detection and a registry.
 
-Every reader returns a :class:`sequences.run.PoseTrajectory` in the viewgp convention:
+Every reader returns a :class:`sequences.trajectory.PoseTrajectory` in the viewgp convention:
 
 * poses are **camera-to-world** (``x_world = R @ x_cam + t``, ``t`` is the camera centre);
 * camera axes are **OpenCV** (x right, y down, z forward = optical axis), so ``R[:, 2]`` is the
@@ -64,7 +64,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from sequences.run import PoseTrajectory
+from sequences.trajectory import PoseTrajectory
 from viewgp.poses import (
     integrate_gyroscope,
     matrix_to_quat,

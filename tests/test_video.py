@@ -13,7 +13,8 @@ from scipy.spatial.transform import Rotation as Rot
 from scipy.spatial.transform import Slerp
 
 from sequences.formats import write_poses
-from sequences.run import CameraRun, PoseTrajectory
+from sequences.run import CameraRun
+from sequences.trajectory import PoseTrajectory
 from sequences.video import (
     VideoError,
     _container_times,
