@@ -42,7 +42,9 @@ from torch import Tensor
 
 from .backbone import to_uint8
 from .checkpoint import CheckpointManager, atomic_write
-from .data import IMAGE_EXTENSIONS, ImageFolderDataset, square_resize, uint8_to_tensor
+from .data import ImageFolderDataset, square_resize, uint8_to_tensor
+from .fileio import atomic_write_csv
+from .imageio import is_image_file, read_image
 from .translator import Translator, load_translator
 
 __all__ = [
@@ -129,16 +131,9 @@ def estimate_folder_ages(folder: PathLike, estimator: AgeEstimator, image_size: 
 
 def fit_age_regressor(labels: Sequence[tuple[Path, float]], steps: int = 1500, seed: int = 0):
     """Our :class:`~generative.age_estimator.AgeRegressor` (32 px input) trained on labelled image files."""
-    import cv2
-
     from .age_estimator import AgeRegressor
 
-    imgs = []
-    for f, _ in labels:
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"could not decode the labelled image {f}")
-        imgs.append(square_resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), 32))
+    imgs = [square_resize(read_image(f, what="labelled image"), 32) for f, _ in labels]
     reg = AgeRegressor(input_size=32)
     reg.fit(np.stack(imgs), [a for _, a in labels], steps=steps, seed=seed)
     return reg
@@ -195,10 +190,7 @@ def _materialise(split: dict, root: Path) -> None:
                     except OSError:
                         shutil.copyfile(src, dst)
                 rows.append((dst.name, age, str(src)))
-            with open(d / "labels.csv", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["file", "age", "source"])
-                w.writerows(rows)
+            atomic_write_csv(d / "labels.csv", ["file", "age", "source"], rows)
 
 
 def load_folder_images(folder: Path, image_size: int) -> Tensor:
@@ -457,15 +449,10 @@ def format_evaluation(evaluation: dict, val_age: Optional[dict] = None) -> str:
 
 def load_face(path: PathLike, image_size: int) -> Tensor:
     """One image file -> ``(1, 3, s, s)`` in [-1, 1] (centre square crop, area resize)."""
-    import cv2
-
     path = Path(path)
-    if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+    if not is_image_file(path):
         raise FileNotFoundError(f"face image not found or not a JPEG/PNG file: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"could not decode the image {path}")
-    return uint8_to_tensor(square_resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), image_size))[None]
+    return uint8_to_tensor(square_resize(read_image(path, what="face image"), image_size))[None]
 
 
 def aging_strip(chain: AgingChain, image: Tensor, start: int, end: int, cell: int = 96) -> np.ndarray:

@@ -26,6 +26,8 @@ from typing import Any, Optional, Protocol, Union, runtime_checkable
 import numpy as np
 import torch
 
+from generative.fileio import atomic_write_text
+from generative.imageio import read_image, write_image
 from sequences.formats import PoseFormatError, read_poses, write_poses
 from sequences.trajectory import PoseTrajectory, as_indices, normalize_index, validated_poses
 from viewgp.poses import pose_features
@@ -118,16 +120,11 @@ class _PNGFrames:
 
 
 def _read_png(path: Path, hw3: Optional[tuple[int, ...]] = None) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot read frame image {path} (missing or not an image)")
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"frame {path}: expected an 8-bit 3-channel image, got {img.dtype} {img.shape}")
+    # strict: a saved run's frames are 8-bit RGB PNGs we wrote; anything else means the file was replaced.
+    img = read_image(path, strict=True, what="frame image")
     if hw3 is not None and img.shape != tuple(hw3):
         raise ValueError(f"frame {path}: size {img.shape} differs from the run's frame size {tuple(hw3)}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -350,7 +347,6 @@ class CameraRun:
         Frames go to ``frames/NNNNNN.png`` (lossless), poses to ``poses.txt`` (TUM, exact floats) and
         the manifest ``run.json`` last and atomically, so a half-written directory has no manifest.
         """
-        import cv2
         from tqdm import tqdm
 
         if len(self) == 0:
@@ -379,14 +375,9 @@ class CameraRun:
             for start in tqdm(range(0, len(self), chunk), desc="saving frames", disable=not progress):
                 block = np.asarray(self.frames[start:start + chunk])
                 for j, img in enumerate(block):
-                    path = d / names[start + j]
-                    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR)):
-                        raise OSError(f"could not write frame {path}")
+                    write_image(d / names[start + j], img)
             manifest["frames"] = names
-        tmp = d / "run.json.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=1)
-        os.replace(tmp, d / "run.json")
+        atomic_write_text(d / "run.json", json.dumps(manifest, indent=1))
         return d
 
     @classmethod

@@ -129,9 +129,8 @@ def run_train(args) -> int:
 
 
 def run_apply(args) -> int:
-    import cv2
-
     from generative.aging import AgingChain, aging_strip, load_face, parse_stages
+    from generative.imageio import write_image
 
     chain_path = Path(args.chain)
     if args.separate:
@@ -140,10 +139,7 @@ def run_apply(args) -> int:
     start, end = parse_stages(args.stages)
     chain.steps(start, end)  # validates the ages before any work
     strip = aging_strip(chain, load_face(args.image, chain.image_size), start, end, cell=args.cell)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {out} (use a .png or .jpg name)")
+    out = write_image(args.out, strip)
     print(f"{out}: {len(chain.steps(start, end))} translation steps from {start} to {end}")
     return 0
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from generative.imageio import list_images, read_image, write_image
+
 if TYPE_CHECKING:
     import torch
 
@@ -69,38 +71,6 @@ def _device(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ image IO
-def list_images(specs: Sequence[str]) -> list[Path]:
-    """Image files named by ``specs``: files, or folders (their JPEG/PNG files, sorted, not recursive)."""
-    from generative.data import IMAGE_EXTENSIONS
-
-    files: list[Path] = []
-    for spec in specs:
-        p = Path(spec).expanduser()
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise ValueError(f"no images in folder {p} (looked for {', '.join(IMAGE_EXTENSIONS)} files)")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"image or folder not found: {p}")
-    if not files:
-        raise ValueError("no images given")
-    return files
-
-
-def read_image(path: Path) -> np.ndarray:
-    """uint8 RGB ``(H, W, 3)`` (OpenCV decodes BGR; grey and alpha images become 3-channel)."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise ValueError(f"cannot read image {path} (corrupt or not an image format OpenCV knows)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def load_images(specs: Sequence[str], resolution: int):
     """``(paths, images)``: images ``(N, 3, r, r)`` float in [-1, 1], centre-cropped and resized."""
     from generative.backbone import to_model_images
@@ -109,16 +79,6 @@ def load_images(specs: Sequence[str], resolution: int):
     paths = list_images(specs)
     frames = np.stack([square_resize(read_image(p), resolution) for p in paths])
     return paths, to_model_images(frames)
-
-
-def write_image(path: Path, rgb: np.ndarray) -> None:
-    """Write a uint8 RGB ``(H, W, 3)`` image (format from the extension; PNG recommended)."""
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok = cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"cannot write image {path} (unknown extension or unwritable folder)")
 
 
 def save_grid(path: Path, images, nrow: int) -> None:

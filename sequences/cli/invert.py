@@ -85,7 +85,7 @@ def run(args) -> int:
         raise ValueError(f"--every must be >= 1, got {args.every}")
     gen = _generator(args.generator, args.device)
     if args.images:
-        from sequences.cli.images import list_images, read_image
+        from generative.imageio import list_images, read_image
 
         paths = list_images(args.images)
         frames = [read_image(p) for p in paths]
