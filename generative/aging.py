@@ -41,9 +41,9 @@ import torch
 from torch import Tensor
 
 from .backbone import to_uint8
-from .checkpoint import CheckpointManager, atomic_write
+from .checkpoint import CheckpointManager
 from .data import ImageFolderDataset, square_resize, uint8_to_tensor
-from .fileio import atomic_write_csv
+from .fileio import atomic_write_csv, atomic_write_text
 from .imageio import is_image_file, read_image
 from .translator import Translator, load_translator
 
@@ -235,7 +235,7 @@ class AgingChain:
             "centres": self.centres,
             "stages": [{"from": a, "to": b, "translator": str(t)} for a, b, t in zip(self.centres, self.centres[1:], self.stages)],
         }
-        return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(d, indent=2)))
+        return atomic_write_text(path, json.dumps(d, indent=2))
 
     def translator(self, k: int) -> Translator:
         f = str(self.stages[k])
@@ -350,7 +350,7 @@ def train_aging(
     centres = sorted(int(c) for c in cfg.centres)
     split = split_domains(labels, centres, cfg.val_fraction, cfg.seed)
     _materialise(split, root)
-    (root / "aging_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    atomic_write_text(root / "aging_config.json", json.dumps(cfg.to_dict(), indent=2))
     train_dir = {c: str(domain_dir(root, "train", c)) for c in centres}
     val = {c: load_folder_images(domain_dir(root, "val", c), cfg.image_size) for c in centres}
     val_age = {c: estimate_ages(estimator, val[c]) for c in centres}
@@ -395,12 +395,12 @@ def train_aging(
     chain.save(root / "chain.json")
     separate.save(root / "chain_separate.json")
     candidates.save(root / "chain_reuse_candidates.json")
-    (root / "selection.json").write_text(json.dumps(selection, indent=2))
+    atomic_write_text(root / "selection.json", json.dumps(selection, indent=2))
     named = {"separate": separate, "reused": chain, "re-use candidate": candidates}
     evaluation = {name: evaluate_chain(ch, val, estimator, val_age) for name, ch in named.items()}
-    (root / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
+    atomic_write_text(root / "evaluation.json", json.dumps(evaluation, indent=2))
     text = format_evaluation(evaluation, val_age)
-    (root / "evaluation.txt").write_text(text)
+    atomic_write_text(root / "evaluation.txt", text)
     log(text)
     return {"chain": chain, "separate": separate, "candidates": candidates, "selection": selection, "evaluation": evaluation}
 

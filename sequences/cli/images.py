@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -288,6 +287,7 @@ def _read_vector(path: str, latent_shape: tuple) -> "torch.Tensor":
 def run_attribute(args) -> int:
     import torch
 
+    from generative.checkpoint import atomic_save
     from generative.edit import apply_attribute, attribute_vector
 
     lambdas = parse_lambdas(args.lambdas)
@@ -304,10 +304,7 @@ def run_attribute(args) -> int:
     else:
         (_, xa), (_, xb) = load_images(args.with_images, r), load_images(args.without_images, r)
         v = attribute_vector(backbone, xa, xb, bs)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "attribute_vector.pt.tmp"
-        torch.save(v, tmp)
-        os.replace(tmp, out / "attribute_vector.pt")
+        atomic_save(v, out / "attribute_vector.pt")
         print(f"attribute vector from {len(xa)} with / {len(xb)} without, |v| = {v.norm().item():.4f}")
     paths, x = load_images(args.images, r)
     edited = apply_attribute(backbone, x, v, lambdas, bs)  # (L, B, 3, r, r)

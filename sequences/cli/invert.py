@@ -64,13 +64,15 @@ def _claim(work: Path, settings: dict) -> None:
     """Record the settings of a work folder; refuse to mix results of other settings into it."""
     import json
 
+    from generative.fileio import atomic_write_text
+
     work.mkdir(parents=True, exist_ok=True)
     record = work / "settings.json"
     text = json.dumps(settings, sort_keys=True, indent=1)
     if record.exists() and record.read_text() != text:
         raise ValueError(f"{work} holds inversions made with other settings (see {record}); "
                          "delete it or choose another --out")
-    record.write_text(text)
+    atomic_write_text(record, text)
 
 
 def run(args) -> int:
