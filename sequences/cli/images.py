@@ -81,9 +81,6 @@ def parse_lambdas(text: str) -> list[float]:
 
 
 # --------------------------------------------------------------------------------------- registration
-FORMATTER = argparse.RawDescriptionHelpFormatter
-
-
 def register(subparsers) -> None:
     """Add ``reconstruct``, ``sample``, ``interpolate-images`` and ``attribute``."""
     _register_reconstruct(subparsers)
@@ -92,26 +89,29 @@ def register(subparsers) -> None:
     _register_attribute(subparsers)
 
 
-def _register_reconstruct(subparsers) -> None:
-    p = subparsers.add_parser(
-        "reconstruct", help="encode and decode images with a backbone",
-        description="Reconstruct images through a backbone's encoder and decoder, and report RMSE/PSNR.",
-        epilog=RECONSTRUCT_EPILOG, formatter_class=FORMATTER,
-    )  # fmt: skip
+def _backbone_command(subparsers, name: str, epilog: str, **texts) -> argparse.ArgumentParser:
+    """A sub-command that runs a backbone: its parser, with the ``--backbone/--device/--batch-size`` options."""
+    p = subparsers.add_parser(name, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, **texts)
     add_backbone_args(p)
+    return p
+
+
+def _register_reconstruct(subparsers) -> None:
+    p = _backbone_command(
+        subparsers, "reconstruct", RECONSTRUCT_EPILOG, help="encode and decode images with a backbone",
+        description="Reconstruct images through a backbone's encoder and decoder, and report RMSE/PSNR.",
+    )  # fmt: skip
     p.add_argument("--images", nargs="+", required=True, metavar="DIR|FILE", help="image files and/or folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run_reconstruct)
 
 
 def _register_sample(subparsers) -> None:
-    p = subparsers.add_parser(
-        "sample", help="decode random latents from the backbone's prior into an image grid",
+    p = _backbone_command(
+        subparsers, "sample", SAMPLE_EPILOG, help="decode random latents from the backbone's prior into an image grid",
         description="Draw latents from the prior (normalised N(0, I) on the sphere, N(0, I) otherwise) and "
         "decode them into one image grid.",
-        epilog=SAMPLE_EPILOG, formatter_class=FORMATTER,
     )  # fmt: skip
-    add_backbone_args(p)
     p.add_argument("-n", "--num", type=int, default=16, help="number of samples (default 16)")
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default ceil(sqrt(n)))")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -125,13 +125,11 @@ def _register_sample(subparsers) -> None:
 
 
 def _register_interpolate(subparsers) -> None:
-    p = subparsers.add_parser(
-        "interpolate-images", help="interpolate in latent space between 2 (strip) or 4 (grid) images",
+    p = _backbone_command(
+        subparsers, "interpolate-images", INTERPOLATE_EPILOG, help="interpolate in latent space between 2 (strip) or 4 (grid) images",
         description="Encode two images and decode the latent path between them, or four images and "
         "decode the 2-D grid they span (slerp for sphere latents, lerp otherwise).",
-        epilog=INTERPOLATE_EPILOG, formatter_class=FORMATTER,
     )  # fmt: skip
-    add_backbone_args(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="2 or 4 image files")
     p.add_argument("--steps", type=int, default=8, help="interpolation steps incl. both ends (default 8)")
     p.add_argument("--out", required=True, metavar="PNG", help="output strip or grid")
@@ -139,13 +137,11 @@ def _register_interpolate(subparsers) -> None:
 
 
 def _register_attribute(subparsers) -> None:
-    p = subparsers.add_parser(
-        "attribute", help="edit images along a latent attribute vector (mean difference of two sets)",
+    p = _backbone_command(
+        subparsers, "attribute", ATTRIBUTE_EPILOG, help="edit images along a latent attribute vector (mean difference of two sets)",
         description="Find an attribute's latent direction from exemplar folders with and without it, "
         "then add it to the latents of new images with several scales lambda.",
-        epilog=ATTRIBUTE_EPILOG, formatter_class=FORMATTER,
     )  # fmt: skip
-    add_backbone_args(p)
     p.add_argument("--with", dest="with_images", nargs="+", metavar="DIR|FILE", help="images that have the attribute")
     p.add_argument("--without", dest="without_images", nargs="+", metavar="DIR|FILE", help="images that lack it")
     p.add_argument("--vector", default=None, metavar="PT", help="use a saved attribute_vector.pt instead of --with/--without")
