@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 
-
 def uint8_to_tensor(img: np.ndarray) -> Tensor:
     """uint8 RGB ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
