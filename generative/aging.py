@@ -41,8 +41,10 @@ import torch
 from torch import Tensor
 
 from .backbone import to_uint8
-from .checkpoint import CheckpointManager, atomic_write
-from .data import IMAGE_EXTENSIONS, ImageFolderDataset, square_resize, uint8_to_tensor
+from .checkpoint import CheckpointManager
+from .data import ImageFolderDataset, square_resize, uint8_to_tensor
+from .fileio import atomic_write_csv, atomic_write_text
+from .imageio import is_image_file, read_image
 from .translator import Translator, load_translator
 
 __all__ = [
@@ -129,16 +131,9 @@ def estimate_folder_ages(folder: PathLike, estimator: AgeEstimator, image_size: 
 
 def fit_age_regressor(labels: Sequence[tuple[Path, float]], steps: int = 1500, seed: int = 0):
     """Our :class:`~generative.age_estimator.AgeRegressor` (32 px input) trained on labelled image files."""
-    import cv2
-
     from .age_estimator import AgeRegressor
 
-    imgs = []
-    for f, _ in labels:
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"could not decode the labelled image {f}")
-        imgs.append(square_resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), 32))
+    imgs = [square_resize(read_image(f, what="labelled image"), 32) for f, _ in labels]
     reg = AgeRegressor(input_size=32)
     reg.fit(np.stack(imgs), [a for _, a in labels], steps=steps, seed=seed)
     return reg
@@ -195,10 +190,7 @@ def _materialise(split: dict, root: Path) -> None:
                     except OSError:
                         shutil.copyfile(src, dst)
                 rows.append((dst.name, age, str(src)))
-            with open(d / "labels.csv", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["file", "age", "source"])
-                w.writerows(rows)
+            atomic_write_csv(d / "labels.csv", ["file", "age", "source"], rows)
 
 
 def load_folder_images(folder: Path, image_size: int) -> Tensor:
@@ -243,7 +235,7 @@ class AgingChain:
             "centres": self.centres,
             "stages": [{"from": a, "to": b, "translator": str(t)} for a, b, t in zip(self.centres, self.centres[1:], self.stages)],
         }
-        return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(d, indent=2)))
+        return atomic_write_text(path, json.dumps(d, indent=2))
 
     def translator(self, k: int) -> Translator:
         f = str(self.stages[k])
@@ -358,7 +350,7 @@ def train_aging(
     centres = sorted(int(c) for c in cfg.centres)
     split = split_domains(labels, centres, cfg.val_fraction, cfg.seed)
     _materialise(split, root)
-    (root / "aging_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    atomic_write_text(root / "aging_config.json", json.dumps(cfg.to_dict(), indent=2))
     train_dir = {c: str(domain_dir(root, "train", c)) for c in centres}
     val = {c: load_folder_images(domain_dir(root, "val", c), cfg.image_size) for c in centres}
     val_age = {c: estimate_ages(estimator, val[c]) for c in centres}
@@ -403,12 +395,12 @@ def train_aging(
     chain.save(root / "chain.json")
     separate.save(root / "chain_separate.json")
     candidates.save(root / "chain_reuse_candidates.json")
-    (root / "selection.json").write_text(json.dumps(selection, indent=2))
+    atomic_write_text(root / "selection.json", json.dumps(selection, indent=2))
     named = {"separate": separate, "reused": chain, "re-use candidate": candidates}
     evaluation = {name: evaluate_chain(ch, val, estimator, val_age) for name, ch in named.items()}
-    (root / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
+    atomic_write_text(root / "evaluation.json", json.dumps(evaluation, indent=2))
     text = format_evaluation(evaluation, val_age)
-    (root / "evaluation.txt").write_text(text)
+    atomic_write_text(root / "evaluation.txt", text)
     log(text)
     return {"chain": chain, "separate": separate, "candidates": candidates, "selection": selection, "evaluation": evaluation}
 
@@ -457,15 +449,10 @@ def format_evaluation(evaluation: dict, val_age: Optional[dict] = None) -> str:
 
 def load_face(path: PathLike, image_size: int) -> Tensor:
     """One image file -> ``(1, 3, s, s)`` in [-1, 1] (centre square crop, area resize)."""
-    import cv2
-
     path = Path(path)
-    if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+    if not is_image_file(path):
         raise FileNotFoundError(f"face image not found or not a JPEG/PNG file: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"could not decode the image {path}")
-    return uint8_to_tensor(square_resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), image_size))[None]
+    return uint8_to_tensor(square_resize(read_image(path, what="face image"), image_size))[None]
 
 
 def aging_strip(chain: AgingChain, image: Tensor, start: int, end: int, cell: int = 96) -> np.ndarray:

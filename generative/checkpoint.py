@@ -20,14 +20,13 @@ import json
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
 
-from .fileio import atomic_write
+from .fileio import atomic_write, atomic_write_text
 
 FORMAT = "viewgp-checkpoint"
 VERSION = 1
@@ -197,10 +196,7 @@ class CheckpointManager:
     def save(self, samples: int, **payload: Any) -> Path:
         """Write ``write_checkpoint(path_for(samples), **payload)``, update ``latest``, prune old ones."""
         path = write_checkpoint(self.path_for(samples), **payload)
-        fd, tmp = tempfile.mkstemp(prefix=".latest.", dir=self.directory)
-        with os.fdopen(fd, "w") as f:
-            f.write(path.name + "\n")
-        os.replace(tmp, self.directory / "latest")
+        atomic_write_text(self.directory / "latest", path.name + "\n")
         for old in self.checkpoints()[: -self.keep]:
             old.unlink(missing_ok=True)
         return path

@@ -24,6 +24,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+# IMAGE_EXTENSIONS is re-exported: the extensions are defined once, in generative.imageio.
+from .imageio import IMAGE_EXTENSIONS, list_images, read_image
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageFolderDataset",
@@ -35,8 +38,6 @@ __all__ = [
     "square_resize",
     "stack_images",
 ]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def uint8_to_tensor(img: np.ndarray) -> Tensor:
@@ -113,13 +114,12 @@ class ImageFolderDataset(_FlipIndexed):
             raise FileNotFoundError(f"image folder not found: {self.root}")
         if not self.root.is_dir():
             raise ValueError(f"{self.root} is not a folder")
-        self.files = sorted(
-            p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
-        if not self.files:
+        try:
+            self.files = list_images(self.root, recursive=True)
+        except ValueError:
             raise ValueError(
                 f"no images in {self.root} (searched recursively for {', '.join(IMAGE_EXTENSIONS)}, any case)"
-            )
+            ) from None
         self.resolution = _check_resolution(resolution)
         self.flip = flip
         self.cache_resolution = _check_resolution(cache_resolution or resolution) if cache else None
@@ -133,13 +133,12 @@ class ImageFolderDataset(_FlipIndexed):
         if i in self._bad:
             return None
         path = self.files[i]
-        data = np.fromfile(path, dtype=np.uint8) if path.stat().st_size > 0 else None
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None else None
-        if img is None or img.ndim != 3 or min(img.shape[:2]) < 1:
+        try:
+            return read_image(path)
+        except ValueError:
             self._bad.add(i)
             warnings.warn(f"skipping unreadable image {path} (corrupt or not an image)", RuntimeWarning, stacklevel=3)
             return None
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
     def _source(self, i: int) -> Optional[np.ndarray]:
         if self.cache_resolution is None:

@@ -1,5 +1,5 @@
-"""Latent-space uses of a backbone (thesis 2.3.1): random samples, reconstruction, interpolation and
-attribute vectors.
+"""Latent-space uses of a backbone (thesis 2.3.1): random samples, reconstruction, interpolation,
+attribute vectors, and batched decoding of per-block (style-mixed) latents.
 
 Every function takes any object that satisfies the :class:`generative.backbone.Backbone` protocol.
 Latents are ``(B, *latent_shape)``; images ``(B, 3, H, W)`` float in [-1, 1]. For a backbone whose
@@ -26,6 +26,7 @@ __all__ = [
     "random_samples",
     "encode_images",
     "decode_latents",
+    "decode_mixed_batched",
     "reconstruct",
     "slerp",
     "lerp",
@@ -118,6 +119,16 @@ def decode_latents(backbone, z: Tensor, batch_size: int = 16) -> Tensor:
     if not out:
         r = int(backbone.resolution)
         return torch.empty(0, 3, r, r)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def decode_mixed_batched(backbone, zs: Sequence[Tensor], batch_size: int = 16) -> Tensor:
+    """``backbone.decode_mixed`` over per-block latents ``zs`` (one ``(B, D)`` tensor per decoder block,
+    as for an automodulator) in batches -> ``(B, 3, r, r)`` images in [-1, 1] (CPU float32)."""
+    device = _device_of(backbone)
+    n = zs[0].shape[0]
+    out = [backbone.decode_mixed([z[i : i + batch_size].to(device) for z in zs]).float().cpu() for i in range(0, n, batch_size)]
     return torch.cat(out)
 
 

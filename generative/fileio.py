@@ -10,17 +10,26 @@ clears them.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterable, Sequence, Union
 
 PathLike = Union[str, os.PathLike]
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.[A-Za-z0-9]+")  # mkstemp(prefix=".<name>.", suffix=...)
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "remove_stale_temporaries"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_write_csv",
+    "remove_stale_temporaries",
+]
 
 
 def _umask() -> int:
@@ -70,6 +79,15 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
 def atomic_write_json(path: PathLike, obj: Any, indent: int = 2) -> Path:
     """Write ``obj`` as strict JSON (``NaN`` / ``inf`` are refused: they are not JSON) atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+
+
+def atomic_write_csv(path: PathLike, header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> Path:
+    """Write a CSV table (``header``, then ``rows``; Python's default ``excel`` dialect) atomically."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
 
 
 def remove_stale_temporaries(folder: PathLike) -> list[Path]:

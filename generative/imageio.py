@@ -1,8 +1,9 @@
 """Reading, writing and listing image files, once for the whole project (OpenCV underneath).
 
 Images in memory are uint8 RGB ``(H, W, 3)``. Reading decodes any format OpenCV knows (8- or 16-bit;
-grey becomes 3-channel; an alpha channel is composited over ``background`` or dropped); writing is
-atomic (:func:`generative.fileio.atomic_write`) with the format chosen by the extension.
+grey becomes 3-channel; an alpha channel is composited over ``background`` or dropped; EXIF orientation
+is applied); writing is atomic (:func:`generative.fileio.atomic_write`) with the format chosen by the
+extension.
 """
 
 from __future__ import annotations
@@ -23,30 +24,42 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def is_image_file(path: PathLike) -> bool:
+    """Whether ``path`` is an existing file with a JPEG/PNG extension (any case)."""
     p = Path(path)
     return p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
 
 
-def read_image(path: PathLike, background: Optional[Sequence[float]] = None) -> np.ndarray:
+def read_image(
+    path: PathLike, background: Optional[Sequence[float]] = None, *, strict: bool = False, what: str = "image"
+) -> np.ndarray:
     """The image at ``path`` as uint8 RGB ``(H, W, 3)``.
 
     16-bit images are scaled to 8 bits; grey images become 3-channel; an alpha channel is composited
-    over ``background`` (RGB 0-255) when given, else dropped. A missing, empty or undecodable file is a
-    ``ValueError`` naming it.
+    over ``background`` (RGB 0-255) when given, else dropped. ``strict`` accepts only 8-bit 3-channel
+    files and converts nothing (for files the project wrote itself, such as a saved run's frames,
+    where anything else means the file was replaced). A missing, empty, undecodable or (``strict``)
+    non-8-bit-RGB file is a ``ValueError`` that starts ``cannot read <what> <path>``.
+
+    The file's EXIF orientation is applied, except when ``background`` or ``strict`` asks for the
+    pixels as stored: OpenCV only keeps the alpha channel (and the stored layout) when it ignores EXIF.
     """
     import cv2
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"cannot read image {path}: no such file")
+        raise ValueError(f"cannot read {what} {path}: no such file")
+    as_stored = background is not None or strict
+    flags = cv2.IMREAD_UNCHANGED if as_stored else cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
     data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    img = cv2.imdecode(data, flags) if data.size else None
     if img is None or img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
-        raise ValueError(f"cannot read image {path} (corrupt or not an image format OpenCV knows)")
+        raise ValueError(f"cannot read {what} {path} (corrupt or not an image format OpenCV knows)")
+    if strict and (img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3):
+        raise ValueError(f"cannot read {what} {path}: expected an 8-bit 3-channel image, got {img.dtype} {img.shape}")
     if img.dtype == np.uint16:
         img = (img.astype(np.float64) / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
-        raise ValueError(f"cannot read image {path}: unsupported pixel type {img.dtype}")
+        raise ValueError(f"cannot read {what} {path}: unsupported pixel type {img.dtype}")
     if img.ndim == 2:
         img = img[..., None]
     channels = img.shape[2]
@@ -60,7 +73,7 @@ def read_image(path: PathLike, background: Optional[Sequence[float]] = None) -> 
         bg = np.asarray(background, dtype=np.float64).reshape(1, 1, 3)
         return np.clip(np.round(rgb * alpha + bg * (1 - alpha)), 0, 255).astype(np.uint8)
     if channels != 3:
-        raise ValueError(f"cannot read image {path}: unsupported channel count {channels}")
+        raise ValueError(f"cannot read {what} {path}: unsupported channel count {channels}")
     return np.ascontiguousarray(img[..., ::-1])
 
 
@@ -75,7 +88,10 @@ def encode_image(rgb: np.ndarray, ext: str = ".png") -> bytes:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
     elif arr.ndim != 2:
         raise ValueError(f"expected an (H, W, 3) RGB or (H, W) grey image, got shape {arr.shape}")
-    ok, buf = cv2.imencode(ext, arr)
+    try:
+        ok, buf = cv2.imencode(ext, arr)
+    except cv2.error:  # OpenCV raises, rather than returning False, for an extension it has no encoder for
+        ok = False
     if not ok:
         raise ValueError(f"cannot encode an image as {ext!r} (use .png or .jpg)")
     return buf.tobytes()

@@ -21,13 +21,15 @@ Age domains follow SPEC 5: bins 10 years wide centred on 15, 25, ..., 65.
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 from typing import Iterable, Union
 
 import cv2
 import numpy as np
+
+from .fileio import atomic_write_csv
+from .imageio import write_image
 
 __all__ = [
     "DOMAIN_CENTRES",
@@ -212,16 +214,6 @@ def make_face_dataset(
         ident = int(seed) * 1_000_003 + i
         for a, c in zip(ages, domains):
             rel = f"{domain_folder(c)}/id{i:05d}_age{a:g}.png"
-            img = render_face(ident, a, size)
-            if not cv2.imwrite(str(root / rel), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-                raise OSError(f"could not write {root / rel}")
-            rows.append((rel, a))
-    csv_path = root / "labels.csv"
-    tmp = csv_path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "age"])
-        for rel, a in rows:
-            w.writerow([rel, f"{a:g}"])
-    os.replace(tmp, csv_path)
-    return csv_path
+            write_image(root / rel, render_face(ident, a, size))
+            rows.append((rel, f"{a:g}"))
+    return atomic_write_csv(root / "labels.csv", ["file", "age"], rows)

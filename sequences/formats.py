@@ -1,6 +1,6 @@
 """Camera trajectory files: readers, writers, format detection and a registry.
 
-Every reader returns a :class:`sequences.run.PoseTrajectory` in the viewgp convention:
+Every reader returns a :class:`sequences.trajectory.PoseTrajectory` in the viewgp convention:
 
 * poses are **camera-to-world** (``x_world = R @ x_cam + t``, ``t`` is the camera centre);
 * camera axes are **OpenCV** (x right, y down, z forward = optical axis), so ``R[:, 2]`` is the
@@ -64,7 +64,8 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from sequences.run import PoseTrajectory
+from generative.fileio import atomic_write_text
+from sequences.trajectory import PoseTrajectory
 from viewgp.poses import (
     integrate_gyroscope,
     matrix_to_quat,
@@ -293,14 +294,6 @@ def _fmt(values: np.ndarray) -> list[str]:
     return [repr(float(v)) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def _meta_list(traj: PoseTrajectory, key: str) -> Optional[list]:
     """A per-pose metadata entry, or None when absent or no longer aligned with the poses."""
     v = traj.metadata.get(key)
@@ -334,7 +327,7 @@ def _write_tum(path: Path, traj: PoseTrajectory, times_path=None) -> None:
     out = [f"# {_TUM_LAYOUT}"]
     for i in range(len(traj)):
         out.append(" ".join(_fmt(np.r_[traj.timestamps[i], traj.translations[i], q[i]])))
-    _atomic_write(path, "\n".join(out) + "\n")
+    atomic_write_text(path, "\n".join(out) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -395,7 +388,7 @@ def _write_euroc(path: Path, traj: PoseTrajectory, times_path=None) -> None:
     out = [_EUROC_HEADER]
     for i in range(len(traj)):
         out.append(",".join([str(int(ns[i]))] + _fmt(np.r_[traj.translations[i], q[i]])))
-    _atomic_write(path, "\n".join(out) + "\n")
+    atomic_write_text(path, "\n".join(out) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -435,9 +428,9 @@ def _read_kitti(path: Path, opts: _ReadOptions, times_path=None) -> PoseTrajecto
 
 def _write_kitti(path: Path, traj: PoseTrajectory, times_path=None) -> None:
     P = np.concatenate([traj.rotations, traj.translations[:, :, None]], axis=2).reshape(-1, 12)
-    _atomic_write(path, "".join(" ".join(_fmt(row)) + "\n" for row in P))
+    atomic_write_text(path, "".join(" ".join(_fmt(row)) + "\n" for row in P))
     tp = Path(times_path) if times_path is not None else _kitti_times_path(path)
-    _atomic_write(tp, "".join(repr(float(t)) + "\n" for t in traj.timestamps))
+    atomic_write_text(tp, "".join(repr(float(t)) + "\n" for t in traj.timestamps))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -556,7 +549,7 @@ def _write_colmap(path: Path, traj: PoseTrajectory, times_path=None) -> None:
     for i in range(n):
         out.append(" ".join([str(int(ids[i]))] + _fmt(np.r_[q[i], T_w2c[i]]) + [str(int(cams[i])), str(names[i])]))
         out.append("")
-    _atomic_write(path, "\n".join(out) + "\n")
+    atomic_write_text(path, "\n".join(out) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -604,7 +597,7 @@ def _write_arkit(path: Path, traj: PoseTrajectory, times_path=None) -> None:
     out = [",".join(_ARKIT_COLUMNS)]
     for i in range(len(traj)):
         out.append(",".join(_fmt(np.r_[traj.timestamps[i], traj.translations[i], q[i]])))
-    _atomic_write(path, "\n".join(out) + "\n")
+    atomic_write_text(path, "\n".join(out) + "\n")
 
 
 _ADVIO_LAYOUT = "t, x, y, z, qw, qx, qy, qz (no header)"
@@ -655,7 +648,7 @@ def _write_advio(path: Path, traj: PoseTrajectory, times_path=None, camera_axes:
         raise ValueError(f"advio: camera_axes must be 'opengl' or 'opencv', got {camera_axes!r}")
     R = opengl_to_opencv(traj.rotations) if camera_axes == "opengl" else traj.rotations
     q = _quats(traj, rotations=R, scalar_first=True)
-    _atomic_write(
+    atomic_write_text(
         path,
         "".join(",".join(_fmt(np.r_[traj.timestamps[i], traj.translations[i], q[i]])) + "\n" for i in range(len(traj))),
     )
@@ -722,7 +715,7 @@ def _write_imu(path: Path, traj: PoseTrajectory, times_path=None) -> None:
     for i in range(n):
         vals = [traj.timestamps[i], *omega[i]] + (list(np.asarray(acc[i], dtype=np.float64)) if acc is not None else [])
         out.append(",".join(_fmt(np.asarray(vals))))
-    _atomic_write(path, "\n".join(out) + "\n")
+    atomic_write_text(path, "\n".join(out) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from generative.imageio import read_image
 from sequences.run import CameraRun
 
 __all__ = [
@@ -165,25 +166,6 @@ def _image_names(rdir: Path) -> list[str]:
     return sorted((p.name for p in rdir.glob("*.png") if re.fullmatch(r"\d+", p.stem)), key=lambda n: int(Path(n).stem))
 
 
-def _read_rgba(path: Path, background: np.ndarray) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot read image {path}")
-    if img.dtype == np.uint16:
-        img = (img.astype(np.float64) / 257.0).round().astype(np.uint8)
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if img.shape[2] == 4:
-        rgb = img[..., 2::-1].astype(np.float64)
-        alpha = img[..., 3:4].astype(np.float64) / 255.0
-        return np.clip(np.round(rgb * alpha + background * (1 - alpha)), 0, 255).astype(np.uint8)
-    if img.shape[2] != 3:
-        raise ValueError(f"{path}: unsupported channel count {img.shape[2]}")
-    return img[..., ::-1].copy()
-
-
 def read_r2n2_object(
     directory: PathLike,
     background=(255, 255, 255),
@@ -213,7 +195,7 @@ def read_r2n2_object(
         raise ValueError(
             f"{rdir}: {len(names)} images but {len(meta)} viewpoints in {METADATA_FILE}; they must correspond one to one"
         )
-    images = [_read_rgba(rdir / n, bg) for n in names]
+    images = [read_image(rdir / n, background=bg) for n in names]  # alpha composited over the background
     for name, img in zip(names, images):
         if img.shape != images[0].shape:
             raise ValueError(f"{rdir / name}: size {img.shape[:2]} differs from {names[0]}'s {images[0].shape[:2]}")

@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from sequences.run import CameraRun, PoseTrajectory
+from generative.fileio import atomic_write, atomic_write_bytes
+from generative.imageio import encode_image
+from sequences.run import CameraRun
+from sequences.trajectory import PoseTrajectory
 
 __all__ = [
     "VideoError",
@@ -252,17 +254,12 @@ def _frames_array(frames, name: str = "frames") -> np.ndarray:
     return a
 
 
-def _temp_path(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def write_video(path: PathLike, frames, fps: float) -> Path:
     """Write RGB uint8 frames ``(N, H, W, 3)`` (array or frame source) as MP4 (``mp4v``) at ``fps``.
 
     The file is written to a temporary name, checked to open and hold ``N`` frames of the right
-    size, and then moved into place (``os.replace``), so ``path`` is never half-written.
+    size, and then moved into place (:func:`generative.fileio.atomic_write`), so ``path`` is never
+    half-written.
     """
     cv2 = _cv2()
     path = Path(path)
@@ -273,10 +270,9 @@ def write_video(path: PathLike, frames, fps: float) -> Path:
     if len(frames.shape) != 4 or frames.shape[3] != 3 or frames.shape[0] == 0:
         raise ValueError(f"write_video: expected (N, H, W, 3) RGB frames with N >= 1, got shape {tuple(frames.shape)}")
     n, h, w = len(frames), int(frames.shape[1]), int(frames.shape[2])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
-    try:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+
+    def write(tmp: str) -> None:
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
         if not writer.isOpened():
             raise VideoError(f"{path}: OpenCV cannot open an mp4v writer for {w}x{h} at {fps} fps")
         try:
@@ -292,11 +288,9 @@ def write_video(path: PathLike, frames, fps: float) -> Path:
         check.close()
         if len(check) != n or check.shape[1:3] != (h, w):
             raise VideoError(f"{path}: written video reads back as {check.shape}, expected {(n, h, w, 3)}")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+
+    # OpenCV picks the container from the file name, so the temporary file keeps the real extension.
+    return atomic_write(path, write, suffix=path.suffix)
 
 
 def write_strip(path: PathLike, frames, ncols: Optional[int] = None, pad: int = 2, pad_value: int = 255) -> Path:
@@ -305,7 +299,6 @@ def write_strip(path: PathLike, frames, ncols: Optional[int] = None, pad: int = 
     ``ncols`` defaults to ``N`` (a single strip); rows fill left to right, ``pad`` pixels of
     ``pad_value`` between tiles. Written atomically.
     """
-    cv2 = _cv2()
     path = Path(path)
     a = _frames_array(frames)
     n, h, w = a.shape[:3]
@@ -317,18 +310,11 @@ def write_strip(path: PathLike, frames, ncols: Optional[int] = None, pad: int = 
     for i, img in enumerate(a):
         r, c = divmod(i, ncols)
         grid[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = img
-    ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError(f"{path}: OpenCV cannot encode an image with extension {path.suffix!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
     try:
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+        data = encode_image(grid, path.suffix or ".png")
+    except ValueError:
+        raise ValueError(f"{path}: OpenCV cannot encode an image with extension {path.suffix!r}") from None
+    return atomic_write_bytes(path, data)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -10,7 +10,10 @@ from torch import nn
 from generative import edit
 from generative.backbone import to_model_images, to_uint8
 from generative.data import square_resize
-from sequences import cli, cli_images
+from generative.imageio import list_images
+from sequences import cli
+from sequences.cli import common
+from sequences.cli import images as cli_images
 
 R = 16  # backbone resolution
 PAD = 2  # grid border in pixels
@@ -47,7 +50,7 @@ def backbone(monkeypatch):
         calls.append((path, device))
         return bb
 
-    monkeypatch.setattr(cli_images, "_load_backbone", fake_load)
+    monkeypatch.setattr(common, "load_backbone", fake_load)
     bb.calls = calls
     return bb
 
@@ -80,25 +83,25 @@ def test_images_are_read_as_rgb_centre_cropped_and_resized(tmp_path):
     img = np.zeros((10, 30, 3), np.uint8)
     img[:, 10:20] = (255, 0, 0)  # a red centre square in RGB, flanked by black
     _write(tmp_path / "red.png", img)
-    paths, x = cli_images.load_images([str(tmp_path / "red.png")], 5)
+    paths, x = common.load_images([str(tmp_path / "red.png")], 5)
     assert x.shape == (1, 3, 5, 5)
     torch.testing.assert_close(x[0, 0], torch.ones(5, 5))  # red channel first, crop kept only the red part
     torch.testing.assert_close(x[0, 1:], -torch.ones(2, 5, 5))
     (tmp_path / "gray").mkdir()
     cv2.imwrite(str(tmp_path / "gray" / "g.png"), np.full((8, 8), 128, np.uint8))
-    _, g = cli_images.load_images([str(tmp_path / "gray")], 4)
+    _, g = common.load_images([str(tmp_path / "gray")], 4)
     assert g.shape == (1, 3, 4, 4)
 
 
 def test_image_errors_are_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images in folder"):
-        cli_images.list_images([str(tmp_path / "empty")])
+        list_images([str(tmp_path / "empty")])
     with pytest.raises(FileNotFoundError, match="nothere"):
-        cli_images.list_images([str(tmp_path / "nothere")])
+        list_images([str(tmp_path / "nothere")])
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="cannot read image .*bad.png"):
-        cli_images.load_images([str(tmp_path / "bad.png")], 4)
+        common.load_images([str(tmp_path / "bad.png")], 4)
 
 
 def test_parse_lambdas():
@@ -164,8 +167,8 @@ def test_attribute_edits_and_saves_the_vector(backbone, tmp_path):
                    "--lambdas", "-2,-1,0,1,2", "--out", str(out)])  # fmt: skip
     assert rc == 0
     v = torch.load(out / "attribute_vector.pt")
-    _, xa = cli_images.load_images([str(w)], R)
-    _, xb = cli_images.load_images([str(wo)], R)
+    _, xa = common.load_images([str(w)], R)
+    _, xb = common.load_images([str(wo)], R)
     torch.testing.assert_close(v, edit.attribute_vector(backbone, xa, xb))
     for name in ("img0.png", "img1.png"):
         assert _read_rgb(out / name).shape[:2] == _grid_size(1, 6)  # input + 5 lambdas

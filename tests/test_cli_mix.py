@@ -9,8 +9,10 @@ import torch
 import generative
 from generative.automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
 from generative.backbone import to_uint8
-from sequences import cli, cli_mix
-from sequences.cli_images import load_images
+from generative.mixing import SCALES, conditional_latents
+from sequences import cli
+from sequences.cli import common
+from sequences.cli.common import load_images
 
 R = 16
 PAD = 2  # grid border
@@ -132,7 +134,7 @@ def test_conditional_samples_keep_the_coarse_latent(ckpt, model, images, tmp_pat
     assert grid.shape == (2 * (R + PAD) + PAD, 2 * (R + PAD) + PAD, 3)  # ceil(sqrt(4)) = 2 per row
     with torch.no_grad():
         za = model.encode(_x(model, a))
-        zs = cli_mix.conditional_latents(model, {"coarse": za}, 4, torch.Generator().manual_seed(3))
+        zs = conditional_latents(model, {"coarse": za}, 4, torch.Generator().manual_seed(3))
         # coarse blocks (0, 1): the image's code in every sample; intermediate block 2: a fresh draw each
         for p in (0, 1):
             assert torch.equal(zs[p], za.expand(4, -1))
@@ -146,6 +148,10 @@ def test_conditional_samples_keep_the_coarse_latent(ckpt, model, images, tmp_pat
     for k in range(4):
         assert np.array_equal(cells[k], to_uint8(ref[k : k + 1])[0]), k
     assert not np.array_equal(cells[0], cells[1])
+
+
+def test_cli_scale_flags_are_the_library_scales():
+    assert common.SCALE_FLAGS == SCALES  # spelled out in the CLI so that building the parser skips torch
 
 
 # ------------------------------------------------------------------------------------------ errors
@@ -170,12 +176,10 @@ def test_clear_errors(ckpt, images, tmp_path, capsys, monkeypatch):
     assert "at least one scale" in _err(capsys, ["sample", *base, "--conditional"])
     assert "backbone checkpoint not found" in _err(capsys, ["mix", "--backbone", str(tmp_path / "x.pt"), "--coarse", a, "--out", "o.png"])
     # a backbone without per-block latents
-    from sequences import cli_images
-
     class Plain(torch.nn.Module):
         kind, resolution, latent_shape, has_encoder = "pioneer", R, (16,), True
 
-    monkeypatch.setattr(cli_images, "_load_backbone", lambda path, device: Plain())
+    monkeypatch.setattr(common, "load_backbone", lambda path, device: Plain())
     assert "needs an automodulator backbone" in _err(capsys, ["mix", *base, "--coarse", a])
     assert "needs an automodulator backbone" in _err(capsys, ["sample", *base, "--conditional", "--coarse", a])
     assert not (tmp_path / "o.png").exists()

@@ -64,3 +64,34 @@ def test_image_round_trip_and_alpha(tmp_path):
     (tmp_path / "c.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="c.png"):
         read_image(tmp_path / "c.png")
+
+
+def test_strict_read_accepts_only_8_bit_rgb(tmp_path):
+    import cv2
+
+    rgb = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    write_image(tmp_path / "rgb.png", rgb)
+    np.testing.assert_array_equal(read_image(tmp_path / "rgb.png", strict=True), rgb)
+    cv2.imwrite(str(tmp_path / "grey.png"), np.zeros((4, 5), np.uint8))
+    cv2.imwrite(str(tmp_path / "rgba.png"), np.zeros((4, 5, 4), np.uint8))
+    cv2.imwrite(str(tmp_path / "deep.png"), np.zeros((4, 5, 3), np.uint16))
+    for name in ("grey.png", "rgba.png", "deep.png"):
+        assert read_image(tmp_path / name).shape == (4, 5, 3)  # converted when not strict
+        with pytest.raises(ValueError, match=f"cannot read frame {tmp_path / name}: expected an 8-bit 3-channel image"):
+            read_image(tmp_path / name, strict=True, what="frame")
+    with pytest.raises(ValueError, match="cannot read frame .*missing.png: no such file"):
+        read_image(tmp_path / "missing.png", what="frame")
+
+
+def test_exif_orientation_is_applied_as_opencv_does(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    img = np.zeros((2, 6, 3), np.uint8)
+    img[:, :3] = 255  # left half white
+    pil = Image.fromarray(img)
+    exif = pil.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    pil.save(tmp_path / "phone.png", exif=exif.tobytes())
+    shown = read_image(tmp_path / "phone.png")
+    assert shown.shape == (6, 2, 3) and (shown[:3] == 255).all() and (shown[3:] == 0).all()
+    # pixels as stored where the alpha channel / stored layout matters
+    assert read_image(tmp_path / "phone.png", strict=True).shape == (2, 6, 3)

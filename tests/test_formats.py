@@ -20,7 +20,7 @@ from sequences.formats import (
     read_poses,
     write_poses,
 )
-from sequences.run import PoseTrajectory
+from sequences.trajectory import PoseTrajectory
 from viewgp.poses import random_rotations
 
 DATA = Path(__file__).parent / "data"

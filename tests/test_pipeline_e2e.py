@@ -114,7 +114,7 @@ def test_cli_errors_are_one_line_and_exit_nonzero(tmp_path, capsys):
 def _write_run_files(tmp_path, n=12, offset=0.0):
     """A small rendered video (10 fps) and TUM poses whose stamps start ``offset`` seconds later."""
     from sequences.formats import write_poses
-    from sequences.run import PoseTrajectory
+    from sequences.trajectory import PoseTrajectory
     from sequences.synthetic import phone_run
     from sequences.video import write_video
 

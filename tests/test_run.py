@@ -11,7 +11,8 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation as Rot
 
-from sequences.run import CameraRun, FrameSource, PoseTrajectory
+from sequences.run import CameraRun, FrameSource
+from sequences.trajectory import PoseTrajectory
 from viewgp.poses import random_rotations
 
 DATA = Path(__file__).parent / "data"
@@ -78,6 +79,12 @@ def test_trajectory_validation_names_the_problem():
         PoseTrajectory(t, RR, T)
     with pytest.raises(ValueError, match=r"rotations: expected shape \(N, 3, 3\)"):
         PoseTrajectory(t, R[:, :2], T)
+
+
+def test_pose_trajectory_is_still_importable_from_sequences_run():
+    import sequences.run
+
+    assert sequences.run.PoseTrajectory is PoseTrajectory  # re-exported for code written before the move
 
 
 def test_trajectory_interpolate_quaternions_and_range():

@@ -10,7 +10,8 @@ import torch
 
 pybullet = pytest.importorskip("pybullet")
 
-from sequences.run import CameraRun, PoseTrajectory  # noqa: E402
+from sequences.run import CameraRun  # noqa: E402
+from sequences.trajectory import PoseTrajectory  # noqa: E402
 from sequences.synthetic import (  # noqa: E402
     BACKGROUND,
     Scene,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -13,7 +15,8 @@ from scipy.spatial.transform import Rotation as Rot
 from scipy.spatial.transform import Slerp
 
 from sequences.formats import write_poses
-from sequences.run import CameraRun, PoseTrajectory
+from sequences.run import CameraRun
+from sequences.trajectory import PoseTrajectory
 from sequences.video import (
     VideoError,
     _container_times,
@@ -132,6 +135,19 @@ def test_write_video_is_atomic_and_checks_input(tmp_path):
     with pytest.raises(ValueError, match="fps must be positive"):
         write_video(tmp_path / "h.mp4", _frames(3), fps=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_written_video_and_strip_get_normal_file_permissions(tmp_path):
+    # mkstemp creates private 0600 files; outputs must be readable like any file open() would create.
+    old = os.umask(0o022)
+    try:
+        video = write_video(tmp_path / "v.mp4", _frames(3), fps=10)
+        strip = write_strip(tmp_path / "s.png", _frames(3))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(video.stat().st_mode) == 0o644
+    assert stat.S_IMODE(strip.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.png", "v.mp4"]
 
 
 def test_reading_errors_name_the_file(tmp_path):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
+from .common import SCALE_FLAGS, add_backbone_args, backbone_from_args, load_images, positive, save_grid
+from .mix import run_conditional_sample
 
 if TYPE_CHECKING:
     import torch
@@ -52,85 +52,7 @@ for sphere latents); OUT/grid.png stacks them. The thesis found lambda in [-2, 2
 DEFAULT_LAMBDAS = "-2,-1,0,1,2"
 
 
-# ------------------------------------------------------------------------------------ backbone, device
-def _load_backbone(path: str, device: str):
-    """Load a backbone (tests replace this function with one returning a small model)."""
-    from generative.backbone import load_backbone
-
-    return load_backbone(path, device)
-
-
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-# ------------------------------------------------------------------------------------------ image IO
-def list_images(specs: Sequence[str]) -> list[Path]:
-    """Image files named by ``specs``: files, or folders (their JPEG/PNG files, sorted, not recursive)."""
-    from generative.data import IMAGE_EXTENSIONS
-
-    files: list[Path] = []
-    for spec in specs:
-        p = Path(spec).expanduser()
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise ValueError(f"no images in folder {p} (looked for {', '.join(IMAGE_EXTENSIONS)} files)")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"image or folder not found: {p}")
-    if not files:
-        raise ValueError("no images given")
-    return files
-
-
-def read_image(path: Path) -> np.ndarray:
-    """uint8 RGB ``(H, W, 3)`` (OpenCV decodes BGR; grey and alpha images become 3-channel)."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise ValueError(f"cannot read image {path} (corrupt or not an image format OpenCV knows)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def load_images(specs: Sequence[str], resolution: int):
-    """``(paths, images)``: images ``(N, 3, r, r)`` float in [-1, 1], centre-cropped and resized."""
-    from generative.backbone import to_model_images
-    from generative.data import square_resize
-
-    paths = list_images(specs)
-    frames = np.stack([square_resize(read_image(p), resolution) for p in paths])
-    return paths, to_model_images(frames)
-
-
-def write_image(path: Path, rgb: np.ndarray) -> None:
-    """Write a uint8 RGB ``(H, W, 3)`` image (format from the extension; PNG recommended)."""
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok = cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"cannot write image {path} (unknown extension or unwritable folder)")
-
-
-def save_grid(path: Path, images, nrow: int) -> None:
-    """Tile ``(N, 3, r, r)`` images in [-1, 1] into rows of ``nrow`` with a 2-pixel white border."""
-    import torchvision
-
-    from generative.backbone import to_uint8
-
-    grid = torchvision.utils.make_grid(images.clamp(-1, 1), nrow=max(1, int(nrow)), padding=2, pad_value=1.0)
-    write_image(path, to_uint8(grid)[0])
-
-
+# ------------------------------------------------------------------------------------------ helpers
 def _output_names(paths: Sequence[Path]) -> list[str]:
     """``<stem>.png`` per input, made unique when two inputs share a stem."""
     names, seen = [], {}
@@ -159,63 +81,67 @@ def parse_lambdas(text: str) -> list[float]:
 
 
 # --------------------------------------------------------------------------------------- registration
-def _common(p: argparse.ArgumentParser, batch: bool = True) -> None:
-    p.add_argument("--backbone", required=True, metavar="CKPT", help="checkpoint of a trained backbone")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default auto: cuda when available)")
-    if batch:
-        p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-
-
 def register(subparsers) -> None:
-    fmt = argparse.RawDescriptionHelpFormatter
+    """Add ``reconstruct``, ``sample``, ``interpolate-images`` and ``attribute``."""
+    _register_reconstruct(subparsers)
+    _register_sample(subparsers)
+    _register_interpolate(subparsers)
+    _register_attribute(subparsers)
 
-    p = subparsers.add_parser(
-        "reconstruct", help="encode and decode images with a backbone",
+
+def _backbone_command(subparsers, name: str, epilog: str, **texts) -> argparse.ArgumentParser:
+    """A sub-command that runs a backbone: its parser, with the ``--backbone/--device/--batch-size`` options."""
+    p = subparsers.add_parser(name, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, **texts)
+    add_backbone_args(p)
+    return p
+
+
+def _register_reconstruct(subparsers) -> None:
+    p = _backbone_command(
+        subparsers, "reconstruct", RECONSTRUCT_EPILOG, help="encode and decode images with a backbone",
         description="Reconstruct images through a backbone's encoder and decoder, and report RMSE/PSNR.",
-        epilog=RECONSTRUCT_EPILOG, formatter_class=fmt,
     )  # fmt: skip
-    _common(p)
     p.add_argument("--images", nargs="+", required=True, metavar="DIR|FILE", help="image files and/or folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run_reconstruct)
 
-    p = subparsers.add_parser(
-        "sample", help="decode random latents from the backbone's prior into an image grid",
+
+def _register_sample(subparsers) -> None:
+    p = _backbone_command(
+        subparsers, "sample", SAMPLE_EPILOG, help="decode random latents from the backbone's prior into an image grid",
         description="Draw latents from the prior (normalised N(0, I) on the sphere, N(0, I) otherwise) and "
         "decode them into one image grid.",
-        epilog=SAMPLE_EPILOG, formatter_class=fmt,
     )  # fmt: skip
-    _common(p)
     p.add_argument("-n", "--num", type=int, default=16, help="number of samples (default 16)")
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default ceil(sqrt(n)))")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, metavar="PNG", help="output image grid")
-    # automodulator conditional sampling (sequences/cli_mix.py): keep the named scales of the given images
+    # automodulator conditional sampling (sequences/cli/mix.py): keep the named scales of the given images
     p.add_argument("--conditional", action="store_true",
                    help="automodulator: fix the blocks of the scales given below from images, draw the rest")  # fmt: skip
-    for scale in ("coarse", "intermediate", "fine"):
+    for scale in SCALE_FLAGS:
         p.add_argument(f"--{scale}", default=None, metavar="IMAGE", help=f"with --conditional: image whose code drives the {scale} blocks")
     p.set_defaults(func=run_sample)
 
-    p = subparsers.add_parser(
-        "interpolate-images", help="interpolate in latent space between 2 (strip) or 4 (grid) images",
+
+def _register_interpolate(subparsers) -> None:
+    p = _backbone_command(
+        subparsers, "interpolate-images", INTERPOLATE_EPILOG, help="interpolate in latent space between 2 (strip) or 4 (grid) images",
         description="Encode two images and decode the latent path between them, or four images and "
         "decode the 2-D grid they span (slerp for sphere latents, lerp otherwise).",
-        epilog=INTERPOLATE_EPILOG, formatter_class=fmt,
     )  # fmt: skip
-    _common(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="2 or 4 image files")
     p.add_argument("--steps", type=int, default=8, help="interpolation steps incl. both ends (default 8)")
     p.add_argument("--out", required=True, metavar="PNG", help="output strip or grid")
     p.set_defaults(func=run_interpolate_images)
 
-    p = subparsers.add_parser(
-        "attribute", help="edit images along a latent attribute vector (mean difference of two sets)",
+
+def _register_attribute(subparsers) -> None:
+    p = _backbone_command(
+        subparsers, "attribute", ATTRIBUTE_EPILOG, help="edit images along a latent attribute vector (mean difference of two sets)",
         description="Find an attribute's latent direction from exemplar folders with and without it, "
         "then add it to the latents of new images with several scales lambda.",
-        epilog=ATTRIBUTE_EPILOG, formatter_class=fmt,
     )  # fmt: skip
-    _common(p)
     p.add_argument("--with", dest="with_images", nargs="+", metavar="DIR|FILE", help="images that have the attribute")
     p.add_argument("--without", dest="without_images", nargs="+", metavar="DIR|FILE", help="images that lack it")
     p.add_argument("--vector", default=None, metavar="PT", help="use a saved attribute_vector.pt instead of --with/--without")
@@ -230,22 +156,17 @@ def register(subparsers) -> None:
 
 
 # ------------------------------------------------------------------------------------------- commands
-def _positive(name: str, value: int) -> int:
-    if value is None or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
-
-
 def run_reconstruct(args) -> int:
     import torch
 
     from generative.backbone import to_uint8
     from generative.edit import reconstruct
+    from generative.imageio import write_image
     from generative.metrics import psnr, rmse
 
-    bs = _positive("--batch-size", args.batch_size)
+    bs = positive("--batch-size", args.batch_size)
     out = Path(args.out)
-    backbone = _load_backbone(args.backbone, _device(args.device))
+    backbone = backbone_from_args(args)
     paths, x = load_images(args.images, int(backbone.resolution))
     rec = reconstruct(backbone, x, bs)
     for name, img in zip(_output_names(paths), to_uint8(rec)):
@@ -264,18 +185,16 @@ def run_sample(args) -> int:
 
     from generative.edit import decode_latents, sample_latents
 
-    n = _positive("-n", args.num)
-    scales = [f"--{s}" for s in ("coarse", "intermediate", "fine") if getattr(args, s, None) is not None]
+    n = positive("-n", args.num)
+    scales = [f"--{s}" for s in SCALE_FLAGS if getattr(args, s, None) is not None]
     if scales and not getattr(args, "conditional", False):
         raise ValueError(f"{', '.join(scales)} only go with --conditional")
-    backbone = _load_backbone(args.backbone, _device(args.device))
+    backbone = backbone_from_args(args)
     if getattr(args, "conditional", False):
-        from .cli_mix import run_conditional_sample
-
         return run_conditional_sample(args, backbone)
     z = sample_latents(backbone, n, torch.Generator().manual_seed(int(args.seed)))
-    images = decode_latents(backbone, z, _positive("--batch-size", args.batch_size))
-    nrow = _positive("--nrow", args.nrow) if args.nrow is not None else math.ceil(math.sqrt(n))
+    images = decode_latents(backbone, z, positive("--batch-size", args.batch_size))
+    nrow = positive("--nrow", args.nrow) if args.nrow is not None else math.ceil(math.sqrt(n))
     save_grid(Path(args.out), images, nrow)
     print(f"{n} samples (seed {args.seed}) -> {args.out}")
     return 0
@@ -291,8 +210,8 @@ def run_interpolate_images(args) -> int:
     steps = int(args.steps)
     if steps < 2:
         raise ValueError(f"--steps must be at least 2, got {steps}")
-    bs = _positive("--batch-size", args.batch_size)
-    backbone = _load_backbone(args.backbone, _device(args.device))
+    bs = positive("--batch-size", args.batch_size)
+    backbone = backbone_from_args(args)
     paths, x = load_images(args.images, int(backbone.resolution))
     z = encode_images(backbone, x, bs)
     if len(paths) == 2:
@@ -328,26 +247,24 @@ def _read_vector(path: str, latent_shape: tuple) -> "torch.Tensor":
 def run_attribute(args) -> int:
     import torch
 
+    from generative.checkpoint import atomic_save
     from generative.edit import apply_attribute, attribute_vector
 
     lambdas = parse_lambdas(args.lambdas)
-    bs = _positive("--batch-size", args.batch_size)
+    bs = positive("--batch-size", args.batch_size)
     if args.vector is None and not (args.with_images and args.without_images):
         raise ValueError("give both --with and --without exemplar images, or --vector with a saved attribute vector")
     if args.vector is not None and (args.with_images or args.without_images):
         raise ValueError("give either --vector or --with/--without, not both")
     out = Path(args.out)
-    backbone = _load_backbone(args.backbone, _device(args.device))
+    backbone = backbone_from_args(args)
     r = int(backbone.resolution)
     if args.vector is not None:
         v = _read_vector(args.vector, tuple(backbone.latent_shape))
     else:
         (_, xa), (_, xb) = load_images(args.with_images, r), load_images(args.without_images, r)
         v = attribute_vector(backbone, xa, xb, bs)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "attribute_vector.pt.tmp"
-        torch.save(v, tmp)
-        os.replace(tmp, out / "attribute_vector.pt")
+        atomic_save(v, out / "attribute_vector.pt")
         print(f"attribute vector from {len(xa)} with / {len(xb)} without, |v| = {v.norm().item():.4f}")
     paths, x = load_images(args.images, r)
     edited = apply_attribute(backbone, x, v, lambdas, bs)  # (L, B, 3, r, r)

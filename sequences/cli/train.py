@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_translator_model_args, translator_model
+
 EPILOG = """examples:
   # a CycleGAN translator pair between two folders of unpaired images (both directions), 64 px
   viewgp train translator --a faces/age_25 --b faces/age_35 --out runs/t25_35 --image-size 64 --steps 20000
@@ -57,6 +59,7 @@ def _per_resolution(cast):
 
 
 def register(subparsers) -> None:
+    """Add ``train`` (one sub-parser; the variant is its first argument)."""
     p = subparsers.add_parser(
         "train",
         help="train a Pioneer / Balanced Pioneer / automodulator autoencoder, or a CycleGAN translator",
@@ -76,6 +79,15 @@ def register(subparsers) -> None:
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue from the newest checkpoint in OUT/checkpoints, or from the file given")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    _add_training_args(p)
+    _add_automodulator_args(p)
+    _add_translator_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _add_training_args(p: argparse.ArgumentParser) -> None:
+    """Schedule, optimiser, network size, data loading and checkpointing options of every variant."""
     p.add_argument("--images-per-phase", type=_per_resolution(int), metavar="N|RES=N,...",
                    help="training images per resolution phase, one number or per resolution "
                    "(default: 200k up to 32 px, 600k at 64, 1.2M at 128, 2.4M above; the paper used 2.4M)")
@@ -101,12 +113,20 @@ def register(subparsers) -> None:
     p.add_argument("--keep", type=int, default=3, help="checkpoints to keep (default 3)")
     p.add_argument("--sample-every", type=int, default=20_000, help="images between sample grids (default 20000)")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _add_automodulator_args(p: argparse.ArgumentParser) -> None:
+    """The automodulator's loss ablations."""
     am = p.add_argument_group("automodulator only (Publication III ablations)")
     am.add_argument("--image-loss", choices=["robust", "l1"], default="robust",
                     help="encoder image loss: Barron's adaptive robust loss x 0.2 (default) or L1 x 1")
     am.add_argument("--no-layer-mixing", action="store_true", help="drop the layer-mixing loss (thesis eq. 3.5)")
     am.add_argument("--stylemix-e", type=float, default=0.25, help="style-mixed fraction of the encoder's fakes (default 0.25)")
     am.add_argument("--stylemix-d", type=float, default=0.5, help="style-mixed fraction of the decoder batch (default 0.5)")
+
+
+def _add_translator_args(p: argparse.ArgumentParser) -> None:
+    """The CycleGAN translator's domains, schedule and network."""
     tr = p.add_argument_group("translator only (CycleGAN: ResNet generators, PatchGAN, LSGAN, cycle loss 10)")
     tr.add_argument("--a", action="append", metavar="DIR", help="domain A image folder (repeat --a/--b for joint "
                     "training on several transitions, the aging chain's re-training)")  # fmt: skip
@@ -116,22 +136,6 @@ def register(subparsers) -> None:
     add_translator_model_args(tr)
     tr.add_argument("--init", help="start from an earlier translator run folder or translator.pt")
     tr.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints and sample grids (default 1000)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
-
-
-def add_translator_model_args(group) -> None:
-    """The CycleGAN network options, shared by ``viewgp train translator`` and ``viewgp age train``."""
-    group.add_argument("--gen-width", type=int, default=64, help="first generator conv width (default 64, the paper's)")
-    group.add_argument("--res-blocks", type=int, default=9, help="generator residual blocks (default 9)")
-    group.add_argument("--disc-width", type=int, default=64, help="discriminator width (default 64)")
-    group.add_argument("--disc-layers", type=int, default=3, help="PatchGAN stride-2 layers (default 3: 70x70 "
-                       "patches; images must be >= 3 * 2^layers px)")  # fmt: skip
-
-
-def translator_model(args) -> dict:
-    """``TranslatorConfig`` fields from :func:`add_translator_model_args` options."""
-    return dict(gen_width=args.gen_width, n_res_blocks=args.res_blocks, disc_width=args.disc_width, disc_layers=args.disc_layers)
 
 
 def run_translator(args) -> int:
@@ -162,9 +166,22 @@ def run(args) -> int:
     if not args.data and not args.synthetic:
         raise ValueError(f"viewgp train {args.variant} needs --data DIR or --synthetic N")
     from generative.training.distributed import shutdown_distributed
-    from generative.training.loop import TrainConfig, train
+    from generative.training.loop import train
 
-    config = TrainConfig(
+    config = _train_config(args)
+    try:
+        model = train(config, resume=args.resume)
+    finally:
+        shutdown_distributed()
+    print(f"trained {model.kind} up to {model.resolution} px; weights: {args.out}/model.safetensors")
+    return 0
+
+
+def _train_config(args):
+    """The ``TrainConfig`` of an autoencoder variant from its options."""
+    from generative.training.loop import TrainConfig
+
+    return TrainConfig(
         variant=args.variant,
         resolution=args.resolution,
         out_dir=args.out,
@@ -194,9 +211,3 @@ def run(args) -> int:
                            stylemix_e=args.stylemix_e, stylemix_d=args.stylemix_d)
         if args.variant == "automodulator" else None,
     )
-    try:
-        model = train(config, resume=args.resume)
-    finally:
-        shutdown_distributed()
-    print(f"trained {model.kind} up to {model.resolution} px; weights: {args.out}/model.safetensors")
-    return 0

@@ -177,8 +177,7 @@ def parse_range(spec: str) -> np.ndarray:
 
 
 def run_views(args) -> int:
-    from sequences.pipeline import run_pipeline
-    from sequences.pipeline import azimuth_sweep
+    from sequences.pipeline import azimuth_sweep, run_pipeline
 
     run, backbone = _load_inputs(args)
     query = azimuth_sweep(run, parse_range(args.azimuths))

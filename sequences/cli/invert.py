@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -64,13 +65,30 @@ def _claim(work: Path, settings: dict) -> None:
     """Record the settings of a work folder; refuse to mix results of other settings into it."""
     import json
 
+    from generative.fileio import atomic_write_text
+
     work.mkdir(parents=True, exist_ok=True)
     record = work / "settings.json"
     text = json.dumps(settings, sort_keys=True, indent=1)
     if record.exists() and record.read_text() != text:
         raise ValueError(f"{work} holds inversions made with other settings (see {record}); "
                          "delete it or choose another --out")
-    record.write_text(text)
+    atomic_write_text(record, text)
+
+
+def _sources(args) -> tuple[list[Path], Sequence, list[int], list[str]]:
+    """``(image paths, frames, indices to invert, names)`` of ``--images`` or ``--video``."""
+    if args.images:
+        from generative.imageio import list_images, read_image
+
+        paths = list_images(args.images)
+        frames = [read_image(p) for p in paths]
+        return paths, frames, list(range(len(frames))), [p.name for p in paths]
+    from sequences.video import VideoFrames
+
+    frames = VideoFrames(args.video)  # lazy: frame i is decoded only when (and if) it is inverted
+    indices = list(range(0, len(frames), args.every))
+    return [], frames, indices, [f"frame {i}" for i in indices]
 
 
 def run(args) -> int:
@@ -84,20 +102,7 @@ def run(args) -> int:
     if args.every < 1:
         raise ValueError(f"--every must be >= 1, got {args.every}")
     gen = _generator(args.generator, args.device)
-    if args.images:
-        from sequences.cli_images import list_images, read_image
-
-        paths = list_images(args.images)
-        frames = [read_image(p) for p in paths]
-        names = [p.name for p in paths]
-        indices = list(range(len(frames)))
-    else:
-        from sequences.video import VideoFrames
-
-        frames = VideoFrames(args.video)  # lazy: frame i is decoded only when (and if) it is inverted
-        indices = list(range(0, len(frames), args.every))
-        names = [f"frame {i}" for i in indices]
-        paths = []
+    paths, frames, indices, names = _sources(args)
     config = InversionConfig(space=args.space, steps=args.steps, lr=args.lr, init=args.init, mse=args.mse,
                              optimize_noise=not args.no_noise, batch_size=args.batch_size, seed=args.seed)
     perceptual = PerceptualLoss(args.vgg_weights, device=args.device) if args.vgg_weights else None

@@ -19,14 +19,14 @@ from typing import Optional, Sequence
 
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
-    "sequences.cli_demo",
-    "sequences.cli_bench",
-    "sequences.cli_pipeline",
-    "sequences.cli_train",
-    "sequences.cli_images",
-    "sequences.cli_mix",
-    "sequences.cli_invert",
-    "sequences.cli_age",
+    "sequences.cli.demo",
+    "sequences.cli.bench",
+    "sequences.cli.pipeline",
+    "sequences.cli.train",
+    "sequences.cli.images",
+    "sequences.cli.mix",
+    "sequences.cli.invert",
+    "sequences.cli.age",
 ]
 
 
@@ -71,6 +71,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"viewgp {args.command}: error: {exc}", file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

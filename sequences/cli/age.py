@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_train import add_translator_model_args, translator_model
+from .common import add_translator_model_args, translator_model
 
 EPILOG = """examples:
   # bin labelled faces into the domains 15 ... 65, train a translator per stage and the greedy re-use
@@ -39,6 +39,7 @@ def _centres(text: str) -> tuple:
 
 
 def register(subparsers) -> None:
+    """Add ``age`` with its sub-commands ``train``, ``apply`` and ``eval``."""
     p = subparsers.add_parser(
         "age",
         help="face aging by recursively chained CycleGAN translators (train, apply, eval)",
@@ -48,7 +49,12 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="age_command", required=True, metavar="{train,apply,eval}")
+    _register_train(sub)
+    _register_apply(sub)
+    _register_eval(sub)
 
+
+def _register_train(sub) -> None:
     t = sub.add_parser("train", help="bin faces by age, train the translators and the re-use chain",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)  # fmt: skip
     t.add_argument("--data", required=True, help="folder of face images (JPEG/PNG, recursive)")
@@ -71,6 +77,8 @@ def register(subparsers) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=run_train)
 
+
+def _register_apply(sub) -> None:
     a = sub.add_parser("apply", help="age one face along a trained chain; writes a labelled strip")
     a.add_argument("--chain", required=True, help="run folder of `viewgp age train`, or a chain JSON file")
     a.add_argument("--image", required=True, help="face image (square crop is taken)")
@@ -80,6 +88,8 @@ def register(subparsers) -> None:
     a.add_argument("--cell", type=int, default=96, help="pixels per face in the strip (default 96)")
     a.set_defaults(func=run_apply)
 
+
+def _register_eval(sub) -> None:
     e = sub.add_parser("eval", help="per-stage mean estimated age of the translated validation faces")
     e.add_argument("--chain", required=True, help="run folder of `viewgp age train`")
     e.add_argument("--estimator", help="age estimator file (default: the run's age_estimator.pt)")
@@ -129,9 +139,8 @@ def run_train(args) -> int:
 
 
 def run_apply(args) -> int:
-    import cv2
-
     from generative.aging import AgingChain, aging_strip, load_face, parse_stages
+    from generative.imageio import write_image
 
     chain_path = Path(args.chain)
     if args.separate:
@@ -140,10 +149,7 @@ def run_apply(args) -> int:
     start, end = parse_stages(args.stages)
     chain.steps(start, end)  # validates the ages before any work
     strip = aging_strip(chain, load_face(args.image, chain.image_size), start, end, cell=args.cell)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {out} (use a .png or .jpg name)")
+    out = write_image(args.out, strip)
     print(f"{out}: {len(chain.steps(start, end))} translation steps from {start} to {end}")
     return 0
 

@@ -21,8 +21,11 @@ Latents are drawn on the CPU with a seeded generator, so a seed gives the same s
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
+
+from .common import SCALE_FLAGS, add_backbone_args, backbone_from_args, load_images, positive, save_grid
 
 if TYPE_CHECKING:
     import torch
@@ -38,13 +41,12 @@ the image of the nearest coarser scale given. --cut K: blocks 0 ... K-1 from A, 
 from A_i); the first row / column show the source images.
 """
 
-SCALE_FLAGS = ("coarse", "intermediate", "fine")
-
-
-# ------------------------------------------------------------------------------------------ helpers
+# ------------------------------------------------------------------------------------------ checks
 def require_automodulator(backbone, command: str) -> None:
     """A clear ``ValueError`` unless ``backbone`` decodes per-block latents (an automodulator)."""
-    if not (hasattr(backbone, "decode_mixed") and hasattr(backbone, "block_scales")):
+    from generative.mixing import is_automodulator
+
+    if not is_automodulator(backbone):
         kind = getattr(backbone, "kind", type(backbone).__name__)
         raise ValueError(
             f"{command} needs an automodulator backbone (one latent per decoder block); the checkpoint holds "
@@ -52,14 +54,9 @@ def require_automodulator(backbone, command: str) -> None:
         )
 
 
-def blocks_by_scale(backbone) -> dict[str, list[int]]:
-    """``{scale: block indices}`` at the backbone's resolution, e.g. 32 px: coarse [0, 1], intermediate
-    [2], fine []."""
-    scales = list(backbone.block_scales())
-    return {s: [p for p, name in enumerate(scales) if name == s] for s in SCALE_FLAGS}
-
-
 def _check_scales_exist(backbone, given: Sequence[str]) -> None:
+    from generative.mixing import blocks_by_scale
+
     blocks = blocks_by_scale(backbone)
     for s in given:
         if not blocks[s]:
@@ -67,52 +64,6 @@ def _check_scales_exist(backbone, given: Sequence[str]) -> None:
                 f"the {int(backbone.resolution)} px automodulator has no {s} blocks (coarse = 4-8 px, "
                 f"intermediate = 16-64 px, fine = 128 px and up); drop --{s}"
             )
-
-
-def fill_scales(given: dict) -> dict:
-    """Complete ``{scale: value}`` over all three scales: a missing scale takes the value of the nearest
-    coarser scale given, or (for scales coarser than every given one) the coarsest given value."""
-    if not given:
-        raise ValueError("give an image for at least one scale: --coarse, --intermediate or --fine")
-    out, last = {}, given[next(s for s in SCALE_FLAGS if s in given)]
-    for s in SCALE_FLAGS:
-        last = given.get(s, last)
-        out[s] = last
-    return out
-
-
-def per_block(backbone, by_scale: dict) -> list:
-    """``by_scale`` values (one per scale) laid out as one entry per decoder block."""
-    return [by_scale[s] for s in backbone.block_scales()]
-
-
-def decode_mixed_batched(backbone, zs: Sequence["torch.Tensor"], batch_size: int = 16) -> "torch.Tensor":
-    """``decode_mixed`` over per-block latents ``zs`` (each ``(B, D)``, CPU) in batches ->
-    ``(B, 3, r, r)`` CPU float32 images in [-1, 1]."""
-    import torch
-
-    from generative.edit import _device_of
-
-    device = _device_of(backbone)
-    n = zs[0].shape[0]
-    out = []
-    with torch.no_grad():
-        for i in range(0, n, batch_size):
-            out.append(backbone.decode_mixed([z[i : i + batch_size].to(device) for z in zs]).float().cpu())
-    return torch.cat(out)
-
-
-def _encode_one_each(backbone, files: dict, batch_size: int) -> dict:
-    """``{name: image file}`` -> ``{name: (1, D) latent}`` (each file encoded once)."""
-    from generative.edit import encode_images
-
-    from .cli_images import load_images
-
-    unique = list(dict.fromkeys(files.values()))
-    _, x = load_images(unique, int(backbone.resolution))
-    z = encode_images(backbone, x, batch_size)
-    code = {f: z[i : i + 1] for i, f in enumerate(unique)}
-    return {name: code[f] for name, f in files.items()}
 
 
 def _check_file(path: Optional[str], flag: str) -> None:
@@ -128,39 +79,16 @@ def _check_cut(cut: int, backbone) -> int:
     return int(cut)
 
 
-# --------------------------------------------------------------------------------------- registration
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "mix", help="style-mix real images at coarse / intermediate / fine scales (automodulator)",
-        description="Encode real images with an automodulator and decode with different images' codes "
-        "driving different resolution blocks: one mix, a cut at block K, or a style-mixing grid.",
-        epilog=MIX_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    p.add_argument("--backbone", required=True, metavar="CKPT", help="automodulator checkpoint or export")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default auto: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    for s in SCALE_FLAGS:
-        p.add_argument(f"--{s}", default=None, metavar="IMAGE", help=f"image whose code drives the {s} blocks")
-    p.add_argument("--a", default=None, metavar="IMAGE", help="with --cut: image for blocks below the cut")
-    p.add_argument("--b", default=None, metavar="IMAGE", help="with --cut: image for blocks from the cut on")
-    p.add_argument("--cut", type=int, default=None, metavar="K",
-                   help="block index: blocks < K from A (or the grid's rows), the rest from B")  # fmt: skip
-    p.add_argument("--grid", action="store_true", help="write a style-mixing grid of --rows x --cols")
-    p.add_argument("--rows", nargs="+", default=None, metavar="IMAGE", help="grid: source-A images (coarse)")
-    p.add_argument("--cols", nargs="+", default=None, metavar="IMAGE", help="grid: source-B images (the rest)")
-    p.add_argument("--out", required=True, metavar="PNG", help="output image")
-    p.set_defaults(func=run_mix)
+def _scale_files(args) -> dict:
+    """``{scale: image file}`` for the scale options given (``--coarse`` ...)."""
+    return {s: getattr(args, s, None) for s in SCALE_FLAGS if getattr(args, s, None) is not None}
 
 
-# ------------------------------------------------------------------------------------------- commands
-def run_mix(args) -> int:
-    from .cli_images import _device, _load_backbone, _positive
-
-    bs = _positive("--batch-size", args.batch_size)
-    scale_files = {s: getattr(args, s) for s in SCALE_FLAGS if getattr(args, s) is not None}
+def _check_mix_form(args) -> None:
+    """Exactly one of the three forms of ``viewgp mix``, complete, with existing image files."""
+    scale_files = _scale_files(args)
     cut_form = args.a is not None or args.b is not None
-    modes = [bool(scale_files), cut_form, bool(args.grid)]
-    if sum(modes) != 1:
+    if sum([bool(scale_files), cut_form, bool(args.grid)]) != 1:
         raise ValueError(
             "give exactly one form: scale images (--coarse/--intermediate/--fine), --a A --b B --cut K, "
             "or --grid --rows ... --cols ..."
@@ -180,19 +108,80 @@ def run_mix(args) -> int:
         for f in files:
             _check_file(f, flag)
 
-    backbone = _load_backbone(args.backbone, _device(args.device))
+
+# ------------------------------------------------------------------------------------------ helpers
+def _encode_one_each(backbone, files: dict, batch_size: int) -> dict:
+    """``{name: image file}`` -> ``{name: (1, D) latent}`` (each file encoded once)."""
+    from generative.edit import encode_images
+
+    unique = list(dict.fromkeys(files.values()))
+    _, x = load_images(unique, int(backbone.resolution))
+    z = encode_images(backbone, x, batch_size)
+    code = {f: z[i : i + 1] for i, f in enumerate(unique)}
+    return {name: code[f] for name, f in files.items()}
+
+
+def _save_single(path: Path, image: "torch.Tensor") -> None:
+    from generative.backbone import to_uint8
+    from generative.imageio import write_image
+
+    write_image(path, to_uint8(image[None])[0])
+
+
+# --------------------------------------------------------------------------------------- registration
+def register(subparsers) -> None:
+    """Add ``mix``."""
+    p = subparsers.add_parser(
+        "mix", help="style-mix real images at coarse / intermediate / fine scales (automodulator)",
+        description="Encode real images with an automodulator and decode with different images' codes "
+        "driving different resolution blocks: one mix, a cut at block K, or a style-mixing grid.",
+        epilog=MIX_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    add_backbone_args(p, backbone_help="automodulator checkpoint or export")
+    for s in SCALE_FLAGS:
+        p.add_argument(f"--{s}", default=None, metavar="IMAGE", help=f"image whose code drives the {s} blocks")
+    p.add_argument("--a", default=None, metavar="IMAGE", help="with --cut: image for blocks below the cut")
+    p.add_argument("--b", default=None, metavar="IMAGE", help="with --cut: image for blocks from the cut on")
+    p.add_argument("--cut", type=int, default=None, metavar="K",
+                   help="block index: blocks < K from A (or the grid's rows), the rest from B")  # fmt: skip
+    p.add_argument("--grid", action="store_true", help="write a style-mixing grid of --rows x --cols")
+    p.add_argument("--rows", nargs="+", default=None, metavar="IMAGE", help="grid: source-A images (coarse)")
+    p.add_argument("--cols", nargs="+", default=None, metavar="IMAGE", help="grid: source-B images (the rest)")
+    p.add_argument("--out", required=True, metavar="PNG", help="output image")
+    p.set_defaults(func=run_mix)
+
+
+# ------------------------------------------------------------------------------------------- commands
+def run_mix(args) -> int:
+    bs = positive("--batch-size", args.batch_size)
+    _check_mix_form(args)
+    backbone = backbone_from_args(args)
     require_automodulator(backbone, "viewgp mix")
     out = Path(args.out)
     if args.grid:
         return _run_grid(args, backbone, out, bs)
-    if cut_form:
-        cut = _check_cut(args.cut, backbone)
-        z = _encode_one_each(backbone, {"a": args.a, "b": args.b}, bs)
-        nb = len(backbone.block_scales())
-        image = decode_mixed_batched(backbone, [z["a"]] * cut + [z["b"]] * (nb - cut), bs)
-        _save_single(out, image[0])
-        print(f"blocks 0-{cut - 1} from {Path(args.a).name}, {cut}-{nb - 1} from {Path(args.b).name} -> {out}")
-        return 0
+    if args.a is not None:
+        return _run_cut(args, backbone, out, bs)
+    return _run_scales(args, backbone, out, bs)
+
+
+def _run_cut(args, backbone, out: Path, bs: int) -> int:
+    from generative.edit import decode_mixed_batched
+
+    cut = _check_cut(args.cut, backbone)
+    z = _encode_one_each(backbone, {"a": args.a, "b": args.b}, bs)
+    nb = len(backbone.block_scales())
+    image = decode_mixed_batched(backbone, [z["a"]] * cut + [z["b"]] * (nb - cut), bs)
+    _save_single(out, image[0])
+    print(f"blocks 0-{cut - 1} from {Path(args.a).name}, {cut}-{nb - 1} from {Path(args.b).name} -> {out}")
+    return 0
+
+
+def _run_scales(args, backbone, out: Path, bs: int) -> int:
+    from generative.edit import decode_mixed_batched
+    from generative.mixing import blocks_by_scale, fill_scales, per_block
+
+    scale_files = _scale_files(args)
     _check_scales_exist(backbone, list(scale_files))
     z = _encode_one_each(backbone, scale_files, bs)
     files = fill_scales(scale_files)
@@ -203,34 +192,8 @@ def run_mix(args) -> int:
     return 0
 
 
-def _save_single(path: Path, image: "torch.Tensor") -> None:
-    from generative.backbone import to_uint8
-
-    from .cli_images import write_image
-
-    write_image(path, to_uint8(image[None])[0])
-
-
-def mixing_grid(backbone, x_rows: "torch.Tensor", x_cols: "torch.Tensor", cut: int, batch_size: int = 16) -> "torch.Tensor":
-    """The style-mixing grid as ``((R + 1) * (C + 1), 3, r, r)`` images, row-major: a blank (white) corner,
-    the column sources, then per row its source and the mixes ``blocks < cut from row, rest from column``.
-    ``x_rows (R, 3, r, r)``, ``x_cols (C, 3, r, r)`` in [-1, 1]."""
-    import torch
-
-    from generative.edit import encode_images
-
-    za, zb = encode_images(backbone, x_rows, batch_size), encode_images(backbone, x_cols, batch_size)
-    n_r, n_c, nb = len(za), len(zb), len(backbone.block_scales())
-    a = za.repeat_interleave(n_c, dim=0)  # row i, column j at i * C + j
-    b = zb.repeat(n_r, 1)
-    cells = decode_mixed_batched(backbone, [a] * cut + [b] * (nb - cut), batch_size).reshape(n_r, n_c, *x_rows.shape[1:])
-    corner = torch.ones(1, *x_rows.shape[1:])
-    rows = [torch.cat([corner, x_cols])] + [torch.cat([x_rows[i : i + 1], cells[i]]) for i in range(n_r)]
-    return torch.cat(rows)
-
-
 def _run_grid(args, backbone, out: Path, bs: int) -> int:
-    from .cli_images import load_images, save_grid
+    from generative.mixing import blocks_by_scale, mixing_grid
 
     r = int(backbone.resolution)
     if args.cut is None:
@@ -245,30 +208,17 @@ def _run_grid(args, backbone, out: Path, bs: int) -> int:
     return 0
 
 
-def conditional_latents(backbone, fixed: dict, n: int, generator: "torch.Generator") -> list:
-    """Per-block latents ``(n, D)`` (CPU) for conditional sampling: blocks of the scales in
-    ``fixed = {scale: (1, D) latent}`` use that latent in every sample, the others fresh prior draws (one
-    per sample and block)."""
-    from generative.edit import sample_latents
-
-    out = []
-    for s in backbone.block_scales():
-        out.append(fixed[s].expand(n, -1).clone() if s in fixed else sample_latents(backbone, n, generator))
-    return out
-
-
 def run_conditional_sample(args, backbone) -> int:
-    """``viewgp sample --conditional``: called by :func:`sequences.cli_images.run_sample`."""
-    import math
-
+    """``viewgp sample --conditional``: called by :func:`sequences.cli.images.run_sample`."""
     import torch
 
-    from .cli_images import _positive, save_grid
+    from generative.edit import decode_mixed_batched
+    from generative.mixing import conditional_latents
 
     require_automodulator(backbone, "viewgp sample --conditional")
-    n = _positive("-n", args.num)
-    bs = _positive("--batch-size", args.batch_size)
-    scale_files = {s: getattr(args, s, None) for s in SCALE_FLAGS if getattr(args, s, None) is not None}
+    n = positive("-n", args.num)
+    bs = positive("--batch-size", args.batch_size)
+    scale_files = _scale_files(args)
     if not scale_files:
         raise ValueError("--conditional needs an image for at least one scale to keep: --coarse, --intermediate or --fine")
     for s, f in scale_files.items():
@@ -277,7 +227,7 @@ def run_conditional_sample(args, backbone) -> int:
     z = _encode_one_each(backbone, scale_files, bs)
     zs = conditional_latents(backbone, z, n, torch.Generator().manual_seed(int(args.seed)))
     images = decode_mixed_batched(backbone, zs, bs)
-    nrow = _positive("--nrow", args.nrow) if args.nrow is not None else math.ceil(math.sqrt(n))
+    nrow = positive("--nrow", args.nrow) if args.nrow is not None else math.ceil(math.sqrt(n))
     save_grid(Path(args.out), images, nrow)
     kept = ", ".join(f"{s} from {Path(f).name}" for s, f in scale_files.items())
     print(f"{n} conditional samples ({kept}; the rest drawn with seed {args.seed}) -> {args.out}")
