@@ -74,11 +74,11 @@ def test_interpolation_writes_valid_outputs(tmp_path, phone):
     assert view["posterior_sd_held_out"] > view["posterior_sd_observed"]
     from sequences.evaluate import PIXEL_BASELINES
 
-    assert set(saved["methods"]) == {"view", "linear", "time", "view+detail", "per-frame", *PIXEL_BASELINES}
-    assert saved["output_size"] == 32 and saved["headline"] == "view+detail"
+    assert set(saved["methods"]) == {"view", "linear", "time", "view+warp", "view+detail", "per-frame", *PIXEL_BASELINES}
+    assert saved["output_size"] == 32 and saved["headline"] == "view+warp"
     # The detail layer and the keyframe baselines give every observed frame back exactly ...
     obs = np.asarray(run.observed)
-    for name in ("view+detail", "px-nearest-time", "px-blend"):
+    for name in ("view+warp", "view+detail", "px-nearest-time", "px-blend"):
         assert np.max(np.asarray(saved["methods"][name]["per_frame"]["mse"])[obs]) == 0.0, name
     # ... the decoded frames of a random backbone do not; between keyframes (past the opening
     # standstill, whose frames are identical) nothing is exact.
