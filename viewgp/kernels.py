@@ -205,7 +205,9 @@ class OrientationKernel(_PoseKernel):
             if ard_scales_prior is not None:
                 if not isinstance(ard_scales_prior, Prior):
                     raise TypeError(f"Expected gpytorch.priors.Prior but got {type(ard_scales_prior).__name__}")
-                self.register_prior("ard_scales_prior", ard_scales_prior, lambda m: m.ard_scales, _set_ard_scales)
+                self.register_prior(
+                    "ard_scales_prior", ard_scales_prior, lambda m: m.ard_scales, lambda m, v: m._set_ard_scales(v)
+                )
             # the chairs code's start, where the constraint allows it (else the constraint's own start)
             if constraint.initial_value is None and constraint.check(torch.tensor(math.exp(2.63))):
                 self.ard_scales = math.exp(2.63)
@@ -217,7 +219,12 @@ class OrientationKernel(_PoseKernel):
 
     @ard_scales.setter
     def ard_scales(self, value) -> None:
-        _set_ard_scales(self, value)
+        self._set_ard_scales(value)
+
+    def _set_ard_scales(self, value) -> None:
+        raw = self.raw_ard_scales
+        value = torch.as_tensor(value, dtype=raw.dtype, device=raw.device).expand_as(raw)
+        self.initialize(raw_ard_scales=self.raw_ard_scales_constraint.inverse_transform(value))
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, last_dim_is_batch: bool = False, **params) -> Tensor:
         _no_last_dim_batch(self, last_dim_is_batch)
@@ -243,13 +250,6 @@ class OrientationKernel(_PoseKernel):
         else:
             d = _zero_self_distance(total.unsqueeze(-1) - a @ x2.transpose(-1, -2), x1, x2)
         return d.clamp_min(0.0)
-
-
-def _set_ard_scales(kernel: OrientationKernel, value) -> None:
-    """Setter of ``ard_scales`` (also the closure of ``ard_scales_prior``, which sets it when sampling)."""
-    raw = kernel.raw_ard_scales
-    value = torch.as_tensor(value, dtype=raw.dtype, device=raw.device).expand_as(raw)
-    kernel.initialize(raw_ard_scales=kernel.raw_ard_scales_constraint.inverse_transform(value))
 
 
 # --------------------------------------------------------------------------- Euclidean factors
