@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbone import check_resolution, register_backbone
-from .checkpoint import CheckpointError, restore_autoencoder_weights
 from .layers import AdaIN, Blur, EqualConv2d, NoiseInjection, frozen_spectral_norm, leaky_relu, upsample
 from .pioneer import Encoder, GrowingAutoencoder, GrowingConfig, PioneerConfig, _check_phase, _res
 
@@ -181,6 +180,9 @@ class AutomodulatorAutoencoder(GrowingAutoencoder):
     current phase / alpha, with spectral-norm power iteration frozen and (``use_noise = False``) no noise.
     """
 
+    config_class = AutomodulatorConfig
+    model_name = "automodulator"
+
     def __init__(self, config: AutomodulatorConfig) -> None:
         super().__init__()
         self.config = config
@@ -325,18 +327,3 @@ class AutomodulatorAutoencoder(GrowingAutoencoder):
         zs = [z if p in fixed else self.sample_prior(z.shape[0], generator=generator) for p in range(nb)]
         out = self.decode_mixed(zs)
         return out.reshape(x.shape[0], n, *out.shape[1:])
-
-    # -------------------------------------------------------------------------- persistence
-    @classmethod
-    def from_payload(cls, payload: dict, device: Union[str, torch.device] = "cpu", source: str = "checkpoint") -> "AutomodulatorAutoencoder":
-        kind = payload.get("kind")
-        if kind != KIND:
-            raise CheckpointError(f"{source} holds a '{kind}' model, not an automodulator; use generative.load() to restore any kind")
-        try:
-            config = AutomodulatorConfig.from_dict(dict(payload["config"]))
-        except (TypeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{source}: invalid automodulator config ({exc})") from exc
-        with torch.random.fork_rng(devices=[]):  # building the nets must not disturb the caller's RNG
-            model = cls(config)
-        restore_autoencoder_weights(model, payload, config.max_phase, source, "automodulator")
-        return model.to(device)

@@ -1,26 +1,40 @@
-"""The ``Backbone`` protocol, image conversions and :func:`load` (restore any of our models by kind).
+"""The ``Backbone`` protocol, its optional capabilities, image conversions and :func:`load` (restore
+any of our models by kind).
 
 A backbone maps images ``(B, 3, H, W)`` float in [-1, 1] to latents ``(B, *latent_shape)`` and back.
+What a backbone may offer beyond that is a capability protocol of its own, tested with ``isinstance``:
+:class:`StyleLatents` (a mapping network with per-layer styles), :class:`NoiseMaps` (per-layer noise
+inputs) and :class:`BlockLatents` (one latent per decoder block).
+
 Model classes register themselves with :func:`register_backbone`; :func:`load` reads a checkpoint
 (training ``.pt`` or inference ``.safetensors``, see :mod:`generative.checkpoint`), looks up the class
-of its recorded ``kind`` and calls ``cls.from_payload(payload, device=..., source=path)``.
+of its recorded ``kind`` and calls ``cls.from_payload(payload, device=..., source=path)``, which
+:func:`restore_backbone` implements for every class. A new backbone touches only its own module and
+:data:`BACKBONE_MODULES`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import math
 import os
 from pathlib import Path
-from typing import Callable, Optional, Protocol, Union, runtime_checkable
+from typing import Callable, Optional, Protocol, Sequence, TypeVar, Union, runtime_checkable
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, read_checkpoint
 
 __all__ = [
     "Backbone",
+    "StyleLatents",
+    "NoiseMaps",
+    "BlockLatents",
+    "weights_fingerprint",
+    "restore_backbone",
     "register_backbone",
     "registered_kinds",
     "backbone_class",
@@ -35,13 +49,16 @@ __all__ = [
 ]
 
 
+Device = Union[str, torch.device]
+
+
 @runtime_checkable
 class Backbone(Protocol):
-    """What every generative model offers the pipeline.
+    """What every generative model offers the pipeline and the loaders.
 
     Attributes: ``kind`` (registry name), ``resolution`` (H = W of the images it encodes/decodes),
     ``latent_shape`` (e.g. ``(512,)``), ``latent_geometry`` (``'sphere'`` or ``'euclidean'``),
-    ``has_encoder``.
+    ``has_encoder`` (``False``: :meth:`encode` raises and latents come from :mod:`generative.invert`).
     """
 
     kind: str
@@ -57,6 +74,72 @@ class Backbone(Protocol):
     def decode(self, z: Tensor) -> Tensor:
         """``(B, *latent_shape)`` -> ``(B, 3, resolution, resolution)`` in [-1, 1]."""
         ...
+
+    def set_resolution(self, resolution: int) -> None:
+        """Work at ``resolution`` (one the model has; ``ValueError`` listing them otherwise)."""
+        ...
+
+    def fingerprint(self) -> str:
+        """A short hex digest of the weights (:func:`weights_fingerprint`), e.g. for cache keys."""
+        ...
+
+    @classmethod
+    def from_payload(cls, payload: dict, device: Device = "cpu", source: str = "checkpoint") -> "Backbone":
+        """Rebuild the model from a checkpoint payload (:func:`generative.checkpoint.read_checkpoint`)."""
+        ...
+
+
+@runtime_checkable
+class StyleLatents(Protocol):
+    """Capability: a mapping network whose W latents ``(B, style_dim)`` drive ``n_styles`` layers
+    (decode takes W or W+ ``(B, n_styles, style_dim)``); inversion starts from the mean W."""
+
+    n_styles: int
+    style_dim: int
+
+    def mean_latent(self, n: int = 10_000, seed: int = 0) -> tuple[Tensor, float]:
+        """Mean W ``(style_dim,)`` and its spread over ``n`` seeded mapped draws."""
+        ...
+
+
+@runtime_checkable
+class NoiseMaps(Protocol):
+    """Capability: per-layer noise inputs; ``decode(w, noise=maps)`` takes the maps of :meth:`make_noise`."""
+
+    def make_noise(self, batch: int = 1, generator: Optional[torch.Generator] = None, device=None) -> list[Tensor]:
+        """Fresh N(0, 1) noise maps, one ``(batch, 1, s_i, s_i)`` per noise input."""
+        ...
+
+
+@runtime_checkable
+class BlockLatents(Protocol):
+    """Capability: one latent per decoder block (style mixing across scales)."""
+
+    def decode_mixed(self, zs: Sequence[Tensor], resolution: Optional[int] = None) -> Tensor:
+        """One ``(B, *latent_shape)`` latent per decoder block, coarsest first -> ``(B, 3, r, r)``."""
+        ...
+
+    def block_scales(self, resolution: Optional[int] = None) -> list[str]:
+        """The scale name (``'coarse'``, ``'intermediate'``, ``'fine'``) of each decoder block."""
+        ...
+
+
+# ------------------------------------------------------------------------------ weights
+_FINGERPRINT_BYTES = 4096  # per tensor: enough to tell trained weights apart, cheap for large models
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """16 hex digits of SHA-1 over the module's kind (``module.kind``, else its class name) and, for
+    every ``state_dict`` entry in name order, its name, its first 4096 bytes and its shape."""
+    h = hashlib.sha1()
+    h.update(str(getattr(module, "kind", type(module).__name__)).encode())  # plain modules have no kind
+    for name, t in sorted(module.state_dict().items()):
+        flat = t.detach().reshape(-1)
+        head = flat[: math.ceil(_FINGERPRINT_BYTES / max(1, flat.element_size()))]  # copy only what is hashed
+        h.update(name.encode())
+        h.update(head.cpu().contiguous().view(torch.uint8).numpy().tobytes()[:_FINGERPRINT_BYTES])
+        h.update(str(tuple(t.shape)).encode())
+    return h.hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------ registry
@@ -104,6 +187,35 @@ def backbone_class(kind: str) -> type:
         return _REGISTRY[kind]
     except KeyError:
         raise ValueError(f"unknown backbone kind '{kind}'; known kinds: {', '.join(sorted(_REGISTRY)) or 'none'}") from None
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def restore_backbone(cls: type[M], payload: dict, config_class: type, name: str, device: Device, source: str) -> M:
+    """``cls.from_payload`` for every backbone class: check that the payload's kind is one registered
+    to ``cls``, build ``config_class.from_dict(payload["config"])`` (strict), build the networks without
+    disturbing the caller's RNG, then ``model.restore_weights(payload, source)`` (which also sets the
+    phase of grown models). ``name`` (e.g. ``"Pioneer"``) words the errors, every one a
+    :class:`~generative.checkpoint.CheckpointError` naming ``source``."""
+    kinds = [k for k, c in _REGISTRY.items() if issubclass(cls, c)]
+    kind = payload.get("kind")
+    if kind not in kinds:
+        article = "an" if name[0].lower() in "aeiou" else "a"
+        raise CheckpointError(
+            f"{source} holds a '{kind}' model, not {article} {name} model ({', '.join(kinds)}); "
+            "use generative.load() to restore any kind"
+        )
+    try:
+        config = config_class.from_dict(dict(payload["config"]))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{source}: invalid {name} config ({exc})") from exc
+    if config.kind != kind:
+        raise CheckpointError(f"{source}: kind '{kind}' does not match its config (a '{config.kind}' config)")
+    with torch.random.fork_rng(devices=[]):  # building the nets must not disturb the caller's RNG
+        model = cls(config)
+    model.restore_weights(payload, source)
+    return model.to(device)
 
 
 def load(
@@ -155,9 +267,8 @@ def load_backbone(spec: Union[str, os.PathLike, None], device: Union[str, torch.
     if spec.startswith("stylegan2:"):
         path = Path(spec[len("stylegan2:"):]).expanduser()
         if path.suffix != ".safetensors":
-            from .stylegan2 import StyleGAN2Generator
-
-            return StyleGAN2Generator.from_rosinality(path, device=device).eval()
+            # looked up in the registry: this module imports no backbone module
+            return backbone_class("stylegan2").from_rosinality(path, device=device).eval()
         spec = str(path)
     path = Path(spec).expanduser()
     if not path.is_file():

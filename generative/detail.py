@@ -7,8 +7,9 @@ The backbone works at its own, small resolution (64 px for the bundled one); a u
 * the decoded prediction ``D(z*_q)`` of every query frame is upsampled to ``S`` (bilinear);
 * at every keyframe ``k`` the residual ``r_k = x_k - up(D(z*_k))`` (its pixels at ``S`` minus its own
   upsampled *posterior* decode) is what the backbone could not say;
-* the residuals are interpolated to the query poses with the fitted GP's kernel
-  (:func:`viewgp.predict.predict_residuals`, near-zero noise), and added: ``up(D(z*_q)) + r_q``.
+* the residuals are interpolated to the query poses by a GP of the same kernel, its hyper-parameters
+  fitted to the residuals (:func:`viewgp.predict.predict_residuals`; the mean with near-zero noise),
+  and added: ``up(D(z*_q)) + r_q``.
 
 So an observed frame comes back exactly (its residual is reproduced), frames between keyframes get the
 keyframes' detail blended by pose similarity, and the residual's posterior variance (per pixel) joins
@@ -49,7 +50,7 @@ def resize_maps(maps: np.ndarray, size: int) -> np.ndarray:
 
 
 def add_detail(
-    gp,
+    method: str,
     poses_obs: Tensor,
     keyframes: np.ndarray,
     decoded_obs: np.ndarray,
@@ -60,7 +61,7 @@ def add_detail(
     """Frames at the output size with the keyframes' residual detail.
 
     Args:
-        gp: the fitted :class:`~viewgp.latent_gp.LatentGP` of the headline method (its kernel is used).
+        method: the GP kernel by name (the headline method's).
         poses_obs ``(N, P)``, keyframes uint8 ``(N, S, S, 3)``: observed frames at the output size.
         decoded_obs uint8 ``(N, r, r, 3)``: the decoded posterior mean at the observed poses.
         poses_query ``(M, P)``, decoded_query uint8 ``(M, r, r, 3)``: the decoded prediction.
@@ -75,7 +76,7 @@ def add_detail(
     up_obs = resize_frames(decoded_obs, s).astype(np.float32) / 255.0
     up_q = resize_frames(decoded_query, s).astype(np.float32) / 255.0
     residual = keyframes.astype(np.float32) / 255.0 - up_obs
-    mean, var = predict_residuals(gp, poses_obs, residual.reshape(len(residual), -1), poses_query)
+    mean, var, _ = predict_residuals(method, poses_obs, residual.reshape(len(residual), -1), poses_query)
     frames = np.clip(up_q + mean.reshape(up_q.shape), 0.0, 1.0)
     sd = np.sqrt(var.reshape(up_q.shape).mean(-1))
     return np.round(frames * 255.0).astype(np.uint8), sd

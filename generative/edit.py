@@ -18,6 +18,8 @@ from torch import Tensor
 
 from viewgp.sphere import angle_between, slerp  # noqa: F401  (re-exported: part of the editing API)
 
+from .backbone import Backbone
+
 __all__ = [
     "GEOMETRIES",
     "latent_geometry",
@@ -45,9 +47,9 @@ DEFAULT_LAMBDAS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 
 
 # ---------------------------------------------------------------------------------------------- basics
-def latent_geometry(backbone_or_geometry) -> str:
+def latent_geometry(backbone_or_geometry: Union[Backbone, str]) -> str:
     """``'sphere'`` or ``'euclidean'`` from a backbone (its ``latent_geometry``) or from the string."""
-    g = backbone_or_geometry if isinstance(backbone_or_geometry, str) else getattr(backbone_or_geometry, "latent_geometry", None)
+    g = backbone_or_geometry if isinstance(backbone_or_geometry, str) else backbone_or_geometry.latent_geometry
     if g not in GEOMETRIES:
         raise ValueError(f"latent geometry must be one of {GEOMETRIES}, got {g!r}")
     return g
@@ -65,7 +67,7 @@ def _latent_shape(backbone) -> tuple[int, ...]:
     return tuple(int(s) for s in backbone.latent_shape)
 
 
-def _check_latents(backbone, z: Tensor, what: str = "latents") -> Tensor:
+def _check_latents(backbone: Backbone, z: Tensor, what: str = "latents") -> Tensor:
     shape = _latent_shape(backbone)
     z = torch.as_tensor(z)
     if tuple(z.shape[1:]) != shape:
@@ -73,7 +75,7 @@ def _check_latents(backbone, z: Tensor, what: str = "latents") -> Tensor:
     return z
 
 
-def _check_images(backbone, images: Tensor, what: str = "images") -> Tensor:
+def _check_images(backbone: Backbone, images: Tensor, what: str = "images") -> Tensor:
     images = torch.as_tensor(images)
     r = int(backbone.resolution)
     if images.ndim != 4 or tuple(images.shape[1:]) != (3, r, r):
@@ -83,9 +85,9 @@ def _check_images(backbone, images: Tensor, what: str = "images") -> Tensor:
     return images
 
 
-def _require_encoder(backbone, task: str) -> None:
-    if not getattr(backbone, "has_encoder", False):
-        raise ValueError(f"{task} needs an encoder, and this backbone (kind '{getattr(backbone, 'kind', '?')}') has none")
+def _require_encoder(backbone: Backbone, task: str) -> None:
+    if not backbone.has_encoder:
+        raise ValueError(f"{task} needs an encoder, and this backbone (kind '{backbone.kind}') has none")
 
 
 def project_latents(z: Tensor, geometry: str) -> Tensor:
@@ -99,7 +101,7 @@ def project_latents(z: Tensor, geometry: str) -> Tensor:
 
 # ------------------------------------------------------------------------------------ batched passes
 @torch.no_grad()
-def encode_images(backbone, images: Tensor, batch_size: int = 16) -> Tensor:
+def encode_images(backbone: Backbone, images: Tensor, batch_size: int = 16) -> Tensor:
     """``(B, 3, r, r)`` images in [-1, 1] -> ``(B, *latent_shape)`` latents (CPU float32)."""
     _require_encoder(backbone, "encoding images")
     images = _check_images(backbone, images)
@@ -111,7 +113,7 @@ def encode_images(backbone, images: Tensor, batch_size: int = 16) -> Tensor:
 
 
 @torch.no_grad()
-def decode_latents(backbone, z: Tensor, batch_size: int = 16) -> Tensor:
+def decode_latents(backbone: Backbone, z: Tensor, batch_size: int = 16) -> Tensor:
     """``(B, *latent_shape)`` latents -> ``(B, 3, r, r)`` images in [-1, 1] (CPU float32)."""
     z = _check_latents(backbone, z)
     device = _device_of(backbone)
@@ -123,7 +125,7 @@ def decode_latents(backbone, z: Tensor, batch_size: int = 16) -> Tensor:
 
 
 @torch.no_grad()
-def decode_mixed_batched(backbone, zs: Sequence[Tensor], batch_size: int = 16) -> Tensor:
+def decode_mixed_batched(backbone: Backbone, zs: Sequence[Tensor], batch_size: int = 16) -> Tensor:
     """``backbone.decode_mixed`` over per-block latents ``zs`` (one ``(B, D)`` tensor per decoder block,
     as for an automodulator) in batches -> ``(B, 3, r, r)`` images in [-1, 1] (CPU float32)."""
     device = _device_of(backbone)
@@ -132,7 +134,7 @@ def decode_mixed_batched(backbone, zs: Sequence[Tensor], batch_size: int = 16) -
     return torch.cat(out)
 
 
-def sample_latents(backbone, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+def sample_latents(backbone: Backbone, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
     """``(n, *latent_shape)`` draws from the backbone's prior (CPU float32): sphere -> normalised
     N(0, I) (uniform on the sphere); euclidean -> N(0, I)."""
     if int(n) < 0:
@@ -141,12 +143,12 @@ def sample_latents(backbone, n: int, generator: Optional[torch.Generator] = None
     return project_latents(z, latent_geometry(backbone))
 
 
-def random_samples(backbone, n: int, generator: Optional[torch.Generator] = None, batch_size: int = 16) -> Tensor:
+def random_samples(backbone: Backbone, n: int, generator: Optional[torch.Generator] = None, batch_size: int = 16) -> Tensor:
     """``n`` random images ``(n, 3, r, r)`` decoded from prior latents (see :func:`sample_latents`)."""
     return decode_latents(backbone, sample_latents(backbone, n, generator), batch_size)
 
 
-def reconstruct(backbone, images: Tensor, batch_size: int = 16) -> Tensor:
+def reconstruct(backbone: Backbone, images: Tensor, batch_size: int = 16) -> Tensor:
     """``decode(encode(images))`` for ``(B, 3, r, r)`` images in [-1, 1], batched."""
     return decode_latents(backbone, encode_images(backbone, images, batch_size), batch_size)
 
@@ -163,7 +165,7 @@ def lerp(z0: Tensor, z1: Tensor, t: Union[float, Tensor]) -> Tensor:
     return z0 + t * (z1 - z0)
 
 
-def interpolate(backbone, z0: Tensor, z1: Tensor, steps: int) -> Tensor:
+def interpolate(backbone: Backbone, z0: Tensor, z1: Tensor, steps: int) -> Tensor:
     """``steps`` latents from ``z0`` to ``z1`` (both ends included), by slerp for sphere latents and
     lerp for euclidean ones. ``z0``, ``z1``: ``latent_shape`` or ``(B, *latent_shape)``; returns
     ``(steps, *z0.shape)``."""
@@ -183,7 +185,7 @@ def interpolate(backbone, z0: Tensor, z1: Tensor, steps: int) -> Tensor:
     return path[:, 0] if single else path
 
 
-def interpolation_grid(backbone, corners: Tensor, rows: int = 8, cols: int = 8) -> Tensor:
+def interpolation_grid(backbone: Backbone, corners: Tensor, rows: int = 8, cols: int = 8) -> Tensor:
     """A ``(rows, cols, *latent_shape)`` grid spanned by four corner latents ``(4, *latent_shape)``
     ordered top-left, top-right, bottom-left, bottom-right (the layout of the original Pioneer
     ``evaluate.py``): the left and right edges interpolate down their columns, then every row
@@ -197,7 +199,7 @@ def interpolation_grid(backbone, corners: Tensor, rows: int = 8, cols: int = 8) 
 
 
 # -------------------------------------------------------------------------------- attribute vectors
-def attribute_vector(backbone, images_with: Tensor, images_without: Tensor, batch_size: int = 16) -> Tensor:
+def attribute_vector(backbone: Backbone, images_with: Tensor, images_without: Tensor, batch_size: int = 16) -> Tensor:
     """The latent direction of an attribute (thesis 2.3.1): mean latent of images that have it minus
     mean latent of images that do not. Images ``(N, 3, r, r)`` in [-1, 1]; returns ``latent_shape``."""
     for name, imgs in (("images_with", images_with), ("images_without", images_without)):

@@ -30,19 +30,9 @@ def frames_to_model(frames: np.ndarray, resolution: int) -> Tensor:
     return to_model_images(np.stack([square_resize(np.asarray(f), resolution) for f in frames]))
 
 
-def _weights_fingerprint(backbone) -> str:
-    h = hashlib.sha1()
-    h.update(str(getattr(backbone, "kind", type(backbone).__name__)).encode())
-    for name, t in sorted(backbone.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes()[:4096])
-        h.update(str(tuple(t.shape)).encode())
-    return h.hexdigest()
-
-
 def frames_fingerprint(backbone, frames) -> str:
     """Key of a cache entry: the backbone's weights and the frames' pixels (16 hex digits)."""
-    h = hashlib.sha1(_weights_fingerprint(backbone).encode())
+    h = hashlib.sha1(backbone.fingerprint().encode())
     n = len(frames)
     h.update(str((n,) + tuple(frames.shape[1:])).encode())
     for i in range(n):
@@ -62,7 +52,7 @@ def encode_frames(
     ``frames`` is a uint8 ``(N, H, W, 3)`` array or a lazy frame source. With ``cache_dir``, the result
     is stored under a key made from the backbone weights and the pixels, so a second call is free.
     """
-    if not getattr(backbone, "has_encoder", False):
+    if not backbone.has_encoder:
         raise ValueError(
             f"backbone of kind {getattr(backbone, 'kind', '?')!r} has no encoder; use optimization-based inversion"
         )

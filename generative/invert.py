@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .backbone import Backbone, NoiseMaps, StyleLatents, to_model_images
 from .checkpoint import atomic_save
 
 
@@ -153,20 +154,16 @@ def _image_loss(x: Tensor, target: Tensor, perceptual: Optional[torch.nn.Module]
 
 
 # ----------------------------------------------------------------------------------------- latents
-def _has_styles(backbone) -> bool:
-    return hasattr(backbone, "n_styles") and hasattr(backbone, "mean_latent")
-
-
-def style_mean(backbone, config: InversionConfig) -> Optional[tuple[Tensor, float]]:
+def style_mean(backbone: Backbone, config: InversionConfig) -> Optional[tuple[Tensor, float]]:
     """``(w_mean, w_std)`` of a style generator (``config.n_mean_latent`` mapped draws), else ``None``.
     Computed once per sequence by :func:`invert_frames`, not once per batch."""
-    if not _has_styles(backbone):
+    if not isinstance(backbone, StyleLatents):
         return None
     with torch.no_grad():
         return backbone.mean_latent(config.n_mean_latent, seed=config.seed)
 
 
-def _start_latent(backbone, images: Tensor, config: InversionConfig, init: Optional[Tensor],
+def _start_latent(backbone: Backbone, images: Tensor, config: InversionConfig, init: Optional[Tensor],
                   w_stats: Optional[tuple[Tensor, float]] = None) -> tuple[Tensor, float]:
     """The starting latent (in the optimised space) and the latent spread used for the latent noise."""
     B = images.shape[0]
@@ -177,37 +174,37 @@ def _start_latent(backbone, images: Tensor, config: InversionConfig, init: Optio
         spread = float(lat.std()) if lat.numel() > 1 else 1.0
         return lat, spread
     if config.init == "encoder":
-        if not getattr(backbone, "has_encoder", False):
-            raise ValueError(f"backbone of kind {getattr(backbone, 'kind', '?')!r} has no encoder to initialise from")
+        if not backbone.has_encoder:
+            raise ValueError(f"backbone of kind {backbone.kind!r} has no encoder to initialise from")
         with torch.no_grad():
             lat = backbone.encode(images).float()
         return lat, float(lat.std())
-    if _has_styles(backbone):
+    if isinstance(backbone, StyleLatents):
         w_mean, w_std = w_stats if w_stats is not None else style_mean(backbone, config)
         w = w_mean.to(images.device).float().expand(B, -1)
         if config.space == "wplus":
             w = w[:, None, :].expand(B, backbone.n_styles, -1)
         return w.clone(), float(w_std)
-    shape = tuple(getattr(backbone, "latent_shape", ()))
+    shape = tuple(backbone.latent_shape)
     if not shape:
         raise ValueError("backbone declares no latent_shape; pass init=")
     return torch.zeros((B,) + shape, device=images.device), 1.0
 
 
-def _as_model_latent(backbone, lat: Tensor, config: InversionConfig) -> Tensor:
+def _as_model_latent(backbone: Backbone, lat: Tensor, config: InversionConfig) -> Tensor:
     """What ``decode`` takes: W is broadcast to every style for generators with styles."""
-    if _has_styles(backbone) and lat.ndim == 2:
+    if isinstance(backbone, StyleLatents) and lat.ndim == 2:
         return lat[:, None, :].expand(-1, backbone.n_styles, -1)
     return lat
 
 
-def _decode(backbone, lat: Tensor, noises: list) -> Tensor:
+def _decode(backbone: Backbone, lat: Tensor, noises: list) -> Tensor:
     return backbone.decode(lat, noise=noises) if noises else backbone.decode(lat)
 
 
 # ----------------------------------------------------------------------------------------- inversion
 def invert(
-    backbone,
+    backbone: Backbone,
     images: Tensor,
     config: InversionConfig = InversionConfig(),
     perceptual: Optional[torch.nn.Module] = None,
@@ -225,7 +222,7 @@ def invert(
     """
     from tqdm.auto import tqdm
 
-    res = int(getattr(backbone, "resolution", images.shape[-1]))
+    res = int(backbone.resolution)
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != res or images.shape[-2] != res:
         raise ValueError(f"expected images of shape (B, 3, {res}, {res}) in [-1, 1], got {tuple(images.shape)}")
     for p in backbone.parameters():
@@ -234,9 +231,9 @@ def invert(
     gens = [torch.Generator(device="cpu").manual_seed(config.seed * 1_000_003 + i) for i in ids]
     lat, spread = _start_latent(backbone, images, config, init, w_stats)
     lat.requires_grad_(True)
-    sphere = getattr(backbone, "latent_geometry", "euclidean") == "sphere"
+    sphere = backbone.latent_geometry == "sphere"
     noises: list = []
-    if config.optimize_noise and hasattr(backbone, "make_noise"):
+    if config.optimize_noise and isinstance(backbone, NoiseMaps):
         per_image = [backbone.make_noise(1, generator=gi) for gi in gens]
         noises = [torch.cat(maps).to(images.device).requires_grad_(True) for maps in zip(*per_image)]
     opt = torch.optim.Adam([lat] + noises, lr=config.lr, betas=(0.9, 0.999))
@@ -269,7 +266,7 @@ def invert(
 
 
 def invert_frames(
-    backbone,
+    backbone: Backbone,
     frames,
     out_dir: Union[str, os.PathLike],
     config: InversionConfig = InversionConfig(),
@@ -287,7 +284,6 @@ def invert_frames(
     """
     from tqdm.auto import tqdm
 
-    from .backbone import to_model_images
     from .data import square_resize
 
     out = Path(out_dir)

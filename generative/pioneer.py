@@ -25,24 +25,24 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbone import available_resolutions, check_resolution, register_backbone
-from .checkpoint import CheckpointError, restore_autoencoder_weights, export_safetensors, read_checkpoint
+from .backbone import available_resolutions, check_resolution, register_backbone, restore_backbone, weights_fingerprint
+from .checkpoint import export_safetensors, read_checkpoint, restore_autoencoder_weights
+from .configs import ConfigDict
 from .layers import EqualConv2d, PixelNorm, frozen_spectral_norm, leaky_relu, spectral_norm, upsample
 
 __all__ = ["GrowingConfig", "GrowingAutoencoder", "PioneerConfig", "Encoder", "Decoder", "PioneerAutoencoder", "KIND_OF_VARIANT"]
 
 KIND_OF_VARIANT = {"pioneer": "pioneer", "balanced": "balanced_pioneer"}
-VARIANT_OF_KIND = {v: k for k, v in KIND_OF_VARIANT.items()}
 
 
-class GrowingConfig:
+class GrowingConfig(ConfigDict):
     """What the configs of our progressively grown autoencoders share (dataclass fields ``resolution``,
     ``latent_dim``, ``channel_base``, ``max_channels``, ``min_channels``)."""
 
@@ -60,16 +60,6 @@ class GrowingConfig:
 
     def channels(self, resolution: int) -> int:
         return int(max(self.min_channels, min(self.max_channels, self.channel_base // resolution)))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
 @dataclass
@@ -199,11 +189,14 @@ class GrowingAutoencoder(nn.Module):
     """What our progressively grown sphere-latent autoencoders share (Pioneer, Balanced Pioneer,
     automodulator): ``config`` (a :class:`GrowingConfig`), ``encoder``, ``decoder``, ``decoder_ema`` and
     the current ``phase`` / ``alpha``. :meth:`encode` uses the encoder with spectral-norm power iteration
-    frozen; subclasses decode with the EMA decoder and restore themselves in ``from_payload``.
+    frozen; subclasses decode with the EMA decoder and name their ``config_class`` and ``model_name``
+    (for :meth:`from_payload`).
     """
 
     latent_geometry = "sphere"
     has_encoder = True
+    config_class: type
+    model_name: str
 
     # -------------------------------------------------------------------------- description
     @property
@@ -276,6 +269,19 @@ class GrowingAutoencoder(nn.Module):
         out.update({f"decoder_ema.{k}": v for k, v in self.decoder_ema.state_dict().items()})
         return out
 
+    def fingerprint(self) -> str:
+        """Short hex digest of the weights (:func:`generative.backbone.weights_fingerprint`)."""
+        return weights_fingerprint(self)
+
+    def restore_weights(self, payload: dict, source: str) -> None:
+        """Fill the networks and the phase from a checkpoint payload (training state or export)."""
+        restore_autoencoder_weights(self, payload, self.config.max_phase, source, self.kind)
+
+    @classmethod
+    def from_payload(cls, payload: dict, device: Union[str, torch.device] = "cpu", source: str = "checkpoint") -> "GrowingAutoencoder":
+        """Rebuild from a checkpoint payload (see :func:`generative.backbone.restore_backbone`)."""
+        return restore_backbone(cls, payload, cls.config_class, cls.model_name, device, source)
+
     def export(self, path: Union[str, os.PathLike], dtype: Optional[torch.dtype] = None) -> None:
         """Write the inference weights to a ``.safetensors`` file that :func:`generative.load` reads
         (``dtype=torch.float16`` halves the file)."""
@@ -295,6 +301,9 @@ class PioneerAutoencoder(GrowingAutoencoder):
     :meth:`decode` the EMA decoder (the weights that are evaluated and shipped), both at the current
     phase and alpha (1 for a finished model), with spectral-norm power iteration frozen.
     """
+
+    config_class = PioneerConfig
+    model_name = "Pioneer"
 
     def __init__(self, config: PioneerConfig) -> None:
         super().__init__()
@@ -320,23 +329,3 @@ class PioneerAutoencoder(GrowingAutoencoder):
             phase, alpha = check_resolution(resolution, self.resolution, what=f"{self.kind} model"), 1.0
         with frozen_spectral_norm(self.decoder_ema):
             return self.decoder_ema(F.normalize(z, dim=1), phase, alpha)
-
-    # -------------------------------------------------------------------------- persistence
-    @classmethod
-    def from_payload(cls, payload: dict, device: Union[str, torch.device] = "cpu", source: str = "checkpoint") -> "PioneerAutoencoder":
-        kind = payload.get("kind")
-        if kind not in VARIANT_OF_KIND:
-            raise CheckpointError(
-                f"{source} holds a '{kind}' model, not a Pioneer model ({', '.join(VARIANT_OF_KIND)}); "
-                "use generative.load() to restore any kind"
-            )
-        try:
-            config = PioneerConfig.from_dict(dict(payload["config"]))
-        except (TypeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{source}: invalid Pioneer config ({exc})") from exc
-        if config.kind != kind:
-            raise CheckpointError(f"{source}: kind '{kind}' does not match its config variant '{config.variant}'")
-        with torch.random.fork_rng(devices=[]):  # building the nets must not disturb the caller's RNG
-            model = cls(config)
-        restore_autoencoder_weights(model, payload, config.max_phase, source, kind)
-        return model.to(device)

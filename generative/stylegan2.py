@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -38,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbone import register_backbone
+from .backbone import register_backbone, restore_backbone, weights_fingerprint
 from .checkpoint import CheckpointError, atomic_save, export_safetensors, read_checkpoint
+from .configs import ConfigDict
 from .layers import EqualLinear, PixelNorm
 
 __all__ = [
@@ -70,7 +71,7 @@ def _check_power_of_two(resolution: int) -> int:
 
 
 @dataclass
-class StyleGAN2Config:
+class StyleGAN2Config(ConfigDict):
     """Everything needed to rebuild the networks.
 
     Channel widths follow rosinality's table, ``channels(r) = min(max_channels, 16384 * channel_multiplier
@@ -95,6 +96,10 @@ class StyleGAN2Config:
             raise ValueError(f"StyleGAN2Config.lr_mlp must be positive, got {self.lr_mlp}")
 
     @property
+    def kind(self) -> str:
+        return KIND
+
+    @property
     def log_size(self) -> int:
         return int(round(math.log2(self.resolution)))
 
@@ -113,16 +118,6 @@ class StyleGAN2Config:
     def noise_size(self, layer: int) -> int:
         """Side of noise map ``layer`` (rosinality: ``2 ** ((layer + 5) // 2)``)."""
         return 2 ** ((layer + 5) // 2)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StyleGAN2Config":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown StyleGAN2Config fields: {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
 # ----------------------------------------------------------------------------------------- primitives
@@ -516,21 +511,21 @@ class StyleGAN2Generator(nn.Module):
         """Write the generator to a ``.safetensors`` file that :func:`generative.load` reads."""
         export_safetensors(path, self.kind, self.config.to_dict(), self.state_dict(), phase=0, alpha=1.0)
 
-    @classmethod
-    def from_payload(cls, payload: dict, device: Union[str, torch.device] = "cpu", source: str = "checkpoint") -> "StyleGAN2Generator":
-        if payload.get("kind") != KIND:
-            raise CheckpointError(f"{source} holds a '{payload.get('kind')}' model, not a StyleGAN2 generator; use generative.load()")
+    def fingerprint(self) -> str:
+        """Short hex digest of the weights (:func:`generative.backbone.weights_fingerprint`)."""
+        return weights_fingerprint(self)
+
+    def restore_weights(self, payload: dict, source: str) -> None:
+        """Load the state dict of one of our checkpoints or exports (``CheckpointError`` if it does not fit)."""
         try:
-            config = StyleGAN2Config.from_dict(dict(payload["config"]))
-        except (TypeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{source}: invalid StyleGAN2 config ({exc})") from exc
-        with torch.random.fork_rng(devices=[]):  # building the nets must not disturb the caller's RNG
-            model = cls(config)
-        try:
-            model.load_state_dict(payload["model"])
+            self.load_state_dict(payload["model"])
         except (RuntimeError, KeyError) as exc:
             raise CheckpointError(f"{source}: weights do not fit the recorded StyleGAN2 architecture ({exc})") from exc
-        return model.to(device).eval()
+
+    @classmethod
+    def from_payload(cls, payload: dict, device: Union[str, torch.device] = "cpu", source: str = "checkpoint") -> "StyleGAN2Generator":
+        """Rebuild from a checkpoint payload (see :func:`generative.backbone.restore_backbone`), in eval mode."""
+        return restore_backbone(cls, payload, StyleGAN2Config, "StyleGAN2", device, source).eval()
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> "StyleGAN2Generator":

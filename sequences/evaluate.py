@@ -22,13 +22,19 @@ def psnr_of(mse: float) -> float:
     return float(10 * np.log10(1.0 / max(float(mse), 1e-12)))
 
 
-def frame_errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, list[float]]:
-    """Per-frame MSE (images scaled to [0, 1]) and PSNR (dB) between uint8 frame stacks."""
+def frame_errors(pred: np.ndarray, truth: np.ndarray, ssim: bool = False) -> dict[str, list[float]]:
+    """Per-frame MSE (images scaled to [0, 1]), PSNR (dB) and, with ``ssim``, SSIM (Gaussian window,
+    :func:`generative.metrics.ssim`) between uint8 frame stacks ``(N, H, W, 3)``."""
     a = pred.astype(np.float64) / 255.0
     b = truth.astype(np.float64) / 255.0
     mse = ((a - b) ** 2).reshape(len(a), -1).mean(1)
     psnr = 10 * np.log10(1.0 / np.maximum(mse, 1e-12))
-    return {"mse": mse.tolist(), "psnr": psnr.tolist()}
+    out = {"mse": mse.tolist(), "psnr": psnr.tolist()}
+    if ssim:
+        from generative.metrics import ssim_uint8
+
+        out["ssim"] = ssim_uint8(pred, truth).tolist()
+    return out
 
 
 def delta_smoothness(frames: np.ndarray, delta: int = 5, distance=None) -> Optional[float]:
@@ -88,17 +94,19 @@ def method_metrics(
     lpips: Optional[Callable] = None,
 ) -> dict[str, Any]:
     """The scores of one method's frames ``(M, r, r, 3)``: smoothness, and with ``truth`` per-frame
-    MSE / PSNR (and LPIPS) over all frames and over the ``held`` ``(M,)`` out ones; with the latent
+    MSE / PSNR / SSIM (and LPIPS) over all frames and over the ``held`` ``(M,)`` out ones; with the latent
     posterior variance ``var`` ``(M,)``, its mean sd at observed and held-out frames."""
     entry: dict[str, Any] = {"delta_smoothness_rmse": delta_smoothness(frames)}
     if lpips is not None:
         entry["delta_smoothness_lpips"] = delta_smoothness(frames, distance=lpips)
     if truth is not None:
-        err = frame_errors(frames, truth)
+        err = frame_errors(frames, truth, ssim=True)
         entry["per_frame"] = err
         entry["mse_all"] = float(np.mean(err["mse"]))
+        entry["ssim_all"] = float(np.mean(err["ssim"]))
         if held.any():
             entry["mse_held_out"] = float(np.mean(np.asarray(err["mse"])[held]))
+            entry["ssim_held_out"] = float(np.mean(np.asarray(err["ssim"])[held]))
             # PSNR of the mean held-out MSE: a mean of per-frame PSNRs is dominated by frames that happen
             # to equal a keyframe (a standstill gives 120 dB), not by the frames that are hard.
             entry["psnr_held_out"] = psnr_of(entry["mse_held_out"])

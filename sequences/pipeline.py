@@ -162,7 +162,7 @@ def _observed_mask(run) -> np.ndarray:
 def _latents(run, backbone, obs: np.ndarray, out_dir: str, config: PipelineConfig) -> np.ndarray:
     """Latents ``(N, *latent_shape)`` of the run's frames: encoded, or inverted at the observed frames
     (NaN rows elsewhere) for backbones without an encoder or when ``config.inversion`` asks for it."""
-    if getattr(backbone, "has_encoder", False) and config.inversion is None:
+    if backbone.has_encoder and config.inversion is None:
         return encode_frames(backbone, run.frames, config.batch_size, config.progress, config.cache_dir)
     return invert_observed(backbone, run.frames, obs, config.cache_dir or out_dir, config.inversion,
                            config.perceptual_weights, config.device, config.progress)
@@ -218,7 +218,8 @@ def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, co
     sd_detail = None
     model = preds[head].model
     if config.detail and model is not None:
-        detailed, sd_detail = _detail(backbone, run, obs, model, decoded[head], keyframes, poses_q, size, config, own_frames)
+        detailed, sd_detail = _detail(backbone, run, obs, head, model, decoded[head], keyframes, poses_q, size, config,
+                                      own_frames)
         outputs.update({f"{head}+{name}": frames for name, frames in detailed.items()})
     for m, frames in decoded.items():
         outputs[m] = resize_frames(frames, size)
@@ -230,7 +231,7 @@ def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, co
 
 
 
-def _detail(backbone, run, obs, model, decoded_q, keyframes, poses_q, size, config, own_frames: bool):
+def _detail(backbone, run, obs, method, model, decoded_q, keyframes, poses_q, size, config, own_frames: bool):
     """The headline method at the output size with the keyframes' detail, both constructions of
     :mod:`generative.detail`: ``"warp"`` (keyframe pixels moved along the decoded motion; neighbours in
     time for the run's own frames, in pose for novel views) and ``"detail"`` (GP-interpolated residuals).
@@ -246,5 +247,5 @@ def _detail(backbone, run, obs, model, decoded_q, keyframes, poses_q, size, conf
     else:
         idx, w = pose_neighbours(poses_obs, poses_q)
     warped = warp_detail(keyframes, decoded_obs, decoded_q, idx, w, size)
-    residual, sd = add_detail(model, poses_obs, keyframes, decoded_obs, poses_q, decoded_q, size)
+    residual, sd = add_detail(method, poses_obs, keyframes, decoded_obs, poses_q, decoded_q, size)
     return {"warp": warped, "detail": residual}, sd

@@ -30,6 +30,7 @@ __all__ = [
     "write_frame_outputs",
     "write_plots",
     "write_metrics",
+    "methods_table",
 ]
 
 
@@ -196,3 +197,34 @@ def _finite_or_none(x: Any) -> Any:
 def write_metrics(path: str, metrics: dict) -> None:
     """``metrics.json``, written atomically as strict JSON (see :func:`_finite_or_none`)."""
     atomic_write_json(path, _finite_or_none(metrics))
+
+
+def methods_table(metrics: Mapping[str, Any]) -> str:
+    """The held-out scores of every method in ``metrics`` (as written to ``metrics.json``) as a text
+    table: MSE, PSNR, SSIM (and LPIPS when scored), best value of each column marked ``*``; then how
+    the headline method compares with the best method that uses no backbone."""
+    methods = metrics["methods"]
+    rows = [(m, e) for m, e in methods.items() if e.get("mse_held_out") is not None]
+    if not rows:
+        return "  (no held-out frames with ground truth to score)"
+    cols = [("mse_held_out", "MSE", min, "{:.5f}"), ("psnr_held_out", "PSNR dB", max, "{:.2f}"),
+            ("ssim_held_out", "SSIM", max, "{:.4f}")]
+    if any("lpips_held_out" in e for _, e in rows):
+        cols.append(("lpips_held_out", "LPIPS", min, "{:.4f}"))
+    best = {key: pick(e[key] for _, e in rows if e.get(key) is not None) for key, _, pick, _ in cols}
+    width = max(len(m) for m, _ in rows)
+    lines = [f"  {'method':<{width}}  " + "  ".join(f"{label:>9}" for _, label, _, _ in cols) + "  kind"]
+    for m, e in rows:
+        cells = []
+        for key, _, _, fmt in cols:
+            v = e.get(key)
+            cells.append(f"{(fmt.format(v) + ('*' if v == best[key] else ' ')) if v is not None else '-':>9}")
+        lines.append(f"  {m:<{width}}  " + "  ".join(cells) + f"  {e.get('kind', '')}")
+    head = metrics.get("headline")
+    pixel = [(m, e["mse_held_out"]) for m, e in rows if e.get("kind", "").startswith("pixel")]
+    if head in methods and methods[head].get("mse_held_out") is not None and pixel:
+        name, mse = min(pixel, key=lambda p: p[1])
+        ratio = methods[head]["mse_held_out"] / mse
+        verdict = f"{(1 - ratio) * 100:.1f}% lower MSE" if ratio < 1 else f"{(ratio - 1) * 100:.1f}% HIGHER MSE (loses)"
+        lines.append(f"  {head} vs the best no-backbone baseline ({name}): {verdict}")
+    return "\n".join(lines)

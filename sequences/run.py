@@ -246,6 +246,14 @@ class CameraRun:
             return None
         return int(self.frames.shape[1]), int(self.frames.shape[2])
 
+    @property
+    def frame_rate(self) -> Optional[float]:
+        """Frames per second from the median timestamp step (``None`` for fewer than two frames)."""
+        if len(self) < 2:
+            return None
+        step = float(np.median(np.diff(np.asarray(self.timestamps, np.float64))))
+        return 1.0 / step if step > 0 else None
+
     def frame(self, i: int) -> np.ndarray:
         """Frame ``i`` as ``(H, W, 3)`` uint8 RGB."""
         if self.frames is None:

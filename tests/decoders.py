@@ -20,3 +20,8 @@ class LinearDecoder(nn.Module):
 
     def decode(self, z):
         return torch.tanh(z @ self.w.T).reshape(-1, 3, 16, 16)
+
+    def fingerprint(self) -> str:
+        from generative.backbone import weights_fingerprint
+
+        return weights_fingerprint(self)

@@ -44,7 +44,7 @@ def test_demo_writes_everything(tmp_path, capsys):
     from sequences.cli import main
 
     out = tmp_path / "demo"
-    rc = main(["demo", "--out", str(out), "--frames", "30", "--keyframes", "every:5", "--quiet"])
+    rc = main(["demo", "--out", str(out), "--frames", "30", "--keyframes", "every:5", "--size", "64", "--quiet"])
     text = capsys.readouterr().out
     assert rc == 0 and str(out) in text and "view" in text
     for name in ("interpolated.mp4", "comparison.mp4", "uncertainty.mp4"):
@@ -55,12 +55,16 @@ def test_demo_writes_everything(tmp_path, capsys):
             if not ok:
                 break
             n += 1
-            assert min(frame.shape[:2]) >= 128  # upscaled from 32 px for viewing
+            assert min(frame.shape[:2]) >= 256  # upscaled for viewing
         assert n == 30, name
     for name in ("comparison_strip.png", "latent_trajectories.png", "kernel_matrices.png", "strip_view.png"):
         assert cv2.imread(str(out / name)) is not None, name
     m = json.loads((out / "metrics.json").read_text())
-    assert set(m["methods"]) == {"view", "time", "linear"} and m["backbone"]["resolution"] == 32
+    from sequences.evaluate import PIXEL_BASELINES
+
+    assert set(m["methods"]) == {"view", "time", "linear", "view+warp", "view+detail", "per-frame", *PIXEL_BASELINES}
+    assert m["output_size"] == 64 and m["headline"] == "view+warp"
+    assert "best no-backbone baseline" in text and "px-gp" in text
     view = m["methods"]["view"]
     assert view["posterior_sd_held_out"] > view["posterior_sd_observed"]
     assert np.isfinite(view["mse_held_out"])

@@ -262,7 +262,7 @@ def test_inception_features_from_a_tf_fid_state_dict():
 def test_tf_fid_blocks_differ_from_torchvision_only_in_pooling():
     from torchvision.models.inception import InceptionA, InceptionE
 
-    from generative.metrics import _fid_inception_blocks
+    from generative.metrics.fid import _fid_inception_blocks
 
     A, _, E = _fid_inception_blocks()
     torch.manual_seed(0)

@@ -38,6 +38,11 @@ class TinyBackbone(nn.Module):
         x = torch.tanh(self.dec(z)).reshape(-1, 3, 8, 8)
         return nn.functional.interpolate(x, size=16, mode="bilinear", align_corners=False)
 
+    def fingerprint(self):
+        from generative.backbone import weights_fingerprint
+
+        return weights_fingerprint(self)
+
 
 @pytest.fixture(scope="module")
 def phone():

@@ -1,4 +1,4 @@
-"""CycleGAN translator pair (generative/translator.py): shapes, losses, pool, training, exact resume."""
+"""CycleGAN translator pair (generative/translator.py, generative/training/cyclegan.py): shapes, losses, pool, training, exact resume."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ import torch
 from torch import nn
 
 from generative.training.buffer import SamplePool
-from generative.translator import (
-    CycleGANTrainer,
-    PatchDiscriminator,
-    ResnetGenerator,
-    TranslatorConfig,
-    cycle_loss,
-    lsgan_loss,
-    patchgan_receptive_field,
-)
+from generative.training.cyclegan import CycleGANTrainer, cycle_loss, lsgan_loss
+from generative.translator import PatchDiscriminator, ResnetGenerator, TranslatorConfig, patchgan_receptive_field
 
 torch.set_num_threads(1)
 

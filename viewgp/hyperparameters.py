@@ -2,12 +2,14 @@
 final values when there is too little data to fit (e.g. only the first and last frame observed).
 
 Lengthscales come from the median pairwise pose distance in each sub-kernel's input columns, converted
-to the kernel's own distance (chordal for the SE orientation kernel, geodesic angle for heat/Matern/Euler).
+to the distance the kernel's lengthscale is measured in (its ``lengthscale_distance``: Euclidean for
+translation and time, chordal for the SE orientation kernel, the geodesic angle for heat/Matern/Euler).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -28,21 +30,33 @@ def lengthscale_modules(kernel) -> list[tuple[str, torch.nn.Module]]:
     ]
 
 
+# Median distance d in a kernel's input columns -> the lengthscale that puts d on the kernel's length
+# scale, by the distance the kernel's lengthscale is measured in (its ``lengthscale_distance``). Rotation
+# columns hold vec(R), where d is chordal: ``d = ||R - R'||_F = 2 sqrt(2) sin(theta / 2)``.
+_FROM_MEDIAN: dict[str, Callable[[float], float]] = {
+    "euclidean": lambda d: d,
+    # the SE view kernel is exp(-d^2 / (4 l^2)): l = d / sqrt(2)
+    "chordal": lambda d: d / math.sqrt(2.0),
+    # kernels of the rotation angle: l = theta = 2 asin(d / (2 sqrt(2)))
+    "geodesic": lambda d: 2.0 * math.asin(min(1.0, d / (2.0 * math.sqrt(2.0)))),
+}
+
+
 def lengthscale_from_median(kernel, median: float) -> float:
     """A kernel's lengthscale for which the median pairwise pose distance sits on its length scale.
 
-    ``median`` is measured in the kernel's input columns; for rotations that is the chordal distance
-    ``d = ||R - R'||_F = 2 sqrt(2) sin(theta / 2)``. The SE view kernel is ``exp(-d^2 / (4 l^2))``, so
-    ``l = d / sqrt(2)``; kernels of the geodesic angle (heat, Matern, Euler, geodesic) take
-    ``l = theta = 2 asin(d / (2 sqrt(2)))``.
+    ``median`` is measured in the kernel's input columns. The kernel's ``lengthscale_distance`` says
+    how to convert it: ``"euclidean"`` (translation, time) ``l = d``; ``"chordal"`` (SE orientation
+    kernel on vec(R)) ``l = d / sqrt(2)``; ``"geodesic"`` (heat, Matern, Euler, geodesic, quaternion
+    kernels) ``l = theta = 2 asin(d / (2 sqrt(2)))``. GPyTorch's own kernels, which declare none,
+    measure Euclidean distances.
     """
-    from viewgp.kernels import OrientationKernel
-
-    if kernel.active_dims.numel() != 9:  # translation or time: plain Euclidean distances
-        return median
-    if isinstance(kernel, OrientationKernel):
-        return median / math.sqrt(2.0)
-    return 2.0 * math.asin(min(1.0, median / (2.0 * math.sqrt(2.0))))
+    distance = getattr(kernel, "lengthscale_distance", "euclidean")
+    if distance not in _FROM_MEDIAN:
+        raise ValueError(
+            f"{type(kernel).__name__}.lengthscale_distance is {distance!r}; use one of {', '.join(map(repr, _FROM_MEDIAN))}"
+        )
+    return _FROM_MEDIAN[distance](median)
 
 
 def init_hyperparameters(gp, poses_obs: Tensor, poses_query: Tensor, z_flat: Tensor) -> None:

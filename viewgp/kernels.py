@@ -6,8 +6,14 @@ reads its own columns through GPyTorch's ``active_dims`` (set by default), so fa
 ``*`` on the same input; pass ``active_dims`` to feed narrower inputs (e.g. ``active_dims=range(9)``
 on ``(N, 9)`` rotations, ``active_dims=None`` for inputs holding exactly the kernel's columns). All
 kernels are unscaled (``k(x, x) = 1``); wrap them in ``gpytorch.kernels.ScaleKernel`` for an output
-scale. All hyper-parameters are constrained positive; float32 and float64, batch shapes, ``diag=True``
-and gradients are supported.
+scale. All hyper-parameters are constrained positive by default; as in GPyTorch, every constructor takes
+``lengthscale_constraint=`` / ``lengthscale_prior=`` (and the ARD orientation kernel ``ard_scales_constraint=``
+/ ``ard_scales_prior=``). Float32 and float64, batch shapes, ``diag=True`` and gradients are supported.
+
+Every kernel with a lengthscale says in which distance it is measured (class attribute
+``lengthscale_distance``): ``"euclidean"`` (translation, time), ``"chordal"`` (``||vec R - vec R'||``,
+the SE orientation kernel) or ``"geodesic"`` (the rotation angle theta); :mod:`viewgp.hyperparameters`
+converts data-driven distances with it.
 
 The math behind the view kernel (thesis eq. 3.9)::
 
@@ -39,12 +45,14 @@ Where each class comes from:
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Optional, Sequence
 
 import torch
-from gpytorch.constraints import Positive
+from gpytorch.constraints import Interval, Positive
 from gpytorch.kernels import Kernel, MaternKernel, RBFKernel
+from gpytorch.priors import Prior
 from linear_operator import to_dense
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -167,18 +175,42 @@ class OrientationKernel(_PoseKernel):
             camera's j-th axis in the world), ``L_j`` weights disagreement of camera axis j; it is 0
             for ``R = R'``, and ``L = I / l^2`` gives back ``form="se"``.
         active_dims: the 9 vec(R) columns (default 0-8).
+        ard_scales_constraint, ard_scales_prior: of ``ard_scales`` (``form="ard"`` only; default
+            ``Positive()`` and none). They start at ``exp(2.63)`` if the constraint allows it.
+        lengthscale_constraint, lengthscale_prior, batch_shape, ...: GPyTorch's ``Kernel`` arguments.
+
+    The lengthscale is measured in the chordal distance ``||vec R - vec R'|| = 2 sqrt(2) sin(theta / 2)``
+    (``exp(-d^2 / (4 l^2))`` for ``"se"``).
     """
 
-    def __init__(self, form: str = "se", active_dims: Dims = ROT_DIMS, **kwargs):
+    lengthscale_distance = "chordal"
+
+    def __init__(
+        self,
+        form: str = "se",
+        active_dims: Dims = ROT_DIMS,
+        ard_scales_constraint: Optional[Interval] = None,
+        ard_scales_prior: Optional[Prior] = None,
+        **kwargs,
+    ):
         if form not in ("se", "exp", "ard"):
             raise ValueError(f"OrientationKernel form must be 'se', 'exp' or 'ard', got {form!r}")
         self.has_lengthscale = form != "ard"
         super().__init__(active_dims=active_dims, **kwargs)
         self.form = form
         if form == "ard":
+            constraint = Positive() if ard_scales_constraint is None else ard_scales_constraint
             self.register_parameter("raw_ard_scales", torch.nn.Parameter(torch.zeros(*self.batch_shape, 3)))
-            self.register_constraint("raw_ard_scales", Positive())
-            self.ard_scales = math.exp(2.63)
+            self.register_constraint("raw_ard_scales", constraint)
+            if ard_scales_prior is not None:
+                if not isinstance(ard_scales_prior, Prior):
+                    raise TypeError(f"Expected gpytorch.priors.Prior but got {type(ard_scales_prior).__name__}")
+                self.register_prior(
+                    "ard_scales_prior", ard_scales_prior, lambda m: m.ard_scales, lambda m, v: m._set_ard_scales(v)
+                )
+            # the chairs code's start, where the constraint allows it (else the constraint's own start)
+            if constraint.initial_value is None and constraint.check(torch.tensor(math.exp(2.63))):
+                self.ard_scales = math.exp(2.63)
 
     @property
     def ard_scales(self) -> Tensor:
@@ -187,6 +219,9 @@ class OrientationKernel(_PoseKernel):
 
     @ard_scales.setter
     def ard_scales(self, value) -> None:
+        self._set_ard_scales(value)
+
+    def _set_ard_scales(self, value) -> None:
         raw = self.raw_ard_scales
         value = torch.as_tensor(value, dtype=raw.dtype, device=raw.device).expand_as(raw)
         self.initialize(raw_ard_scales=self.raw_ard_scales_constraint.inverse_transform(value))
@@ -228,6 +263,7 @@ class _EuclideanKernel(_PoseKernel):
     module (``raw_lengthscale``) next to its ``active_dims``."""
 
     has_lengthscale = True
+    lengthscale_distance = "euclidean"
 
     def __init__(self, kind: str, active_dims: Dims, width: int, ard: bool = False, **kwargs):
         if kind not in EUCLIDEAN_KINDS:
@@ -292,6 +328,8 @@ class ViewKernel(_PoseKernel):
         translation: ``"rbf"``, ``"matern12"``, ``"matern32"``, ``"matern52"`` or ``None``.
         temporal: ``None`` or a kind as for translation, on the time column (input ``(N, 13)``).
         batch_shape: passed to every factor.
+        lengthscale_constraint, lengthscale_prior: given to every factor with a lengthscale (each gets
+            its own copy); the view kernel itself has no lengthscale.
     """
 
     def __init__(
@@ -300,12 +338,23 @@ class ViewKernel(_PoseKernel):
         translation: Optional[str] = "rbf",
         temporal: Optional[str] = None,
         batch_shape: torch.Size = torch.Size([]),
+        lengthscale_constraint: Optional[Interval] = None,
+        lengthscale_prior: Optional[Prior] = None,
         **kwargs,
     ):
         super().__init__(batch_shape=batch_shape, **kwargs)
-        self.orientation = _orientation_factor(orientation, batch_shape)
-        self.translation = TranslationKernel(translation, batch_shape=batch_shape) if translation else None
-        self.temporal = TemporalKernel(temporal, batch_shape=batch_shape) if temporal else None
+
+        def factor_kwargs() -> dict:
+            out = {"batch_shape": batch_shape}
+            if lengthscale_constraint is not None:
+                out["lengthscale_constraint"] = copy.deepcopy(lengthscale_constraint)
+            if lengthscale_prior is not None:
+                out["lengthscale_prior"] = copy.deepcopy(lengthscale_prior)
+            return out
+
+        self.orientation = _orientation_factor(orientation, **factor_kwargs())
+        self.translation = TranslationKernel(translation, **factor_kwargs()) if translation else None
+        self.temporal = TemporalKernel(temporal, **factor_kwargs()) if temporal else None
 
     @property
     def factors(self) -> list[Kernel]:
@@ -320,13 +369,13 @@ class ViewKernel(_PoseKernel):
         return out
 
 
-def _orientation_factor(name: str, batch_shape: torch.Size) -> Kernel:
+def _orientation_factor(name: str, **kwargs) -> Kernel:
     if name in ("se", "exp", "ard"):
-        return OrientationKernel(form=name, batch_shape=batch_shape)
+        return OrientationKernel(form=name, **kwargs)
     if name == "heat":
-        return SO3HeatKernel(batch_shape=batch_shape)
+        return SO3HeatKernel(**kwargs)
     if name in _MATERN_NU:
-        return SO3MaternKernel(nu=_MATERN_NU[name], batch_shape=batch_shape)
+        return SO3MaternKernel(nu=_MATERN_NU[name], **kwargs)
     raise ValueError(
         f"unknown orientation kernel {name!r}; use 'se', 'exp', 'ard', 'heat', 'matern12', 'matern32' or 'matern52'"
     )
@@ -334,7 +383,8 @@ def _orientation_factor(name: str, batch_shape: torch.Size) -> Kernel:
 
 # ------------------------------------------------------------------------- rotation-only baselines
 class _RotationKernel(_PoseKernel):
-    """Base for kernels of the rotation alone (columns 0-8) with one lengthscale."""
+    """Base for kernels of the rotation alone (columns 0-8) with one lengthscale; subclasses declare
+    its ``lengthscale_distance``."""
 
     has_lengthscale = True
 
@@ -358,6 +408,8 @@ class EulerPeriodicKernel(_RotationKernel):
     only for rotations about one axis.
     """
 
+    lengthscale_distance = "geodesic"  # per-axis angle differences: the lengthscale is an angle
+
     def __init__(self, order: str = "xyz", **kwargs):
         matrix_to_euler(torch.eye(3, dtype=torch.float64), order)  # ValueError for a bad order, now
         super().__init__(**kwargs)
@@ -378,6 +430,9 @@ class QuaternionSEKernel(_RotationKernel):
     the canonical sign flips across ``w = 0`` (rotation angle pi): two nearby rotations on either side
     get ``||q - q'|| ~ 2`` and almost zero covariance. ``||q - q'||^2 = 2 - 2 q . q'`` (one matmul).
     """
+
+    # ||q - q'|| = 2 sin(theta / 4) away from the sign flip: an angle scale, started like the angle kernels
+    lengthscale_distance = "geodesic"
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, last_dim_is_batch: bool = False, **params) -> Tensor:
         ls = self._prepare(x1, x2, diag, last_dim_is_batch)
@@ -402,6 +457,8 @@ class GeodesicSEKernel(_RotationKernel):
     theta = 2 atan2(sin(theta/2), cos(theta/2)) with ``sin(theta/2) = sqrt(tr(I - R^T R')) / 2`` and
     ``cos(theta/2) = |q . q'|``: accurate at 0 and at pi, unlike arccos of the trace.
     """
+
+    lengthscale_distance = "geodesic"
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, last_dim_is_batch: bool = False, **params) -> Tensor:
         ls = self._prepare(x1, x2, diag, last_dim_is_batch)
@@ -430,6 +487,8 @@ class SO3HeatKernel(_RotationKernel):
     recurrence, so memory is O(N M) for any ``num_terms``. Equals GeometricKernels'
     ``MaternGeometricKernel(SpecialOrthogonal(3))`` with ``nu=inf`` (to 1e-6, measured in the notes).
     """
+
+    lengthscale_distance = "geodesic"  # the Laplacian eigenvalues are those of the angle metric
 
     def __init__(self, num_terms: int = 20, **kwargs):
         if int(num_terms) < 1:

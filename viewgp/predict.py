@@ -270,45 +270,52 @@ def nearest_in_time(times_obs: np.ndarray, z_obs: np.ndarray, times_query: np.nd
 
 
 def predict_residuals(
-    gp: LatentGP,
+    method: str,
     poses_obs: Tensor,
     residuals: Tensor,
     poses_query: Tensor,
+    steps: Optional[int] = None,
     relative_noise: float = 1e-6,
     chunk: int = 32,
-) -> tuple[np.ndarray, np.ndarray]:
+    device: str | torch.device | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Interpolate per-frame residuals ``(N, D)`` (e.g. keyframe pixels minus their decoded
-    prediction) to ``poses_query`` ``(M, P)`` with the kernel of a fitted ``gp``.
+    prediction) to ``poses_query`` ``(M, P)`` with a GP of kernel ``method``.
 
-    The kernel's hyper-parameters are kept and the noise is set to ``relative_noise`` times the
-    output scale, so the prediction reproduces every observed residual (an observed frame comes back
-    exactly). The signal variance is re-estimated per dimension in closed form (type-II ML for a fixed
-    correlation ``C``: ``s_d^2 = r_d^T C^-1 r_d / N`` about the constant mean), which makes the
-    variance large where residuals are large and far from every observation. Queries are processed
+    Residual detail is far rougher than the latent trajectory, so the GP's hyper-parameters are fitted
+    to the residuals themselves (type-II ML, :func:`build_gp`): the latent GP's long lengthscales and
+    near-zero noise make the keyframes nearly collinear, and interpolating residuals with them rings
+    (measured on the demo run: held-out MSE 0.0223 vs 0.0153). The posterior variance is taken at the
+    fitted noise, per dimension scaled by the closed-form type-II ML signal variance
+    ``s_d^2 = r_d^T K_y^-1 r_d / N`` (large where residuals are large, far from every keyframe); the
+    mean is then computed with the noise lowered to ``relative_noise`` times the output scale, so it
+    reproduces every observed residual (an observed frame comes back exactly). Queries are processed
     ``chunk`` at a time, so D can be a whole high-resolution frame.
 
     Returns:
-        mean ``(M, D)`` and variance ``(M, D)``, float32 numpy arrays.
+        mean ``(M, D)`` and variance ``(M, D)`` (float32 numpy arrays) and the fitted hyper-parameters.
     """
-    import copy
-
-    g = LatentGP(kernel=copy.deepcopy(gp.kernel), mean="constant", learn_noise=False,
-                 dtype=gp.raw_noise.dtype, device=gp.raw_noise.device)
-    with torch.no_grad():
-        g.kernel.outputscale = 1.0
-    g.noise = relative_noise
-    r = torch.as_tensor(residuals).to(dtype=g.raw_noise.dtype, device=g.raw_noise.device)
+    r = torch.as_tensor(residuals, dtype=torch.float64)
     r = r.reshape(r.shape[0], -1)
-    g.fit(poses_obs, r, optimize=False)
-    scale = ((g.alpha_ * (r - g.mean_)).sum(0) / r.shape[0]).clamp_min(0)  # (D,) = r_d^T C^-1 r_d / N
+    gp = build_gp(method, poses_obs, poses_query, r, device=device)
+    steps = default_fit_steps(r.shape[0]) if steps is None else steps
+    gp.fit(poses_obs, r, steps=steps, optimize=steps > 0)
+    hyper = gp.hyperparameters()
+    outputscale = float(gp.kernel.outputscale.detach())
+    rd = r.to(gp.alpha_.device)
+    scale = ((gp.alpha_ * (rd - gp.mean_)).sum(0) / rd.shape[0]).clamp_min(0) / outputscale  # (D,)
     m = poses_query.shape[0]
-    mean = np.empty((m, r.shape[1]), np.float32)
     var = np.empty((m, r.shape[1]), np.float32)
     for s in range(0, m, chunk):
-        mu, v = g.predict(poses_query[s : s + chunk])  # v: posterior variance of the unit-scale correlation
-        mean[s : s + chunk] = mu.cpu().numpy()
+        _, v = gp.predict(poses_query[s : s + chunk])  # (chunk,) at the fitted noise
         var[s : s + chunk] = (v[:, None] * scale[None, :]).cpu().numpy()
-    return mean, var
+    gp.noise = relative_noise * outputscale
+    gp.fit(poses_obs, r, optimize=False)
+    mean = np.empty((m, r.shape[1]), np.float32)
+    for s in range(0, m, chunk):
+        mu, _ = gp.predict(poses_query[s : s + chunk])
+        mean[s : s + chunk] = mu.cpu().numpy()
+    return mean, var, hyper
 
 
 def predict_latents(

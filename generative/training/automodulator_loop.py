@@ -41,7 +41,7 @@ all-reduces instead of a DDP wrapper.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -49,12 +49,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
 from ..backbone import available_resolutions
+from ..configs import ConfigDict
 from ..layers import AdaIN
 from .distributed import DistContext
 from .ema import ema_update
 from .loop import LOSS_NAMES, AGETrainer, TrainConfig
 from .losses import empirical_kl, latent_cosine_loss, reconstruction_l1
+from .registry import TrainerEntry, register_trainer
 from .robust_loss import AdaptiveRobustLoss
 from .schedule import PhaseState
 
@@ -70,7 +73,7 @@ __all__ = [
 
 
 @dataclass
-class AutomodulatorLosses:
+class AutomodulatorLosses(ConfigDict):
     """Loss switches and weights of the automodulator step (``TrainConfig.automodulator`` as a dict).
 
     ``image_loss``: ``"robust"`` (adaptive, default) or ``"l1"``; ``image_weight``: None = 0.2 for the
@@ -79,6 +82,8 @@ class AutomodulatorLosses:
     ``noise``: layer noise while training. ``flip_invariance_block``: ``None`` (off) or the block ``L >= 1``
     from which on the decoder is trained to be invariant to horizontal flips (module docstring); active
     in phases ``>= L``."""
+
+    UNKNOWN_FIELDS = "unknown automodulator loss settings: {unknown} (known: {known})"
 
     image_loss: str = "robust"
     image_weight: Optional[float] = None
@@ -107,17 +112,6 @@ class AutomodulatorLosses:
         if self.image_weight is not None:
             return float(self.image_weight)
         return 0.2 if self.image_loss == "robust" else 1.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AutomodulatorLosses":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown automodulator loss settings: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
-        return cls(**d)
 
 
 def automodulator_kl_term(kl_real: Tensor, kl_fake: Tensor, kl_weight: float, margin: float) -> Tensor:
@@ -325,3 +319,9 @@ class AutomodulatorTrainer(AGETrainer):
             self.robust_ready = [bool(v) for v in state["robust_ready"]]
         if self.opt_a is not None and "optimizer_adain" in state:
             self.opt_a.load_state_dict(state["optimizer_adain"])
+
+
+register_trainer(
+    "automodulator",
+    TrainerEntry(AutomodulatorAutoencoder, AutomodulatorTrainer, AutomodulatorConfig, AutomodulatorLosses, adam_betas=(0.0, 0.99)),
+)

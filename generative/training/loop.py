@@ -21,11 +21,12 @@ it and used unwrapped while frozen.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -37,12 +38,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from ..checkpoint import CheckpointError, CheckpointManager, capture_rng_state, read_checkpoint, restore_rng_state
+from ..configs import ConfigDict
 from ..data import ImageFolderDataset, IndexStream, StreamBatchSampler, SyntheticImageDataset, stack_images
 from ..pioneer import PioneerAutoencoder, PioneerConfig
 from .buffer import SamplePool
 from .distributed import DistContext, init_distributed
 from .ema import ema_update
 from .losses import empirical_kl, encoder_kl_term, latent_cosine_loss, reconstruction_l1
+from .registry import TrainerEntry, register_trainer, trainer_entry
 from .sample_grid import save_sample_grid
 from .schedule import PhaseState, ProgressiveSchedule, default_images_per_phase, fade_images
 
@@ -52,15 +55,17 @@ LOSS_NAMES = ("l1", "kl_real", "kl_fake", "kl_term", "loss_e", "kl_gen", "latent
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigDict):
     """Everything a training run depends on; saved in every checkpoint.
 
-    Resolution-dependent values (``batch_size``, ``lr``, ``margin``) take one number for all
-    resolutions, a ``{resolution: value}`` dict, or ``None`` for the defaults of
-    :mod:`generative.training.schedule`.
+    ``variant`` is one of :func:`generative.training.registry.registered_variants` (``"pioneer"``,
+    ``"balanced"``, ``"automodulator"``). Resolution-dependent values (``batch_size``, ``lr``,
+    ``margin``) take one number for all resolutions, a ``{resolution: value}`` dict, or ``None`` for
+    the defaults of :mod:`generative.training.schedule`. :meth:`from_dict` refuses unknown keys by
+    name; keys it lacks (a checkpoint written before a field existed) take the defaults.
     """
 
-    variant: str = "balanced"  # "pioneer" | "balanced" | "automodulator"
+    variant: str = "balanced"  # a registered training variant
     resolution: int = 64  # final resolution
     out_dir: str = "runs/pioneer"
     data: Optional[str] = None  # image folder (recursive JPEG/PNG)
@@ -93,7 +98,8 @@ class TrainConfig:
     decoder_updates: int = 2
     ema_decay: float = 0.999
     pool_size: Optional[int] = None  # None: 200 below 256 px, 100 from 256 px; 0 disables
-    # automodulator only: loss switches, see generative.training.automodulator_loop.AutomodulatorLosses
+    # the variant's own loss switches (its registered losses_class as a dict; the automodulator's are
+    # generative.training.automodulator_loop.AutomodulatorLosses); the name is kept for old checkpoints
     automodulator: Optional[dict] = None
     # run
     seed: int = 0
@@ -123,24 +129,16 @@ class TrainConfig:
             raise ValueError(f"decoder_updates must be >= 1, got {self.decoder_updates}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        self.model_config()  # validates variant / resolution / widths
-        if self.variant == "automodulator":
-            from .automodulator_loop import AutomodulatorLosses
-
-            self.automodulator = AutomodulatorLosses.from_dict(self.automodulator or {}).to_dict()
+        entry = trainer_entry(self.variant)  # ValueError listing the variants
+        self.model_config()  # validates resolution / widths
+        if entry.losses_class is not None:
+            self.automodulator = entry.losses_class.from_dict(self.automodulator or {}).to_dict()
         elif self.automodulator:
             raise ValueError(f"automodulator loss settings were given for a '{self.variant}' model")
 
     def model_config(self):
-        """The model description: a PioneerConfig, or an AutomodulatorConfig for variant 'automodulator'."""
-        if self.variant == "automodulator":
-            from ..automodulator import AutomodulatorConfig
-
-            return AutomodulatorConfig(resolution=self.resolution, latent_dim=self.latent_dim,
-                                       channel_base=self.channel_base, max_channels=self.max_channels,
-                                       min_channels=self.min_channels)
-        return PioneerConfig(
-            variant=self.variant,
+        """The model description the variant's model class is built from (e.g. a PioneerConfig)."""
+        return trainer_entry(self.variant).make_config(
             resolution=self.resolution,
             latent_dim=self.latent_dim,
             channel_base=self.channel_base,
@@ -166,18 +164,13 @@ class TrainConfig:
     def adam_betas(self) -> tuple:
         if self.betas is not None:
             return tuple(float(b) for b in self.betas)
-        return (0.0, 0.99) if self.variant in ("pioneer", "automodulator") else (0.0, 0.9)
+        return tuple(trainer_entry(self.variant).adam_betas)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = super().to_dict()
         if d["betas"] is not None:
             d["betas"] = list(d["betas"])
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def pool_capacity(config: TrainConfig, resolution: int) -> int:
@@ -287,14 +280,18 @@ class AGETrainer:
         pass
 
 
-def build_model_and_trainer(config: TrainConfig, ctx: DistContext):
-    """``(model class, trainer class)`` for ``config.variant``."""
-    if config.variant == "automodulator":
-        from ..automodulator import AutomodulatorAutoencoder
-        from .automodulator_loop import AutomodulatorTrainer
+# Pioneer (Publication I) trains with Adam betas (0, 0.99), Balanced Pioneer (Publication II) with (0, 0.9).
+for _variant, _betas in (("pioneer", (0.0, 0.99)), ("balanced", (0.0, 0.9))):
+    register_trainer(
+        _variant,
+        TrainerEntry(PioneerAutoencoder, AGETrainer, functools.partial(PioneerConfig, variant=_variant), adam_betas=_betas),
+    )
 
-        return AutomodulatorAutoencoder, AutomodulatorTrainer
-    return PioneerAutoencoder, AGETrainer
+
+def build_model_and_trainer(config: TrainConfig, ctx: DistContext) -> tuple[type, type]:
+    """``(model class, trainer class)`` registered for ``config.variant``."""
+    entry = trainer_entry(config.variant)
+    return entry.model_class, entry.trainer_class
 
 
 def make_dataset(config: TrainConfig, resolution: int):

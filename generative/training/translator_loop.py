@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
@@ -29,7 +29,9 @@ from torch import Tensor
 
 from ..checkpoint import CheckpointError, CheckpointManager, read_checkpoint
 from ..data import ImageFolderDataset
-from ..translator import TRANSLATOR_KIND, CycleGANTrainer, TranslatorConfig, export_translator
+from ..configs import ConfigDict
+from ..translator import TRANSLATOR_KIND, TranslatorConfig, export_translator
+from .cyclegan import CycleGANTrainer
 from .sample_grid import save_sample_grid
 
 __all__ = ["TranslatorTrainConfig", "train_translator", "TRAINING_KIND"]
@@ -38,7 +40,7 @@ TRAINING_KIND = "translator_training"
 
 
 @dataclass
-class TranslatorTrainConfig:
+class TranslatorTrainConfig(ConfigDict):
     """One translator run. ``pairs``: ``[(A folder, B folder), ...]``; ``steps`` counts iterations (one
     generator + discriminator update per pair each); ``model``: :class:`TranslatorConfig` fields."""
 
@@ -77,14 +79,9 @@ class TranslatorTrainConfig:
             )
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = super().to_dict()
         d["pairs"] = [list(p) for p in self.pairs]
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TranslatorTrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def _domain(folder: str, cfg: TranslatorTrainConfig) -> ImageFolderDataset:
@@ -168,7 +165,7 @@ def train_translator(config: TranslatorTrainConfig, resume: Union[bool, str, Pat
     grid_b = torch.stack([b0[i] for i in torch.randperm(b0.num_images(), generator=fixed)[:show].tolist()])
 
     def save_state() -> None:
-        manager.save(trainer.step, kind=TRAINING_KIND, config=asdict(trainer.config), model_state=trainer.state_dict(),
+        manager.save(trainer.step, kind=TRAINING_KIND, config=trainer.config.to_dict(), model_state=trainer.state_dict(),
                      training={"config": config.to_dict(), "sampler": sampler.get_state()})  # fmt: skip
 
     from tqdm.auto import tqdm

@@ -32,6 +32,7 @@ def register(subparsers) -> None:
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="viewgp-demo", help="output folder (default: ./viewgp-demo)")
     p.add_argument("--frames", type=int, default=120, help="frames in the rendered run (default 120)")
+    p.add_argument("--size", type=int, default=256, help="rendered frame size in pixels, also the output size (default 256)")
     p.add_argument("--keyframes", default="every:10", help="every:K (default every:10), greedy:K, ends, or all")
     p.add_argument("--method", nargs="+", default=["view", "time", "linear"],
                    help="methods to compare (default: view time linear)")
@@ -46,28 +47,25 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from generative import load_default
     from sequences.pipeline import PipelineConfig, parse_keyframes, run_pipeline
+    from sequences.report import methods_table
     from sequences.synthetic import phone_run
 
     t0 = time.perf_counter()
     backbone = load_default(args.device)  # fail before rendering when the weights are missing
-    # Rendered at 64 px and area-resized to the model's 32 px, like the training data.
-    camera_run = phone_run(args.frames, size=64, seed=args.run_seed)
+    # Rendered at --size (the output size: detail layers and pixel baselines work there) and area-resized
+    # to the model's resolution when encoded, as the training data were.
+    camera_run = phone_run(args.frames, size=args.size, seed=args.run_seed)
     camera_run.save(os.path.join(args.out, "run"))
     camera_run = camera_run.with_observed(parse_keyframes(args.keyframes, len(camera_run), camera_run.pose_features(with_time=True)))
-    config = PipelineConfig(methods=tuple(args.method), device=args.device, seed=args.seed,
-                            progress=not args.quiet, cache_dir=os.path.join(args.out, "cache"))
+    config = PipelineConfig(methods=tuple(args.method), device=args.device, seed=args.seed, fps=camera_run.frame_rate or 30.0,
+                            progress=not args.quiet, cache_dir=os.path.join(args.out, "cache"), output_size=args.size)
     metrics = run_pipeline(camera_run, backbone, args.out, config)
     wall = time.perf_counter() - t0
 
     print(f"viewgp demo: {len(camera_run)} frames, {int(metrics['n_observed'])} keyframes ({args.keyframes}), "
           f"backbone {backbone.kind} {backbone.resolution} px, {wall:.1f} s")
-    print(f"  {'method':>8}  {'held-out MSE':>12}  {'PSNR dB':>7}  {'post. sd held-out / keyframes':>30}")
-    for m, e in metrics["methods"].items():
-        sd = ""
-        if e.get("posterior_sd_held_out") is not None and e.get("posterior_sd_observed") is not None:
-            sd = f"{e['posterior_sd_held_out']:.4f} / {e['posterior_sd_observed']:.4f}"
-        print(f"  {m:>8}  {e.get('mse_held_out', np.nan):12.5f}  {e.get('psnr_held_out', np.nan):7.2f}  {sd:>30}")
-    print(f"  per-frame reconstruction MSE (all frames): {metrics.get('per_frame_reconstruction_mse', np.nan):.5f}")
+    print(f"held-out frames scored at {metrics['output_size']} px (centre square):")
+    print(methods_table(metrics))
     out = os.path.abspath(args.out)
     print(f"wrote {out}/: comparison.mp4, interpolated.mp4, uncertainty.mp4, comparison_strip.png, "
           "latent_trajectories.png, kernel_matrices.png, metrics.json; the run itself in run/")

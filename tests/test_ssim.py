@@ -1,0 +1,89 @@
+"""generative.metrics.ssim: known cases, encodings of one picture, and scikit-image's reference."""
+
+import numpy as np
+import pytest
+import torch
+
+from generative.metrics import psnr, ssim, ssim_uint8
+
+
+def _smooth_images(n=2, c=3, size=24, seed=0):
+    """[0, 1] float64 images with structure at several scales."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, c, size // 4, size // 4, generator=g, dtype=torch.float64)
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return (0.7 * x + 0.3 * torch.rand(n, c, size, size, generator=g, dtype=torch.float64)).clamp(0, 1)
+
+
+def test_identical_images_score_one():
+    x = _smooth_images()
+    torch.testing.assert_close(ssim(x, x, "none", value_range=(0, 1)), torch.ones(2, dtype=torch.float64))
+    assert ssim(x * 2 - 1, x * 2 - 1).item() == pytest.approx(1.0)
+
+
+def test_constant_offset_costs_only_the_luminance_term():
+    a = torch.full((1, 3, 16, 16), 0.5, dtype=torch.float64)
+    b = a + 0.1
+    c1 = 0.01**2
+    expected = (2 * 0.5 * 0.6 + c1) / (0.5**2 + 0.6**2 + c1)  # flat images: contrast and structure are C2 / C2
+    assert ssim(a, b, value_range=(0, 1)).item() == pytest.approx(expected, rel=1e-12)
+    x = _smooth_images(n=1)
+    shifted = ssim(x * 0.8, x * 0.8 + 0.1, value_range=(0, 1)).item()
+    assert 0.9 < shifted < 1.0
+
+
+def test_noise_lowers_it_monotonically():
+    x = _smooth_images()
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    scores = [ssim(x, (x + s * noise).clamp(0, 1), value_range=(0, 1)).item() for s in (0.02, 0.1, 0.3)]
+    assert 1.0 > scores[0] > scores[1] > scores[2] > 0.0
+
+
+def test_one_picture_scores_the_same_in_every_encoding():
+    x, y = _smooth_images(seed=2), _smooth_images(seed=3)
+    x8, y8 = (x * 255).round().to(torch.uint8), (y * 255).round().to(torch.uint8)
+    x01, y01 = x8.double() / 255, y8.double() / 255
+    ref = ssim(x01, y01, "none", value_range=(0, 1))
+    torch.testing.assert_close(ssim(x01 * 2 - 1, y01 * 2 - 1, "none"), ref)
+    torch.testing.assert_close(ssim(x8, y8, "none"), ref)
+    frames = ssim_uint8(x8.permute(0, 2, 3, 1).numpy(), y8.permute(0, 2, 3, 1).numpy())
+    assert isinstance(frames, np.ndarray) and frames.shape == (2,)
+    np.testing.assert_allclose(frames, ref.numpy(), atol=1e-6)  # float32 filtering
+    assert ssim(x01, y01, value_range=(0, 1)).item() == pytest.approx(ref.mean().item())
+
+
+def test_bad_inputs_are_named():
+    x = torch.zeros(1, 3, 10, 10)
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim(x, x)
+    with pytest.raises(ValueError, match="same shape"):
+        ssim(torch.zeros(1, 3, 12, 12), torch.zeros(1, 3, 12, 13))
+    with pytest.raises(ValueError, match="uint8 RGB frames"):
+        ssim_uint8(np.zeros((2, 12, 12, 3)), np.zeros((2, 12, 12, 3)))
+    with pytest.raises(ValueError, match="'mean' or 'none'"):
+        ssim(torch.zeros(1, 3, 12, 12), torch.zeros(1, 3, 12, 12), "sum")
+    assert psnr(x, x).isinf()  # the other pixel metrics still live next to it
+
+
+def test_matches_scikit_image():
+    metrics = pytest.importorskip("skimage.metrics", reason="scikit-image is not installed (the reference implementation)")
+    x, y = _smooth_images(n=3, size=32, seed=4), _smooth_images(n=3, size=32, seed=5)
+    y = (0.6 * x + 0.4 * y).clamp(0, 1)  # correlated pairs, not just unrelated noise
+    ours = ssim(x, y, "none", value_range=(0, 1)).numpy()
+    ref = [
+        metrics.structural_similarity(
+            a.permute(1, 2, 0).numpy(), b.permute(1, 2, 0).numpy(),
+            gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=-1,
+        )
+        for a, b in zip(x, y)
+    ]  # fmt: skip
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
+    x8, y8 = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy(), (y * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    ref8 = [
+        metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1)
+        for a, b in zip(x8, y8)
+    ]
+    np.testing.assert_allclose(ssim_uint8(x8, y8), ref8, atol=1e-6)  # float32 filtering
+    # [-1, 1] images: the same picture as in [0, 1]
+    np.testing.assert_allclose(ssim(x * 2 - 1, y * 2 - 1, "none").numpy(), ref, rtol=1e-10, atol=1e-12)
