@@ -88,13 +88,8 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     timings["decode_s"] = time.perf_counter() - t0
     if config.pixel_baselines:
         t0 = time.perf_counter()
-        poses_obs = run.pose_features(with_time=True)[torch.from_numpy(obs)]
-        for name, (frames, _) in pixel_baselines(keyframes, np.asarray(run.timestamps)[obs], poses_obs, times_q,
-                                                 poses_q, head if head not in BASELINES else "view",
-                                                 device=config.device).items():
-            outputs[name] = frames
+        outputs |= _pixel_baselines(run, obs, keyframes, poses_q, times_q, head, config)
         timings["pixel_baselines_s"] = time.perf_counter() - t0
-
     panels = ({"ground truth": truth} if truth is not None else {}) | outputs
     headline = f"{head}+warp" if f"{head}+warp" in outputs else head
     labels = write_frame_outputs(out_dir, {k: v for k, v in panels.items() if k != "independent"}, headline, std,
@@ -103,31 +98,40 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     write_plots(out_dir, times_q, trajectories or {"per-frame": (z_all, None)},
                 obs if query is None else np.zeros(len(times_q), bool), z_all if query is None else None, poses_q)
 
-    held = ~obs if query is None else np.ones(len(times_q), bool)
+    metrics = {"n_frames": int(len(times_q)), "n_observed": int(obs.sum()), "observed": obs.tolist() if query is None else None,
+               "backbone": {"kind": backbone.kind, "resolution": int(backbone.resolution), "adaptation": adapt_info},
+               "output_size": int(size), "headline": headline, "panels": labels, "timings": timings}
+    metrics |= _scores(outputs, preds, truth, ~obs if query is None else np.ones(len(times_q), bool), have, config)
+    write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def _pixel_baselines(run, obs, keyframes, poses_q, times_q, head: str, config: PipelineConfig) -> dict[str, np.ndarray]:
+    """The no-backbone methods of :func:`sequences.evaluate.pixel_baselines` on the keyframes' pixels
+    (the pixel GP with the headline's kernel)."""
+    poses_obs = run.pose_features(with_time=True)[torch.from_numpy(obs)]
+    kernel = head if head not in BASELINES else "view"
+    found = pixel_baselines(keyframes, np.asarray(run.timestamps)[obs], poses_obs, times_q, poses_q, kernel,
+                            device=config.device)
+    return {name: frames for name, (frames, _) in found.items()}
+
+
+def _scores(outputs, preds, truth, held, have, config: PipelineConfig) -> dict[str, Any]:
+    """``metrics.json``'s scores: every method's entry (:func:`sequences.evaluate.method_metrics`, with its
+    kind and fitted hyper-parameters), LPIPS availability and the per-frame reconstruction error (over the
+    frames that have a latent; an inverted backbone's per-frame panel is not scored as a method)."""
     lpips, reason = lpips_distance(config.lpips_weights, config.device)
-    metrics: dict[str, Any] = {
-        "n_frames": int(len(times_q)),
-        "n_observed": int(obs.sum()),
-        "observed": obs.tolist() if query is None else None,
-        "backbone": {"kind": backbone.kind, "resolution": int(backbone.resolution), "adaptation": adapt_info},
-        "output_size": int(size),
-        "headline": headline,
-        "panels": labels,
-        "methods": {},
-        "timings": timings,
-        "lpips": "alexnet v0.1" if lpips is not None else f"unavailable: {reason}",
-    }
+    out: dict[str, Any] = {"lpips": "alexnet v0.1" if lpips is not None else f"unavailable: {reason}", "methods": {}}
     if have is not None and truth is not None:
-        metrics["per_frame_reconstruction_mse"] = float(np.mean(np.asarray(frame_errors(outputs["per-frame"], truth)["mse"])[have]))
-        if not have.all():  # inverted backbones: reconstructions exist at the keyframes only
-            outputs.pop("per-frame")
+        out["per_frame_reconstruction_mse"] = float(np.mean(np.asarray(frame_errors(outputs["per-frame"], truth)["mse"])[have]))
     for m, frames in outputs.items():
+        if m == "per-frame" and not have.all():  # inverted backbones: reconstructions at the keyframes only
+            continue
         pred = preds.get(m.split("+")[0])
         entry = {"kind": _kind(m), "hyperparameters": pred.hyperparameters if pred else {},
                  "fit_seconds": pred.fit_seconds if pred else 0.0}
-        metrics["methods"][m] = entry | method_metrics(frames, truth, held, pred.var if pred else None, lpips)
-    write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
-    return metrics
+        out["methods"][m] = entry | method_metrics(frames, truth, held, pred.var if pred else None, lpips)
+    return out
 
 
 def output_size(run, requested: Optional[int]) -> int:
