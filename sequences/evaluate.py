@@ -14,7 +14,7 @@ import torch
 __all__ = ["PIXEL_BASELINES", "psnr_of", "frame_errors", "delta_smoothness", "lpips_distance", "method_metrics", "pixel_baselines"]
 
 #: Methods that use no backbone at all: what a user could do without us (keys of :func:`pixel_baselines`).
-PIXEL_BASELINES = ("px-nearest-time", "px-nearest-pose", "px-blend", "px-gp")
+PIXEL_BASELINES = ("px-nearest-time", "px-nearest-pose", "px-blend", "px-blend-pose", "px-gp")
 
 
 def psnr_of(mse: float) -> float:
@@ -131,11 +131,14 @@ def pixel_baselines(
     kernel: str = "view",
     steps: Optional[int] = None,
     device: str | torch.device = "cpu",
+    novel: bool = False,
 ) -> dict[str, tuple[np.ndarray, Optional[np.ndarray]]]:
     """Frames predicted from the keyframes' pixels alone (no backbone), ``{name: (frames, var)}``.
 
     * ``px-nearest-time``: the keyframe nearest in time; ``px-nearest-pose``: nearest in pose;
-    * ``px-blend``: linear blend in time of the two neighbouring keyframes;
+    * ``px-blend``: linear blend in time of the two neighbouring keyframes; for ``novel`` views (query
+      poses with no place in the run's time) instead ``px-blend-pose``: the two keyframes nearest in
+      pose, blended by inverse distance, and no time-based method;
     * ``px-gp``: the same :class:`~viewgp.latent_gp.LatentGP` and kernel as the latent GP, on the
       flattened pixels (one Cholesky for all ``S x S x 3`` values); ``var`` is its posterior variance
       ``(M,)`` per value.
@@ -145,7 +148,7 @@ def pixel_baselines(
     Returns:
         uint8 frames ``(M, S, S, 3)`` per method.
     """
-    from viewgp.predict import gp_predict, linear_interpolation, nearest_in_time, nearest_view
+    from viewgp.predict import gp_predict, linear_interpolation, nearest_in_time, nearest_view, pose_neighbours
 
     shape = keyframes.shape[1:]
     flat = keyframes.reshape(len(keyframes), -1).astype(np.float64) / 255.0
@@ -153,11 +156,15 @@ def pixel_baselines(
     def frames(values: np.ndarray) -> np.ndarray:
         return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8).reshape((-1,) + shape)
 
-    out: dict[str, tuple[np.ndarray, Optional[np.ndarray]]] = {
-        "px-nearest-time": (frames(nearest_in_time(times_obs, flat, times_query)), None),
-        "px-nearest-pose": (frames(nearest_view(poses_obs, flat, poses_query)), None),
-        "px-blend": (frames(linear_interpolation(times_obs, flat, times_query)), None),
-    }
+    out: dict[str, tuple[np.ndarray, Optional[np.ndarray]]] = {}
+    if not novel:
+        out["px-nearest-time"] = (frames(nearest_in_time(times_obs, flat, times_query)), None)
+    out["px-nearest-pose"] = (frames(nearest_view(poses_obs, flat, poses_query)), None)
+    if novel:
+        idx, w = pose_neighbours(poses_obs, poses_query)
+        out["px-blend-pose"] = (frames(np.einsum("mk,mkd->md", w, flat[idx])), None)
+    else:
+        out["px-blend"] = (frames(linear_interpolation(times_obs, flat, times_query)), None)
     gp = gp_predict(kernel, poses_obs, flat, poses_query, steps=steps, device=device)
     out["px-gp"] = (frames(gp.mean), gp.var)
     return out

@@ -56,6 +56,7 @@ class PipelineConfig:
     detail: bool = True  # add the keyframes' residual detail to the headline method (generative.detail)
     pixel_baselines: bool = True  # also score nearest / blended / GP-interpolated keyframe pixels
     adapt_steps: int = 0  # fine-tune the backbone on the observed frames first (generative.adapt)
+    media: bool = True  # write videos, strips and plots (False: metrics.json only, for batch evaluations)
 
 
 def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineConfig(), query=None) -> dict:
@@ -88,15 +89,17 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     timings["decode_s"] = time.perf_counter() - t0
     if config.pixel_baselines:
         t0 = time.perf_counter()
-        outputs |= _pixel_baselines(run, obs, keyframes, poses_q, times_q, head, config)
+        outputs |= _pixel_baselines(run, obs, keyframes, poses_q, times_q, head, config, query is not None)
         timings["pixel_baselines_s"] = time.perf_counter() - t0
     panels = ({"ground truth": truth} if truth is not None else {}) | outputs
     headline = f"{head}+warp" if f"{head}+warp" in outputs else head
-    labels = write_frame_outputs(out_dir, {k: v for k, v in panels.items() if k != "independent"}, headline, std,
-                                 obs if query is None else None, config.fps, config.display_size)
-    trajectories = {m: (p.mean, p.var) for m, p in preds.items() if m != "independent"}
-    write_plots(out_dir, times_q, trajectories or {"per-frame": (z_all, None)},
-                obs if query is None else np.zeros(len(times_q), bool), z_all if query is None else None, poses_q)
+    labels = [k for k in panels if k != "independent"]
+    if config.media:
+        labels = write_frame_outputs(out_dir, {k: panels[k] for k in labels}, headline, std,
+                                     obs if query is None else None, config.fps, config.display_size)
+        trajectories = {m: (p.mean, p.var) for m, p in preds.items() if m != "independent"}
+        write_plots(out_dir, times_q, trajectories or {"per-frame": (z_all, None)},
+                    obs if query is None else np.zeros(len(times_q), bool), z_all if query is None else None, poses_q)
 
     metrics = {"n_frames": int(len(times_q)), "n_observed": int(obs.sum()), "observed": obs.tolist() if query is None else None,
                "backbone": {"kind": backbone.kind, "resolution": int(backbone.resolution), "adaptation": adapt_info},
@@ -106,13 +109,14 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     return metrics
 
 
-def _pixel_baselines(run, obs, keyframes, poses_q, times_q, head: str, config: PipelineConfig) -> dict[str, np.ndarray]:
+def _pixel_baselines(run, obs, keyframes, poses_q, times_q, head: str, config: PipelineConfig,
+                     novel: bool) -> dict[str, np.ndarray]:
     """The no-backbone methods of :func:`sequences.evaluate.pixel_baselines` on the keyframes' pixels
     (the pixel GP with the headline's kernel)."""
     poses_obs = run.pose_features(with_time=True)[torch.from_numpy(obs)]
     kernel = head if head not in BASELINES else "view"
     found = pixel_baselines(keyframes, np.asarray(run.timestamps)[obs], poses_obs, times_q, poses_q, kernel,
-                            device=config.device)
+                            device=config.device, novel=novel)
     return {name: frames for name, (frames, _) in found.items()}
 
 

@@ -79,7 +79,7 @@ def test_interpolation_writes_valid_outputs(tmp_path, phone):
     assert view["posterior_sd_held_out"] > view["posterior_sd_observed"]
     from sequences.evaluate import PIXEL_BASELINES
 
-    assert set(saved["methods"]) == {"view", "linear", "time", "view+warp", "view+detail", "per-frame", *PIXEL_BASELINES}
+    assert set(saved["methods"]) == {"view", "linear", "time", "view+warp", "view+detail", "per-frame", *PIXEL_BASELINES} - {"px-blend-pose"}
     assert saved["output_size"] == 32 and saved["headline"] == "view+warp"
     # The detail layer and the keyframe baselines give every observed frame back exactly ...
     obs = np.asarray(run.observed)
@@ -103,6 +103,8 @@ def test_novel_views_on_an_azimuth_sweep(tmp_path):
     m = run_pipeline(run, TinyBackbone(), str(tmp_path), PipelineConfig(methods=("view", "nearest"), n_samples=2, progress=False), query=query)
     assert _video_frames(tmp_path / "interpolated.mp4") == 12
     assert m["n_frames"] == 12 and "mse_all" not in m["methods"]["view"]
+    # novel views have no place in the run's time: pose-based pixel baselines only, warped by pose neighbours
+    assert set(m["methods"]) == {"view", "nearest", "view+warp", "view+detail", "px-nearest-pose", "px-blend-pose", "px-gp"}
 
 
 def test_cli_errors_are_one_line_and_exit_nonzero(tmp_path, capsys):

@@ -9,6 +9,8 @@ compared on equal terms:
   hyper-parameters by type-II maximum likelihood, or integrated out by NUTS (``bayes=``).
 * ``linear``: interpolation between the nearest observed frames in time (SLERP on the sphere for
   sphere latents), the usual baseline.
+* ``linear-pose``: interpolation between the two observed frames nearest in pose, by inverse distance
+  (SLERP on the sphere): the linear baseline for unordered views.
 * ``nearest``: the latent of the nearest observed frame in pose space (novel-view baseline).
 * ``independent``: per-frame encodings as they are (only defined where frames were observed).
 
@@ -42,12 +44,13 @@ __all__ = [
     "time_neighbours",
     "pose_neighbours",
     "nearest_view",
+    "pose_interpolation",
     "nearest_in_time",
     "predict_latents",
     "predict_residuals",
 ]
 
-BASELINES = ("linear", "nearest", "independent")
+BASELINES = ("linear", "linear-pose", "nearest", "independent")
 
 
 @dataclass
@@ -256,6 +259,21 @@ def linear_interpolation(
     return (1 - u) * z[lo] + u * z[hi]
 
 
+def pose_interpolation(poses_obs: Tensor, z_obs: np.ndarray, poses_query: Tensor, geometry: str = "euclidean") -> np.ndarray:
+    """Latents interpolated between the two observed frames nearest in pose to each query
+    (:func:`pose_neighbours` weights; SLERP for ``geometry='sphere'``), ``(M, *latent_shape)``."""
+    z = np.asarray(z_obs)
+    idx, w = pose_neighbours(poses_obs, poses_query, k=2)
+    if idx.shape[1] < 2:
+        return z[idx[:, 0]]
+    u = w[:, 1]
+    if geometry == "sphere":
+        a, b = torch.from_numpy(z[idx[:, 0]]).double(), torch.from_numpy(z[idx[:, 1]]).double()
+        return slerp(a, b, torch.from_numpy(u).reshape((-1,) + (1,) * (z.ndim - 2))).numpy().astype(z.dtype)
+    u = u.reshape((-1,) + (1,) * (z.ndim - 1))
+    return (1 - u) * z[idx[:, 0]] + u * z[idx[:, 1]]
+
+
 def nearest_view(poses_obs: Tensor, z_obs: np.ndarray, poses_query: Tensor) -> np.ndarray:
     """Latent of the observed frame nearest in pose (chordal rotation distance + translation distance)."""
     d = torch.cdist(poses_query[:, :12], poses_obs[:, :12])
@@ -338,6 +356,9 @@ def predict_latents(
                           fit_seconds=time.perf_counter() - t0)
     if method == "nearest":
         return Prediction(method, nearest_view(poses_obs, z_obs, poses_query), fit_seconds=time.perf_counter() - t0)
+    if method == "linear-pose":
+        return Prediction(method, pose_interpolation(poses_obs, z_obs, poses_query, geometry),
+                          fit_seconds=time.perf_counter() - t0)
     if method == "independent":
         if len(times_obs) != len(times_query) or not np.allclose(times_obs, times_query):
             raise ValueError("method 'independent' is only defined where every query frame was encoded")
