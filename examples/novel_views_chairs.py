@@ -1,30 +1,29 @@
 """Reproduction 8(a): novel-view prediction in the ShapeNet-chairs protocol (thesis section 3.3).
 
-For every bundled mesh, ``sequences.synthetic.chairs_protocol`` renders 60 training views (a grid of
-20 azimuths x 3 elevations) and 60 novel views (one smooth loop round the object, between the training
-azimuths and elevations). The training views are encoded with the backbone; each method predicts the
-latents of the 60 novel views from the 60 training latents and their poses; the predictions are decoded.
+For every object, ``sequences.synthetic.chairs_protocol`` renders 60 training views (a grid of 20
+azimuths x 3 elevations) and 60 novel views (one smooth loop round the object, between the training
+azimuths and elevations). The pipeline (``sequences.pipeline.run_pipeline``, training views observed,
+novel views as the query) encodes the training views, predicts the novel views' latents from the
+training latents and poses, decodes them, and scores every method at the rendered size against the
+rendered novel views.
 
-Methods: GP kernels ``view`` (orientation x translation, the thesis kernel), ``euler`` (periodic SE on
-Euler angles) and ``quaternion`` (SE on unit quaternions); ``linear`` (interpolation between the two
-training views nearest in viewing angle, weighted by inverse angle, SLERP on the latent sphere) and
-``nearest`` (the latent of the nearest training view). ``per-frame`` (encode + decode the true novel
-view) is the floor any latent-space method can reach with this backbone.
+Objects: the eight bundled meshes and the procedural objects ``random_000`` ... ``random_049`` (58 in all).
+The default backbone was trained on turntables of the meshes and of ``random_000`` ... ``random_024``
+(other views than these), never on ``random_025`` ... ``random_049``: those are reported separately as
+*held out*.
 
-Reported per method, averaged over objects: pixel MSE of the decoded prediction against the rendered
-novel view (images in [0, 1], at the backbone's resolution), and latent MSE against the encoding of
-the true novel view (``|z_pred - z_true|^2`` summed over the latent, so on the unit sphere it lies in
-[0, 4]).
+Methods:
+* latent GP kernels ``view`` (orientation x translation, the thesis kernel), ``euler`` (periodic SE on
+  Euler angles), ``quaternion`` (SE on unit quaternions); ``view+warp`` / ``view+detail``: the view GP's
+  decoded prediction with the training views' own pixels (warped along the decoded motion, from the two
+  views nearest in pose) or their GP-interpolated residual detail;
+* latent baselines ``linear-pose`` (SLERP between the two training views nearest in pose, inverse-distance
+  weights) and ``nearest``;
+* no backbone at all: ``px-nearest-pose`` (the nearest training view's pixels), ``px-blend-pose`` (the two
+  nearest views' pixels blended), ``px-gp`` (the view GP on pixels).
 
-    .venv/bin/python examples/novel_views_chairs.py            # bundled backbone, all objects
+    .venv/bin/python examples/novel_views_chairs.py                       # bundled backbone, 58 objects
     .venv/bin/python examples/novel_views_chairs.py --objects teddy duck --backbone run/model.safetensors
-
-Several ``--backbone`` checkpoints give one table each, then a side-by-side summary: e.g. the 32 px
-Balanced Pioneer and automodulator of ``train_pioneer_32px.py`` / ``train_automodulator_32px.py``, which
-are trained on turntable views on mid-grey, so render with ``--background 128``:
-
-    .venv/bin/python examples/novel_views_chairs.py --background 128 \
-        --backbone /tmp/pioneer32/run/model.safetensors /tmp/automodulator32/run/model.safetensors
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,72 +43,34 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generative import load, load_default  # noqa: E402
-from generative.data import square_resize  # noqa: E402
-from generative.frames import decode_frames, encode_frames  # noqa: E402
-from sequences.evaluate import frame_errors  # noqa: E402
-from viewgp.predict import predict_latents  # noqa: E402
-from viewgp.sphere import slerp  # noqa: E402
-from sequences.synthetic import chairs_protocol, object_names  # noqa: E402
-from viewgp.poses import geodesic_angle  # noqa: E402
+from sequences.pipeline import PipelineConfig, run_pipeline  # noqa: E402
+from sequences.report import aggregate_table  # noqa: E402
+from sequences.synthetic import chairs_protocol, object_names, random_object_names  # noqa: E402
 
-GP_METHODS = ("view", "euler", "quaternion")
-ROWS = GP_METHODS + ("linear", "nearest", "per-frame")
+METHODS = ("view", "euler", "quaternion", "linear-pose", "nearest")
+HELD_OUT = set(random_object_names(25, 50))
 
 
-def two_view_interpolation(R_train: np.ndarray, z_train: np.ndarray, R_query: np.ndarray) -> np.ndarray:
-    """For each query rotation, blend the latents of the two training views nearest in angle with
-    inverse-angle weights (SLERP on the sphere): the "linear interpolation" baseline for unordered views.
-    ``R_*``: ``(N, 3, 3)`` / ``(M, 3, 3)`` rotations; ``z_train``: ``(N, D)`` unit latents -> ``(M, D)``."""
-    ang = geodesic_angle(torch.from_numpy(R_query)[:, None], torch.from_numpy(R_train)[None]).numpy()  # (M, N)
-    order = np.argsort(ang, axis=1)[:, :2]
-    a0 = np.take_along_axis(ang, order[:, :1], 1)[:, 0]
-    a1 = np.take_along_axis(ang, order[:, 1:], 1)[:, 0]
-    u = a0 / np.maximum(a0 + a1, 1e-12)  # 0 at the nearest view
-    return slerp(torch.from_numpy(z_train[order[:, 0]]), torch.from_numpy(z_train[order[:, 1]]), torch.from_numpy(u)).numpy()
-
-
-def evaluate_object(backbone, obj: str, size: int, steps: int, device: str, background: int = 255) -> dict[str, tuple[float, float]]:
-    """``{method: (pixel MSE, latent MSE)}`` for one object rendered on a grey level ``background``."""
+def evaluate_object(backbone, obj: str, size: int, steps: int, device: str, background: int) -> dict:
+    """The pipeline's ``metrics.json`` method entries for one object's 60 novel views."""
     train, novel = chairs_protocol(obj, size=size, background=(background,) * 3)
-    z_tr = encode_frames(backbone, train.frames, progress=False).astype(np.float64)
-    z_nv = encode_frames(backbone, novel.frames, progress=False).astype(np.float64)
-    truth = np.stack([square_resize(np.asarray(f), backbone.resolution) for f in novel.frames])
-    p_tr, p_nv = train.pose_features(with_time=True), novel.pose_features(with_time=True)
-    t_tr, t_nv = np.asarray(train.timestamps), np.asarray(novel.timestamps)
-    preds: dict[str, np.ndarray] = {}
-    for m in GP_METHODS:
-        preds[m] = predict_latents(m, p_tr, t_tr, z_tr, p_nv, t_nv, backbone.latent_geometry, steps=steps, device=device).mean
-    preds["linear"] = two_view_interpolation(np.asarray(train.rotations), z_tr, np.asarray(novel.rotations))
-    preds["nearest"] = predict_latents("nearest", p_tr, t_tr, z_tr, p_nv, t_nv, backbone.latent_geometry).mean
-    preds["per-frame"] = z_nv
-    out = {}
-    for m, z in preds.items():
-        frames = decode_frames(backbone, z.astype(np.float32))
-        out[m] = (float(np.mean(frame_errors(frames, truth)["mse"])), float(((z - z_nv) ** 2).sum(1).mean()))
-    return out
+    config = PipelineConfig(methods=METHODS, n_samples=0, fit_steps=steps, device=device, progress=False, media=False,
+                            output_size=size)
+    with tempfile.TemporaryDirectory() as out:
+        return run_pipeline(train, backbone, out, config, query=novel)["methods"]
 
 
-def print_table(name: str, per_obj: dict, objects: list[str]) -> None:
-    print(f"Novel views, chairs protocol (60 training / 60 novel views per object), {len(objects)} objects, backbone {name}")
-    print(f"| {'method':<11} | {'pixel MSE':>9} | {'latent MSE':>10} | {'wins (pixel)':>12} |")
-    print(f"|{'-' * 13}|{'-' * 11}|{'-' * 12}|{'-' * 14}|")
-    for m in ROWS:
-        pix = np.mean([per_obj[o][m][0] for o in objects])
-        lat = np.mean([per_obj[o][m][1] for o in objects])
-        wins = sum(all(per_obj[o][m][0] <= per_obj[o][k][0] for k in ROWS[:-1] if k != m) for o in objects)
-        w = f"{wins}/{len(objects)}" if m != "per-frame" else "(floor)"
-        print(f"| {m:<11} | {pix:9.5f} | {lat:10.4f} | {w:>12} |")
-    print("\nper object, pixel MSE:")
-    print("  " + " ".join(f"{m:>10}" for m in ROWS) + "  object")
-    for o in objects:
-        print("  " + " ".join(f"{per_obj[o][m][0]:10.5f}" for m in ROWS) + f"  {o}")
+def latent_summary(results: dict, objects: list[str]) -> str:
+    mse = {r: np.mean([results[o][r]["mse_held_out"] for o in objects]) for r in METHODS}
+    return "  latent methods, decoded: " + ", ".join(f"{r} {v:.5f}" for r, v in sorted(mse.items(), key=lambda kv: kv[1]))
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backbone", nargs="+", default=[None], help="checkpoint(s) (default: the bundled backbone)")
-    p.add_argument("--objects", nargs="+", default=None, help=f"meshes (default: all of {', '.join(object_names())})")
-    p.add_argument("--size", type=int, default=64, help="render size before resizing to the backbone's resolution")
+    p.add_argument("--backbone", default=None, help="checkpoint (default: the bundled backbone)")
+    p.add_argument("--objects", nargs="+", default=None,
+                   help="objects (default: the 8 meshes and random_000 ... random_049)")
+    p.add_argument("--size", type=int, default=128, help="render and scoring size (the backbone sees it resized)")
     p.add_argument("--background", type=int, default=255, help="grey level behind the objects (default white)")
     p.add_argument("--steps", type=int, default=150, help="ML-II steps per GP fit")
     p.add_argument("--threads", type=int, default=2)
@@ -117,27 +79,25 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
-    objects = args.objects or object_names()
+    objects = args.objects or (object_names() + random_object_names(0, 50))
+    backbone = load_default(args.device) if args.backbone is None else load(args.backbone, device=args.device)
     results = {}
-    for path in args.backbone:
-        backbone = load_default(args.device) if path is None else load(path, device=args.device)
-        name = f"{backbone.kind} {backbone.resolution} px" + ("" if path is None else f" ({path})")
-        results[name] = {obj: evaluate_object(backbone, obj, args.size, args.steps, args.device, args.background) for obj in objects}
-        print_table(name, results[name], objects)
-        print()
-    if len(results) > 1:
-        names = list(results)
-        print("pixel MSE, mean over objects:")
-        print(f"| {'method':<11} | " + " | ".join(f"{n.split(' (')[0]:>22}" for n in names) + " |")
-        print(f"|{'-' * 13}|" + "|".join("-" * 24 for _ in names) + "|")
-        mean = {n: {m: float(np.mean([results[n][o][m][0] for o in objects])) for m in ROWS} for n in names}
-        for m in ROWS:
-            print(f"| {m:<11} | " + " | ".join(f"{mean[n][m]:22.5f}" for n in names) + " |")
-        for n in names:
-            v, lin, floor = mean[n]["view"], mean[n]["linear"], mean[n]["per-frame"]
-            closed = 100 * (lin - v) / (lin - floor) if lin > floor else float("nan")
-            print(f"  {n}: view kernel {100 * (1 - v / lin):.1f}% below linear interpolation, closing {closed:.0f}% "
-                  "of the gap from linear interpolation to the per-frame floor")
+    for i, obj in enumerate(objects, 1):
+        results[obj] = evaluate_object(backbone, obj, args.size, args.steps, args.device, args.background)
+        print(f"  [{i}/{len(objects)}] {obj}: " + ", ".join(f"{m} {results[obj][m]['mse_held_out']:.5f}"
+                                                          for m in ("view", "view+warp", "px-gp")), flush=True)
+    name = f"{backbone.kind} {backbone.resolution} px" + ("" if args.backbone is None else f" ({args.backbone})")
+    print(f"\nNovel views, chairs protocol (60 training / 60 novel views per object), scored at {args.size} px, backbone {name}\n")
+    seen = [o for o in objects if o not in HELD_OUT]
+    held = [o for o in objects if o in HELD_OUT]
+    print(aggregate_table(results, "all objects"))
+    print(latent_summary(results, objects))
+    for title, group in (("objects seen in the backbone's training (other views)", seen),
+                         ("objects held out of the backbone's training", held)):
+        if group and len(group) < len(objects):
+            print()
+            print(aggregate_table({o: results[o] for o in group}, title))
+            print(latent_summary(results, group))
     print(f"\nwall time {time.perf_counter() - t0:.1f} s")
     return 0
 

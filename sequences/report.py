@@ -31,6 +31,7 @@ __all__ = [
     "write_plots",
     "write_metrics",
     "methods_table",
+    "aggregate_table",
 ]
 
 
@@ -227,4 +228,31 @@ def methods_table(metrics: Mapping[str, Any]) -> str:
         ratio = methods[head]["mse_held_out"] / mse
         verdict = f"{(1 - ratio) * 100:.1f}% lower MSE" if ratio < 1 else f"{(ratio - 1) * 100:.1f}% HIGHER MSE (loses)"
         lines.append(f"  {head} vs the best no-backbone baseline ({name}): {verdict}")
+    return "\n".join(lines)
+
+
+def aggregate_table(per_unit: Mapping[str, Mapping[str, Mapping[str, Any]]], title: str) -> str:
+    """Methods scored on several runs or objects: ``per_unit[unit][method]`` is a ``metrics.json``
+    method entry. A markdown table of the mean held-out MSE (PSNR of it), mean SSIM and on how many
+    units each method was best, sorted by MSE with the best marked ``*``; then how the best method with
+    a backbone compares with the best method without one."""
+    units = list(per_unit)
+    rows = [m for m in per_unit[units[0]] if per_unit[units[0]][m].get("mse_held_out") is not None]
+    mse = {r: float(np.mean([per_unit[u][r]["mse_held_out"] for u in units])) for r in rows}
+    ssim = {r: float(np.mean([per_unit[u][r]["ssim_held_out"] for u in units])) for r in rows}
+    wins = {r: sum(per_unit[u][r]["mse_held_out"] == min(per_unit[u][k]["mse_held_out"] for k in rows) for u in units)
+            for r in rows}
+    best = min(mse.values())
+    lines = [f"{title}: {len(units)}", f"| {'method':<16} | {'pixel MSE':>10} | {'PSNR dB':>7} | {'SSIM':>6} | {'best on':>7} | kind |",
+             f"|{'-' * 18}|{'-' * 12}|{'-' * 9}|{'-' * 8}|{'-' * 9}|------|"]
+    for r in sorted(rows, key=lambda r: mse[r]):
+        lines.append(f"| {r:<16} | {mse[r]:9.5f}{'*' if mse[r] == best else ' '} | {10 * np.log10(1 / max(mse[r], 1e-12)):7.2f} | "
+                     f"{ssim[r]:6.4f} | {wins[r]:>3}/{len(units):<3} | {per_unit[units[0]][r].get('kind', '')} |")
+    pixel = [r for r in rows if per_unit[units[0]][r].get("kind", "").startswith("pixel")]
+    model = [r for r in rows if r not in pixel and r != "per-frame"]  # per-frame sees every true frame: a floor
+    if pixel and model:
+        p, m = min(pixel, key=mse.get), min(model, key=mse.get)
+        ratio = mse[m] / mse[p]
+        verdict = f"{(1 - ratio) * 100:.1f}% lower MSE" if ratio < 1 else f"{(ratio - 1) * 100:.1f}% HIGHER MSE (loses)"
+        lines.append(f"  best with a backbone ({m}) vs best without ({p}): {verdict}")
     return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""Native-resolution detail layers, keyframe neighbours, pixel baselines, adaptation and the tables."""
+
+import numpy as np
+import pytest
+import torch
+
+from viewgp.poses import pose_features, random_rotations
+
+
+def _poses(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    R = random_rotations(n, generator=g)
+    return pose_features(R, torch.randn(n, 3, generator=g, dtype=torch.float64), torch.arange(n, dtype=torch.float64))
+
+
+def _textured(n=1, size=48, seed=0):
+    """Smooth random colour textures ``(n, size, size, 3)`` uint8 (flow needs structure, not noise)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (n, 6, 6, 3), dtype=np.uint8)
+    return np.stack([cv2.resize(s, (size, size), interpolation=cv2.INTER_CUBIC) for s in small])
+
+
+def test_neighbours_weights_and_exact_matches():
+    from viewgp.predict import pose_neighbours, time_neighbours
+
+    idx, w = time_neighbours(np.array([0.0, 1.0, 2.0]), np.array([0.25, 1.0, 5.0]))
+    np.testing.assert_array_equal(idx, [[0, 1], [1, 2], [1, 2]])
+    np.testing.assert_allclose(w, [[0.75, 0.25], [1.0, 0.0], [0.0, 1.0]])
+    x = _poses(6)
+    idx, w = pose_neighbours(x[:4], x)
+    assert idx.shape == (6, 2) and np.allclose(w.sum(1), 1)
+    assert np.array_equal(idx[:4, 0], np.arange(4)) and np.allclose(w[:4, 0], 1)  # an observed pose takes it all
+
+
+def test_residuals_exact_or_smoothed():
+    from viewgp.predict import predict_residuals
+
+    x = _poses(12, seed=1)
+    g = torch.Generator().manual_seed(2)
+    signal = torch.sin(x[:, :3] @ torch.randn(3, 40, generator=g, dtype=torch.float64))
+    mean, var, hyper = predict_residuals("view", x[:8], signal[:8], x, relative_noise=1e-6)
+    assert mean.shape == (12, 40) and var.shape == (12, 40) and "noise" in hyper
+    np.testing.assert_allclose(mean[:8], signal[:8].numpy(), atol=1e-4)  # observed residuals come back
+    assert var[8:].mean() > 10 * var[:8].mean()  # uncertain away from the observations
+    # a smooth path of 40 nearby poses: noise is told apart from signal, and the mean does not copy it
+    from viewgp.poses import so3_exp
+
+    a = torch.linspace(0, 1.5, 40, dtype=torch.float64)
+    R = so3_exp(torch.stack([torch.zeros_like(a), torch.zeros_like(a), a], 1))
+    path = pose_features(R, torch.stack([a.cos(), a.sin(), torch.zeros_like(a)], 1), a)
+    clean = torch.stack([torch.sin(2 * a + k) for k in range(30)], 1)
+    noisy = clean + 0.2 * torch.randn(40, 30, generator=g, dtype=torch.float64)
+    smooth, _, _ = predict_residuals("view", path, noisy, path)
+    assert np.abs(smooth - clean.numpy()).mean() < 0.6 * np.abs(noisy - clean).mean().item()
+
+
+def test_warp_moves_keyframe_pixels_with_the_decoded_motion():
+    from generative.detail import optical_flow, warp_detail, warp_image
+
+    tex = _textured(1, 64, seed=3)[0]
+    shifted = np.roll(tex, 3, axis=1)  # the scene moved 3 px to the right
+    flow = optical_flow(shifted, tex)
+    inner = np.s_[8:-8, 8:-8]
+    assert np.abs(flow[inner][..., 0] + 3).mean() < 0.5 and np.abs(flow[inner][..., 1]).mean() < 0.5
+    assert np.abs(warp_image(tex, flow)[inner] - shifted[inner].astype(np.float32)).mean() < 4
+    # keyframe 0 decoded as tex, the query decoded as the shifted tex: the keyframe's pixels move along
+    key = np.stack([tex])
+    out = warp_detail(key, key, np.stack([shifted, tex]), np.array([[0, 0], [0, 0]]), np.array([[1.0, 0.0]] * 2))
+    assert np.abs(out[0][inner].astype(int) - shifted[inner]).mean() < 4
+    assert np.array_equal(out[1], tex)  # the keyframe itself comes back exactly
+
+
+def test_pixel_baselines_own_frames_and_novel_views():
+    from sequences.evaluate import pixel_baselines
+
+    x = _poses(10, seed=4)
+    frames = _textured(10, 24, seed=5)
+    keep = np.arange(0, 10, 3)
+    own = pixel_baselines(frames[keep], keep / 10.0, x[keep], np.arange(10) / 10.0, x, steps=5)
+    assert set(own) == {"px-nearest-time", "px-nearest-pose", "px-blend", "px-gp"}
+    for name, (f, _) in own.items():
+        assert f.shape == (10, 24, 24, 3) and f.dtype == np.uint8
+        if name != "px-gp":
+            assert np.array_equal(f[keep], frames[keep]), name
+    mid = (frames[0].astype(float) * 2 + frames[3].astype(float)) / 3  # frame 1 lies 1/3 of the way to frame 3
+    assert np.abs(own["px-blend"][0][1] - mid).max() <= 1
+    novel = pixel_baselines(frames[keep], keep / 10.0, x[keep], np.arange(10) / 10.0, x, steps=5, novel=True)
+    assert set(novel) == {"px-nearest-pose", "px-blend-pose", "px-gp"}
+
+
+def test_adaptation_lowers_the_error_and_leaves_the_original_alone():
+    from generative.adapt import adapt
+    from generative.pioneer import PioneerAutoencoder, PioneerConfig
+
+    torch.manual_seed(0)
+    model = PioneerAutoencoder(PioneerConfig(variant="pioneer", resolution=8, channel_base=64, max_channels=16)).eval()
+    model.set_phase(1, 1.0)
+    x = torch.rand(6, 3, 8, 8) * 2 - 1
+    before = [p.detach().clone() for p in model.parameters()]
+    adapted, losses = adapt(model, x, steps=40, lr=3e-3, batch_size=6, progress=False)
+    assert losses[-1] < 0.7 * losses[0]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    with torch.no_grad():
+        err = lambda m: float((m.decode(m.encode(x)) - x).abs().mean())  # noqa: E731
+    assert err(adapted) < err(model)
+    with pytest.raises(ValueError, match="non-negative"):
+        adapt(model, x, steps=-1)
+
+
+def test_tables_mark_the_best_and_say_who_loses():
+    from sequences.report import aggregate_table, methods_table
+
+    entry = lambda mse, kind: {"mse_held_out": mse, "psnr_held_out": 10 * np.log10(1 / mse), "ssim_held_out": 0.5, "kind": kind}  # noqa: E731
+    metrics = {"headline": "view+warp", "methods": {"view+warp": entry(0.02, "latent GP + warp"),
+                                                     "px-gp": entry(0.01, "pixel baseline (no backbone)")}}
+    text = methods_table(metrics)
+    assert "0.01000*" in text and "HIGHER MSE (loses)" in text
+    text = aggregate_table({"a": metrics["methods"], "b": metrics["methods"]}, "runs")
+    assert "px-gp" in text.splitlines()[3] and "loses" in text  # sorted: best first
