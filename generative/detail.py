@@ -67,8 +67,8 @@ def add_detail(
         poses_query ``(M, P)``, decoded_query uint8 ``(M, r, r, 3)``: the decoded prediction.
         size: output size ``S`` (default: the keyframes').
     Returns:
-        frames uint8 ``(M, S, S, 3)`` and the residual's posterior sd ``(M, S, S)`` (mean over RGB of
-        the per-channel variance, square-rooted; [0, 1] units).
+        frames uint8 ``(M, S, S, 3)`` and the residual's predictive variance ``(M, S, S)`` (mean over RGB
+        of the per-channel variance; [0, 1] units).
     """
     from viewgp.predict import predict_residuals
 
@@ -78,8 +78,7 @@ def add_detail(
     residual = keyframes.astype(np.float32) / 255.0 - up_obs
     mean, var, _ = predict_residuals(method, poses_obs, residual.reshape(len(residual), -1), poses_query)
     frames = np.clip(up_q + mean.reshape(up_q.shape), 0.0, 1.0)
-    sd = np.sqrt(var.reshape(up_q.shape).mean(-1))
-    return np.round(frames * 255.0).astype(np.uint8), sd
+    return np.round(frames * 255.0).astype(np.uint8), var.reshape(up_q.shape).mean(-1)
 
 
 def optical_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -120,17 +119,22 @@ def warp_detail(
         neighbours ``(M, K)`` indices into the keyframes, weights ``(M, K)`` summing to 1 (e.g.
             :func:`viewgp.predict.time_neighbours` or :func:`~viewgp.predict.pose_neighbours`).
     Returns:
-        uint8 ``(M, S, S, 3)``.
+        uint8 ``(M, S, S, 3)`` and the spread of the warped neighbours around their blend ``(M, S, S)``
+        (``sum_k w_k (warp_k - blend)^2``, mean over RGB, [0, 1] units): the variance of the mixture
+        over which neighbour is right, large where they disagree (occlusions, flow errors, ghosts).
     """
     s = int(size or keyframes.shape[1])
     up_obs = resize_frames(decoded_obs, s)
     up_q = resize_frames(decoded_query, s)
     out = np.empty((len(up_q), s, s, 3), np.uint8)
+    spread = np.zeros((len(up_q), s, s), np.float32)
     for q in range(len(up_q)):
         acc = np.zeros((s, s, 3), np.float32)
-        for k, w in zip(neighbours[q], weights[q]):
-            if w <= 0:
-                continue
-            acc += float(w) * warp_image(keyframes[k], optical_flow(up_q[q], up_obs[k]))
+        warped = [(float(w), warp_image(keyframes[k], optical_flow(up_q[q], up_obs[k])))
+                  for k, w in zip(neighbours[q], weights[q]) if w > 0]
+        for w, image in warped:
+            acc += w * image
+        for w, image in warped:
+            spread[q] += w * (((image - acc) / 255.0) ** 2).mean(-1)
         out[q] = np.clip(np.round(acc), 0, 255).astype(np.uint8)
-    return out
+    return out, spread

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-__all__ = ["PIXEL_BASELINES", "psnr_of", "frame_errors", "delta_smoothness", "lpips_distance", "method_metrics", "pixel_baselines"]
+__all__ = ["PIXEL_BASELINES", "pixel_calibration", "psnr_of", "frame_errors", "delta_smoothness", "lpips_distance", "method_metrics", "pixel_baselines"]
 
 #: Methods that use no backbone at all: what a user could do without us (keys of :func:`pixel_baselines`).
 PIXEL_BASELINES = ("px-nearest-time", "px-nearest-pose", "px-blend", "px-blend-pose", "px-gp")
@@ -166,5 +166,17 @@ def pixel_baselines(
     else:
         out["px-blend"] = (frames(linear_interpolation(times_obs, flat, times_query)), None)
     gp = gp_predict(kernel, poses_obs, flat, poses_query, steps=steps, device=device)
-    out["px-gp"] = (frames(gp.mean), gp.var)
+    out["px-gp"] = (frames(gp.mean), gp.predictive_var)
     return out
+
+
+def pixel_calibration(frames: np.ndarray, truth: np.ndarray, sd: np.ndarray, held: np.ndarray) -> Optional[dict]:
+    """Calibration of per-pixel predictive sd over the ``held`` ``(M,)`` out frames
+    (:func:`viewgp.calibration.calibration_summary`): ``frames``, ``truth`` uint8 ``(M, S, S, 3)``,
+    ``sd`` ``(M, S, S)`` on the [0, 1] scale (one sd for the three channels). ``None`` without held-out frames."""
+    from viewgp.calibration import calibration_summary
+
+    if not held.any():
+        return None
+    err = (frames[held].astype(np.float32) - truth[held].astype(np.float32)) / 255.0
+    return calibration_summary(err, np.broadcast_to(sd[held][..., None], err.shape))

@@ -21,9 +21,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from generative.detail import add_detail, resize_frames, resize_maps
+from generative.detail import add_detail, resize_frames
 from generative.frames import decode_frames, encode_frames, frames_to_model, invert_observed, pixel_std_maps
-from sequences.evaluate import PIXEL_BASELINES, frame_errors, lpips_distance, method_metrics, pixel_baselines
+from generative.uncertainty import combine_sd, reconstruction_variance
+from sequences.evaluate import PIXEL_BASELINES, frame_errors, lpips_distance, method_metrics, pixel_baselines, pixel_calibration
 from sequences.report import write_frame_outputs, write_metrics, write_plots
 from sequences.views import azimuth_sweep  # noqa: F401  (re-exported: the CLI builds novel-view queries here)
 from viewgp.keyframes import parse_keyframes  # noqa: F401  (re-exported for the CLI)
@@ -85,14 +86,19 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
 
     t0 = time.perf_counter()
     head = config.methods[0]
-    outputs, std, have = _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, config, query is None)
+    outputs, sd_maps, have, ablation = _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, config,
+                                               query is None)
     timings["decode_s"] = time.perf_counter() - t0
     if config.pixel_baselines:
         t0 = time.perf_counter()
-        outputs |= _pixel_baselines(run, obs, keyframes, poses_q, times_q, head, config, query is not None)
+        found = _pixel_baselines(run, obs, keyframes, poses_q, times_q, head, config, query is not None)
+        outputs |= {name: frames for name, (frames, _) in found.items()}
+        sd_maps |= {name: np.broadcast_to(np.sqrt(var)[:, None, None], (len(var), size, size))
+                    for name, (_, var) in found.items() if var is not None}
         timings["pixel_baselines_s"] = time.perf_counter() - t0
     panels = ({"ground truth": truth} if truth is not None else {}) | outputs
     headline = f"{head}+warp" if f"{head}+warp" in outputs else head
+    std = sd_maps.get(headline)
     labels = [k for k in panels if k != "independent"]
     if config.media:
         labels = write_frame_outputs(out_dir, {k: panels[k] for k in labels}, headline, std,
@@ -104,23 +110,28 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     metrics = {"n_frames": int(len(times_q)), "n_observed": int(obs.sum()), "observed": obs.tolist() if query is None else None,
                "backbone": {"kind": backbone.kind, "resolution": int(backbone.resolution), "adaptation": adapt_info},
                "output_size": int(size), "headline": headline, "panels": labels, "timings": timings}
-    metrics |= _scores(outputs, preds, truth, ~obs if query is None else np.ones(len(times_q), bool), have, config)
+    held = ~obs if query is None else np.ones(len(times_q), bool)
+    metrics |= _scores(outputs, preds, truth, held, have, sd_maps, config)
+    if truth is not None and ablation:
+        metrics["calibration_ablation"] = {"method": headline, **{label: pixel_calibration(outputs[headline], truth, sd, held)
+                                                                  for label, sd in ablation.items()}}
+    if query is None:
+        metrics["latent_calibration"] = _latent_calibration(preds, z_all, held)
     write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
     return metrics
 
 
 def _pixel_baselines(run, obs, keyframes, poses_q, times_q, head: str, config: PipelineConfig,
-                     novel: bool) -> dict[str, np.ndarray]:
+                     novel: bool) -> dict[str, tuple[np.ndarray, Optional[np.ndarray]]]:
     """The no-backbone methods of :func:`sequences.evaluate.pixel_baselines` on the keyframes' pixels
-    (the pixel GP with the headline's kernel)."""
+    (the pixel GP with the headline's kernel): ``{name: (frames, predictive variance or None)}``."""
     poses_obs = run.pose_features(with_time=True)[torch.from_numpy(obs)]
     kernel = head if head not in BASELINES else "view"
-    found = pixel_baselines(keyframes, np.asarray(run.timestamps)[obs], poses_obs, times_q, poses_q, kernel,
-                            device=config.device, novel=novel)
-    return {name: frames for name, (frames, _) in found.items()}
+    return pixel_baselines(keyframes, np.asarray(run.timestamps)[obs], poses_obs, times_q, poses_q, kernel,
+                           device=config.device, novel=novel)
 
 
-def _scores(outputs, preds, truth, held, have, config: PipelineConfig) -> dict[str, Any]:
+def _scores(outputs, preds, truth, held, have, sd_maps, config: PipelineConfig) -> dict[str, Any]:
     """``metrics.json``'s scores: every method's entry (:func:`sequences.evaluate.method_metrics`, with its
     kind and fitted hyper-parameters), LPIPS availability and the per-frame reconstruction error (over the
     frames that have a latent; an inverted backbone's per-frame panel is not scored as a method)."""
@@ -134,7 +145,25 @@ def _scores(outputs, preds, truth, held, have, config: PipelineConfig) -> dict[s
         pred = preds.get(m.split("+")[0])
         entry = {"kind": _kind(m), "hyperparameters": pred.hyperparameters if pred else {},
                  "fit_seconds": pred.fit_seconds if pred else 0.0}
-        out["methods"][m] = entry | method_metrics(frames, truth, held, pred.var if pred else None, lpips)
+        entry |= method_metrics(frames, truth, held, pred.var if pred else None, lpips)
+        if truth is not None and m in sd_maps:
+            entry["calibration"] = pixel_calibration(frames, truth, sd_maps[m], held)
+        out["methods"][m] = entry
+    return out
+
+
+def _latent_calibration(preds, z_all, held) -> dict[str, Optional[dict]]:
+    """Calibration of every GP method's predictive distribution of the held-out frames' *latents*
+    (their encodings), per latent value."""
+    from viewgp.calibration import calibration_summary
+
+    out = {}
+    have = ~np.isnan(z_all.reshape(len(z_all), -1)).any(1) & held
+    for m, p in preds.items():
+        if p.predictive_var is None or not have.any():
+            continue
+        err = (z_all[have] - p.mean[have]).reshape(int(have.sum()), -1)
+        out[m] = calibration_summary(err, np.sqrt(p.predictive_var[have])[:, None])
     return out
 
 
@@ -178,18 +207,18 @@ def _latents(run, backbone, obs: np.ndarray, out_dir: str, config: PipelineConfi
 
 def _predict(run, obs, z_all, poses_q, times_q, geometry, config: PipelineConfig, novel: bool,
              timings: dict) -> dict[str, Prediction]:
-    """Every method of ``config`` fitted on the observed frames, predicted at the query poses; the
-    headline method (``methods[0]``) also draws posterior samples."""
+    """Every method of ``config`` fitted on the observed frames, predicted at the query poses; GP
+    methods also draw ``config.n_samples`` calibrated posterior samples (for their per-pixel sd maps)."""
     poses_obs = run.pose_features(with_time=True)[torch.from_numpy(obs)]
     times_obs = np.asarray(run.timestamps)[obs]
     preds: dict[str, Prediction] = {}
-    for i, method in enumerate(config.methods):
+    for method in config.methods:
         if method == "independent" and novel:
             continue
         t0 = time.perf_counter()
         kwargs = {}
         if method not in BASELINES:
-            kwargs = dict(n_samples=config.n_samples if i == 0 else 0, steps=config.fit_steps, fixed=config.fixed,
+            kwargs = dict(n_samples=config.n_samples, steps=config.fit_steps, fixed=config.fixed,
                           seed=config.seed, bayes=config.bayes, device=config.device)
         preds[method] = predict_latents(method, poses_obs, times_obs, z_all[obs], poses_q, times_q, geometry, **kwargs)
         timings[f"{method}_s"] = time.perf_counter() - t0
@@ -211,10 +240,11 @@ def _adapted(backbone, keyframes: np.ndarray, config: PipelineConfig, timings: d
 
 
 def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, config, own_frames: bool):
-    """Every method's frames at the output size (decoded, upsampled; the headline method also with
-    the keyframes' detail) and the per-frame reconstruction (``"per-frame"``, for the run's own frames),
-    the headline's per-pixel sd map ``(M, S, S)`` (latent posterior samples, decoded, plus the detail
-    layer's residual variance), and which frames have a reconstruction (``None`` for novel views)."""
+    """Every method's frames at the output size (decoded, upsampled; the headline method also with the
+    keyframes' detail) and the per-frame reconstruction (``"per-frame"``, for the run's own frames);
+    per-pixel sd maps ``(M, S, S)`` of every method with uncertainty (:mod:`generative.uncertainty`);
+    which frames have a reconstruction (``None`` for novel views); and the headline's sd built up one
+    principled part at a time (``ablation``: label -> sd map)."""
     outputs: dict[str, np.ndarray] = {}
     have = None
     if own_frames:  # per-frame reconstructions where a latent exists (inverted backbones: keyframes only)
@@ -222,28 +252,48 @@ def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, co
         recon = np.zeros((len(z_all), backbone.resolution, backbone.resolution, 3), np.uint8)
         recon[have] = decode_frames(backbone, z_all[have], config.batch_size)
         outputs["per-frame"] = resize_frames(recon, size)
+    recon_var = reconstruction_variance(keyframes, resize_frames(decode_frames(backbone, z_all[obs], config.batch_size), size))
     decoded = {m: decode_frames(backbone, p.mean, config.batch_size) for m, p in preds.items()}
-    sd_detail = None
+    latent_sd = {m: pixel_std_maps(backbone, p.samples, config.batch_size)[0] for m, p in preds.items()
+                 if p.samples is not None}
+    sd_maps = {m: combine_sd(v, recon_var, size) for m, v in latent_sd.items()}
+    ablation: dict[str, np.ndarray] = {}
     model = preds[head].model
     if config.detail and model is not None:
-        detailed, sd_detail = _detail(backbone, run, obs, head, model, decoded[head], keyframes, poses_q, size, config,
-                                      own_frames)
+        detailed, res_var, spread = _detail(backbone, run, obs, head, model, decoded[head], keyframes, poses_q, size,
+                                            config, own_frames)
         outputs.update({f"{head}+{name}": frames for name, frames in detailed.items()})
+        if head in latent_sd:
+            sd_maps[f"{head}+detail"] = combine_sd(latent_sd[head], res_var, size)
+            sd_maps[f"{head}+warp"] = combine_sd(latent_sd[head], res_var + spread, size)
+            ablation = _ablation(backbone, model, poses_q, preds[head], res_var, spread, size, config)
     for m, frames in decoded.items():
         outputs[m] = resize_frames(frames, size)
-    std = None
-    if preds[head].samples is not None:
-        latent_sd, _ = pixel_std_maps(backbone, preds[head].samples, config.batch_size)
-        std = np.sqrt(resize_maps(latent_sd, size) ** 2 + (sd_detail**2 if sd_detail is not None else 0.0))
-    return outputs, std, have
+    return outputs, sd_maps, have, ablation
 
+
+def _ablation(backbone, model, poses_q, pred, res_var, spread, size, config) -> dict[str, np.ndarray]:
+    """The headline's (warp) sd map with its parts added one at a time: the latent function's posterior
+    alone (what the pipeline showed before), + observation noise, + the residual detail's variance, +
+    the warped neighbours' spread, + the leave-one-out scale (the full map)."""
+    g = lambda: torch.Generator().manual_seed(config.seed)  # noqa: E731  (the same draws for every variant)
+    function = model.sample(poses_q, config.n_samples, generator=g()).cpu().numpy()
+    noisy = model.sample(poses_q, config.n_samples, generator=g(), include_noise=True).cpu().numpy()
+    sd_f, sd_n = (pixel_std_maps(backbone, x, config.batch_size)[0] for x in (function, noisy))
+    return {"latent function only (before)": combine_sd(sd_f, None, size),
+            "+ observation noise": combine_sd(sd_n, None, size),
+            "+ residual detail variance": combine_sd(sd_n, res_var, size),
+            "+ warped neighbours' spread": combine_sd(sd_n, res_var + spread, size),
+            "+ leave-one-out scale": combine_sd(pixel_std_maps(backbone, pred.samples, config.batch_size)[0],
+                                                res_var + spread, size)}
 
 
 def _detail(backbone, run, obs, method, model, decoded_q, keyframes, poses_q, size, config, own_frames: bool):
     """The headline method at the output size with the keyframes' detail, both constructions of
     :mod:`generative.detail`: ``"warp"`` (keyframe pixels moved along the decoded motion; neighbours in
     time for the run's own frames, in pose for novel views) and ``"detail"`` (GP-interpolated residuals).
-    Returns the frames by name and the residual layer's posterior sd ``(M, S, S)``."""
+    Returns the frames by name, the residual layer's predictive variance and the warped neighbours'
+    spread (both ``(M, S, S)``)."""
     from generative.detail import warp_detail
     from viewgp.predict import pose_neighbours, time_neighbours
 
@@ -254,6 +304,6 @@ def _detail(backbone, run, obs, method, model, decoded_q, keyframes, poses_q, si
         idx, w = time_neighbours(np.asarray(run.timestamps)[obs], np.asarray(run.timestamps))
     else:
         idx, w = pose_neighbours(poses_obs, poses_q)
-    warped = warp_detail(keyframes, decoded_obs, decoded_q, idx, w, size)
-    residual, sd = add_detail(method, poses_obs, keyframes, decoded_obs, poses_q, decoded_q, size)
-    return {"warp": warped, "detail": residual}, sd
+    warped, spread = warp_detail(keyframes, decoded_obs, decoded_q, idx, w, size)
+    residual, var = add_detail(method, poses_obs, keyframes, decoded_obs, poses_q, decoded_q, size)
+    return {"warp": warped, "detail": residual}, var, spread

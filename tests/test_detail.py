@@ -67,7 +67,8 @@ def test_warp_moves_keyframe_pixels_with_the_decoded_motion():
     assert np.abs(warp_image(tex, flow)[inner] - shifted[inner].astype(np.float32)).mean() < 4
     # keyframe 0 decoded as tex, the query decoded as the shifted tex: the keyframe's pixels move along
     key = np.stack([tex])
-    out = warp_detail(key, key, np.stack([shifted, tex]), np.array([[0, 0], [0, 0]]), np.array([[1.0, 0.0]] * 2))
+    out, spread = warp_detail(key, key, np.stack([shifted, tex]), np.array([[0, 0], [0, 0]]), np.array([[1.0, 0.0]] * 2))
+    assert spread.shape == (2, 64, 64) and spread.max() == 0  # one neighbour: nothing to disagree
     assert np.abs(out[0][inner].astype(int) - shifted[inner]).mean() < 4
     assert np.array_equal(out[1], tex)  # the keyframe itself comes back exactly
 

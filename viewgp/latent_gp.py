@@ -400,10 +400,36 @@ class LatentGP(nn.Module):
             mean = self.project(mean.reshape((-1,) + self.latent_shape_))
         return mean, out2.detach()
 
-    def sample(self, poses, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+    def loo(self) -> tuple[Tensor, Tensor]:
+        """Closed-form leave-one-out predictions at the fitted frames (Rasmussen & Williams eq. 5.12):
+        frame ``i`` predicted from all the others has mean ``y_i - [K_y^-1 r]_i / [K_y^-1]_ii`` ``(N, D)``
+        (flat, unprojected; the prior mean ``mean_`` held fixed) and the predictive variance of an
+        *observation* ``1 / [K_y^-1]_ii`` ``(N,)``;
+        from the one Cholesky factor, no refit."""
+        self._require_fit()
+        with torch.no_grad():
+            inv_diag = torch.cholesky_inverse(self.cholesky_).diagonal()
+            r = self._Ky(self.train_poses_) @ self.alpha_  # Z - mean
+            return self.mean_ + r - self.alpha_ / inv_diag[:, None], 1.0 / inv_diag
+
+    def loo_scale(self) -> float:
+        """The variance scale ``c^2`` that calibrates the leave-one-out predictions of the fitted frames:
+        the mean over frames and dimensions of ``(y - mu_loo)^2 / var_loo`` ``= alpha^2 / [K_y^-1]_ii``
+        (about 1 for a well-specified model). Multiply predictive variances by it; it is chosen from the
+        observed frames alone."""
+        self._require_fit()
+        with torch.no_grad():
+            inv_diag = torch.cholesky_inverse(self.cholesky_).diagonal()
+            return float((self.alpha_.pow(2) / inv_diag[:, None]).mean())
+
+    def sample(self, poses, n: int, generator: Optional[torch.Generator] = None, scale: float = 1.0,
+               include_noise: bool = False) -> Tensor:
         """Joint posterior samples of the latent function over the frames ``(n, M, *latent_shape)``:
         ``mean + L* eps`` with ``L*`` the Cholesky factor of the ``(M, M)`` posterior covariance, one
-        for all dimensions (projected to the sphere for ``latent_geometry="sphere"``)."""
+        for all dimensions (projected to the sphere for ``latent_geometry="sphere"``).
+
+        ``include_noise`` adds independent observation noise (samples of a new *observation* rather than
+        of the function); ``scale`` multiplies the deviations from the mean (e.g. ``sqrt(loo_scale())``)."""
         if int(n) != n or n < 0:
             raise ValueError(f"n: expected a non-negative number of samples, got {n!r}")
         n = int(n)
@@ -424,5 +450,9 @@ class LatentGP(nn.Module):
             # Draw on the generator's device so a seeded CPU generator gives the same samples everywhere.
             gen_device = generator.device if generator is not None else mean.device
             eps = torch.randn((n, m, d), generator=generator, dtype=mean.dtype, device=gen_device).to(mean.device)
-            s = mean + torch.einsum("ij,sjd->sid", Ls, eps)
+            dev = torch.einsum("ij,sjd->sid", Ls, eps)
+            if include_noise:
+                e2 = torch.randn((n, m, d), generator=generator, dtype=mean.dtype, device=gen_device).to(mean.device)
+                dev = dev + self.noise.detach().sqrt() * e2
+            s = mean + float(scale) * dev
             return self.project(s.reshape((n, m) + self.latent_shape_))

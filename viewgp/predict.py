@@ -20,6 +20,7 @@ data-driven starting hyper-parameters are put together.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -58,8 +59,10 @@ class Prediction:
     """Posterior at the query frames. ``var`` is ``None`` for methods without uncertainty.
 
     ``var`` is the posterior variance of the latent function (shared by every dimension);
-    ``noise`` the fitted observation-noise variance ``s_n^2`` (add it for the variance of a new
-    observation)."""
+    ``noise`` the fitted observation-noise variance ``s_n^2``; ``loo_scale`` the closed-form
+    leave-one-out variance scale ``c^2`` (:meth:`LatentGP.loo_scale`). :attr:`predictive_var` is the
+    calibrated variance of an observation, ``c^2 (var + s_n^2)``; ``samples`` (with ``calibrated``, the
+    default) are draws of observations from it."""
 
     method: str
     mean: np.ndarray  # (M, *latent_shape)
@@ -69,6 +72,14 @@ class Prediction:
     fit_seconds: float = 0.0
     noise: Optional[float] = None
     model: Optional[LatentGP] = field(default=None, repr=False)  # the fitted GP (GP methods)
+    loo_scale: float = 1.0
+
+    @property
+    def predictive_var(self) -> Optional[np.ndarray]:
+        """``(M,)`` calibrated variance of an observation at each query (``None`` without uncertainty)."""
+        if self.var is None:
+            return None
+        return self.loo_scale * (self.var + (self.noise or 0.0))
 
 
 def set_hyperparameters(gp: LatentGP, fixed: dict) -> None:
@@ -139,6 +150,7 @@ def gp_predict(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    calibrated: bool = True,
 ) -> Prediction:
     """Fit a GP with kernel ``method`` on the observed frames and predict at ``poses_query``.
 
@@ -146,7 +158,8 @@ def gp_predict(
         poses_obs ``(N, 13)``, z_obs ``(N, *latent_shape)``, poses_query ``(M, 13)``.
         steps: type-II ML steps (default :func:`default_fit_steps`); with ``fixed`` hyper-parameters
             nothing is optimised.
-        n_samples: joint posterior samples over the query frames (seeded by ``seed``).
+        n_samples: joint posterior samples over the query frames (seeded by ``seed``): of observations,
+            scaled by the leave-one-out scale, with ``calibrated``; of the latent function otherwise.
     """
     z, flat = _flat(z_obs)
     gp = build_gp(method, poses_obs, poses_query, flat, geometry, fixed, device)
@@ -155,12 +168,14 @@ def gp_predict(
     gp.fit(poses_obs, torch.from_numpy(z), steps=steps, optimize=steps > 0 and not fixed, progress=progress)
     fit_s = time.perf_counter() - t0
     mean, var = gp.predict(poses_query)
+    c2 = gp.loo_scale() if len(z) > 1 else 1.0
     samples = None
     if n_samples > 0:
         g = torch.Generator().manual_seed(seed)
-        samples = gp.sample(poses_query, n_samples, generator=g).cpu().numpy()
+        samples = gp.sample(poses_query, n_samples, generator=g, scale=math.sqrt(c2) if calibrated else 1.0,
+                            include_noise=calibrated).cpu().numpy()
     return Prediction(method, mean.cpu().numpy(), var.cpu().numpy(), samples, gp.hyperparameters(), fit_s,
-                      float(gp.noise.detach()), gp)
+                      float(gp.noise.detach()), gp, c2)
 
 
 def gp_predict_nuts(
@@ -303,14 +318,15 @@ def predict_residuals(
     Residual detail is far rougher than the latent trajectory, so the GP's hyper-parameters are fitted
     to the residuals themselves (type-II ML, :func:`build_gp`): the latent GP's long lengthscales and
     near-zero noise make the keyframes nearly collinear, and interpolating residuals with them rings
-    (measured on the demo run: held-out MSE 0.0223 vs 0.0153). The posterior variance is taken at the
-    fitted noise, per dimension scaled by the closed-form type-II ML signal variance
-    ``s_d^2 = r_d^T K_y^-1 r_d / N`` (large where residuals are large, far from every keyframe). The
-    mean is the posterior mean at the fitted noise: noise-free keyframes give a tiny fitted noise and
-    come back almost exactly (demo run: keyframe MSE 5e-5, 43 dB), noisy ones are smoothed (a smoothing
-    run of noisy frames is the case that needs it). ``relative_noise`` (times the output scale) instead
-    forces the noise down for the mean, so every observed residual is reproduced exactly. Queries are
-    processed ``chunk`` at a time, so D can be a whole high-resolution frame.
+    (measured on the demo run: held-out MSE 0.0223 vs 0.0153). The mean is the posterior mean at the
+    fitted noise: noise-free keyframes give a tiny fitted noise and come back almost exactly (demo run:
+    keyframe MSE 5e-5, 43 dB), noisy ones are smoothed. ``relative_noise`` (times the output scale)
+    instead forces the noise down for the mean, so every observed residual is reproduced exactly.
+
+    The variance is that of an observation (function + noise) scaled per dimension by the closed-form
+    leave-one-out scale ``c_d^2 = mean_i alpha_id^2 / [K_y^-1]_ii`` (:meth:`LatentGP.loo_scale`, per
+    dimension): large where residuals are large, and right on the keyframes left out one at a time.
+    Queries are processed ``chunk`` at a time, so D can be a whole high-resolution frame.
 
     Returns:
         mean ``(M, D)`` and variance ``(M, D)`` (float32 numpy arrays) and the fitted hyper-parameters.
@@ -321,16 +337,17 @@ def predict_residuals(
     steps = default_fit_steps(r.shape[0]) if steps is None else steps
     gp.fit(poses_obs, r, steps=steps, optimize=steps > 0)
     hyper = gp.hyperparameters()
-    outputscale = float(gp.kernel.outputscale.detach())
-    rd = r.to(gp.alpha_.device)
-    scale = ((gp.alpha_ * (rd - gp.mean_)).sum(0) / rd.shape[0]).clamp_min(0) / outputscale  # (D,)
+    noise = float(gp.noise.detach())
+    with torch.no_grad():
+        inv_diag = torch.cholesky_inverse(gp.cholesky_).diagonal()
+        scale = (gp.alpha_.pow(2) / inv_diag[:, None]).mean(0)  # (D,) per-dimension LOO scale c_d^2
     m = poses_query.shape[0]
     var = np.empty((m, r.shape[1]), np.float32)
     for s in range(0, m, chunk):
-        _, v = gp.predict(poses_query[s : s + chunk])  # (chunk,) at the fitted noise
-        var[s : s + chunk] = (v[:, None] * scale[None, :]).cpu().numpy()
+        _, v = gp.predict(poses_query[s : s + chunk])
+        var[s : s + chunk] = ((v[:, None] + noise) * scale[None, :]).cpu().numpy()
     if relative_noise is not None:
-        gp.noise = relative_noise * outputscale
+        gp.noise = relative_noise * float(gp.kernel.outputscale.detach())
         gp.fit(poses_obs, r, optimize=False)
     mean = np.empty((m, r.shape[1]), np.float32)
     for s in range(0, m, chunk):

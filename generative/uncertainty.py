@@ -1,0 +1,49 @@
+"""Per-pixel predictive sd of decoded predictions, from its principled parts.
+
+The predicted frame's error has three sources, each with its own variance term, added per pixel:
+
+* the latent prediction: decoded posterior samples (:func:`generative.frames.pixel_std_maps`) of an
+  *observation* (function + noise, scaled by the GP's leave-one-out scale; see
+  :class:`viewgp.predict.Prediction`), upsampled to the output size;
+* the backbone itself: what decode(encode(x)) misses, measured at the keyframes (where it can be
+  compared with the frame) as a per-pixel mean squared error and carried to every query frame
+  (:func:`reconstruction_variance`);
+* or, for the detail layers, the residual GP's predictive variance instead (the residuals *are* the
+  reconstruction error, predicted at the query).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .detail import resize_maps
+
+__all__ = ["reconstruction_variance", "combine_sd"]
+
+
+def reconstruction_variance(keyframes: np.ndarray, reconstructed: np.ndarray, blur: float = 2.0) -> np.ndarray:
+    """``(S, S)`` per-pixel variance of the backbone's reconstruction error over the keyframes.
+
+    Args:
+        keyframes, reconstructed: uint8 ``(N, S, S, 3)`` at the output size (the reconstructions
+            upsampled); squared errors on the [0, 1] scale, averaged over keyframes and channels, then
+            smoothed (Gaussian, ``blur`` pixels) so the estimate generalises to nearby pixels.
+    """
+    import cv2
+
+    err = ((keyframes.astype(np.float32) - reconstructed.astype(np.float32)) / 255.0) ** 2
+    var = err.mean(axis=(0, 3))
+    return cv2.GaussianBlur(var, (0, 0), blur) if blur > 0 else var
+
+
+def combine_sd(latent_sd: Optional[np.ndarray], extra_var: Optional[np.ndarray], size: int) -> np.ndarray:
+    """``sqrt(up(latent_sd)^2 + extra_var)`` at ``size``: ``latent_sd`` ``(M, r, r)`` (decoded samples),
+    ``extra_var`` ``(S, S)`` or ``(M, S, S)``; either may be ``None``. Returns float32 ``(M, S, S)``."""
+    if latent_sd is None and extra_var is None:
+        raise ValueError("combine_sd needs a latent sd map, an extra variance, or both")
+    var = 0.0 if latent_sd is None else resize_maps(latent_sd, size).astype(np.float64) ** 2
+    if extra_var is not None:
+        var = var + np.asarray(extra_var, np.float64)
+    return np.sqrt(var).astype(np.float32)
