@@ -25,7 +25,8 @@ from generative.detail import add_detail, resize_frames
 from generative.frames import decode_frames, encode_frames, frames_to_model, invert_observed, pixel_std_maps
 from generative.uncertainty import combine_sd, reconstruction_variance
 from sequences.evaluate import PIXEL_BASELINES, frame_errors, lpips_distance, method_metrics, pixel_baselines, pixel_calibration
-from sequences.report import write_frame_outputs, write_metrics, write_plots
+from sequences.plots import plot_reliability
+from sequences.report import write_frame_outputs, write_html, write_metrics, write_plots
 from sequences.views import azimuth_sweep  # noqa: F401  (re-exported: the CLI builds novel-view queries here)
 from viewgp.keyframes import parse_keyframes  # noqa: F401  (re-exported for the CLI)
 from viewgp.predict import BASELINES, Prediction, predict_latents
@@ -117,8 +118,22 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
                                                                   for label, sd in ablation.items()}}
     if query is None:
         metrics["latent_calibration"] = _latent_calibration(preds, z_all, held)
-    write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
+    _write_report(out_dir, metrics, config.media)
     return metrics
+
+
+def _write_report(out_dir: str, metrics: dict, media: bool) -> None:
+    """``metrics.json`` and, with ``media``, the reliability diagram and ``report.html``."""
+    write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
+    if not media:
+        return
+    curves = {m: e["calibration"]["reliability"] for m, e in metrics["methods"].items() if e.get("calibration")}
+    ablation = metrics.get("calibration_ablation")
+    if ablation:
+        curves[f"{ablation['method']} (latent function only: before)"] = ablation["latent function only (before)"]["reliability"]
+    if curves:
+        plot_reliability(os.path.join(out_dir, "reliability.png"), curves)
+    write_html(out_dir, metrics)
 
 
 def _pixel_baselines(run, obs, keyframes, poses_q, times_q, head: str, config: PipelineConfig,

@@ -74,3 +74,23 @@ def plot_kernel_matrices(path: str, matrices: Mapping[str, np.ndarray], times: O
             ax.set_xlabel("time (s)")
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_reliability(path: str, curves: Mapping[str, Mapping[str, float]]) -> None:
+    """Reliability diagram: observed against expected coverage of central predictive intervals, one
+    line per method (``curves[method]`` maps the level, as a string, to the observed coverage); the
+    diagonal is perfect calibration, below it over-confidence."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="calibrated")
+    for name, curve in curves.items():
+        points = sorted((float(level), observed) for level, observed in curve.items())
+        ax.plot([p for p, _ in points], [o for _, o in points], marker="o", ms=3, lw=1.4, label=name)
+    ax.set_xlabel("expected coverage (central interval)")
+    ax.set_ylabel("observed coverage, held-out values")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("Reliability of the predictive uncertainty", fontsize=9)
+    _save(fig, path)
+    plt.close(fig)

@@ -32,6 +32,7 @@ __all__ = [
     "write_metrics",
     "methods_table",
     "aggregate_table",
+    "write_html",
 ]
 
 
@@ -256,3 +257,108 @@ def aggregate_table(per_unit: Mapping[str, Mapping[str, Mapping[str, Any]]], tit
         verdict = f"{(1 - ratio) * 100:.1f}% lower MSE" if ratio < 1 else f"{(ratio - 1) * 100:.1f}% HIGHER MSE (loses)"
         lines.append(f"  best with a backbone ({m}) vs best without ({p}): {verdict}")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- report.html
+_CSS = """body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;
+padding:0 16px;color:#222}h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+.meta{color:#555}table{border-collapse:collapse;font-variant-numeric:tabular-nums;margin:6px 0}
+td,th{padding:3px 9px;border-bottom:1px solid #eee;text-align:right}th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
+td.kind{text-align:left;color:#666;font-size:12px}.best{font-weight:700;color:#0a6}.lose{color:#b22}
+video{width:100%;border:1px solid #ddd;background:#111}img{max-width:100%;border:1px solid #ddd}.row{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}
+.row>div{flex:1 1 340px}.note{color:#555;font-size:13px}"""
+
+
+def _cells(rows: list[dict], columns: list[tuple[str, str, str, str]]) -> str:
+    """Table rows with the best value of each column marked; ``columns``: (key, header, 'min'|'max'|'',
+    format)."""
+    best = {}
+    for key, _, rule, _ in columns:
+        vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        if rule and vals:
+            best[key] = (min if rule == "min" else max)(vals)
+    html = "<tr>" + "".join(f"<th>{h}</th>" for _, h, _, _ in columns) + "</tr>"
+    for r in rows:
+        cells = []
+        for key, _, _, fmt in columns:
+            v = r.get(key)
+            if isinstance(v, (int, float)) and fmt:
+                cls = ' class="best"' if key in best and v == best[key] else ""
+                cells.append(f"<td{cls}>{fmt.format(v)}</td>")
+            else:
+                cls = ' class="kind"' if key == "kind" else ""
+                cells.append(f"<td{cls}>{'' if v is None else v}</td>")
+        html += "<tr>" + "".join(cells) + "</tr>"
+    return f"<table>{html}</table>"
+
+
+def write_html(out_dir: str, metrics: Mapping[str, Any], title: str = "viewgp run") -> str:
+    """``report.html``: one self-contained page (inline style, no script, nothing fetched) showing the
+    videos and images of ``out_dir`` by relative path, the metrics of every method and pixel baseline
+    (best value of each column marked), the calibration and its build-up. Returns the path."""
+    import html as _html
+
+    def exists(name: str) -> bool:
+        return os.path.exists(os.path.join(out_dir, name))
+
+    rows = []
+    for m, e in metrics.get("methods", {}).items():
+        c = e.get("calibration") or {}
+        rows.append({"method": _html.escape(m), "mse": e.get("mse_held_out"), "psnr": e.get("psnr_held_out"),
+                     "ssim": e.get("ssim_held_out"), "lpips": e.get("lpips_held_out"), "cov95": c.get("coverage_95"),
+                     "cov50": c.get("coverage_50"), "nlpd": c.get("nlpd"), "kind": _html.escape(e.get("kind", ""))})
+    columns = [("method", "method", "", ""), ("mse", "MSE", "min", "{:.5f}"), ("psnr", "PSNR dB", "max", "{:.2f}"),
+               ("ssim", "SSIM", "max", "{:.4f}")]
+    if any(r["lpips"] is not None for r in rows):
+        columns.append(("lpips", "LPIPS", "min", "{:.4f}"))
+    columns += [("cov50", "50% int. covers", "", "{:.3f}"), ("cov95", "95% int. covers", "", "{:.3f}"),
+                ("nlpd", "NLPD", "min", "{:.3f}"), ("kind", "kind", "", "")]
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_html.escape(title)}</title>"
+             f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{_CSS}</style></head><body>",
+             f"<h1>{_html.escape(title)}</h1>"]
+    bb = metrics.get("backbone", {})
+    parts.append(f"<p class=meta>{metrics.get('n_frames')} frames, {metrics.get('n_observed')} observed; backbone "
+                 f"{_html.escape(str(bb.get('kind')))} at {bb.get('resolution')} px; scored at "
+                 f"{metrics.get('output_size')} px (centre square); headline method "
+                 f"<b>{_html.escape(str(metrics.get('headline')))}</b>; video codec "
+                 f"{_html.escape(str(metrics.get('video_codec', 'mp4v')))}.</p>")
+    videos = [(n, label) for n, label in (("comparison.mp4", "Side by side: ground truth, every method, uncertainty"),
+                                           ("uncertainty.mp4", "Per-pixel predictive sd of the headline method"),
+                                           ("interpolated.mp4", "Headline method alone")) if exists(n)]
+    if videos:
+        parts.append("<h2>Videos</h2>")
+        for name, label in videos:
+            parts.append(f"<p class=note>{label} (<a href='{name}'>{name}</a>)</p>"
+                         f"<video src='{name}' controls loop muted playsinline preload=metadata></video>")
+    if rows:
+        parts.append("<h2>Held-out frames, every method</h2>")
+        parts.append("<p class=note>Best value of each column in green. 'pixel baseline' rows use no backbone at "
+                     "all. Interval coverage: the fraction of held-out pixels inside the central 50% / 95% "
+                     "predictive interval (calibrated: 0.50 / 0.95).</p>")
+        parts.append(_cells(rows, columns))
+    abl = metrics.get("calibration_ablation")
+    if abl:
+        arows = [{"part": _html.escape(k), "cov50": v["coverage_50"], "cov90": v["coverage_90"], "cov95": v["coverage_95"],
+                  "nlpd": v["nlpd"], "ratio": v["sd_ratio"]} for k, v in abl.items() if isinstance(v, dict)]
+        parts.append(f"<h2>Uncertainty of {_html.escape(str(abl.get('method')))}, built up part by part</h2>")
+        parts.append(_cells(arows, [("part", "sd map", "", ""), ("cov50", "50%", "", "{:.3f}"), ("cov90", "90%", "", "{:.3f}"),
+                                    ("cov95", "95%", "", "{:.3f}"), ("nlpd", "NLPD", "min", "{:.3g}"),
+                                    ("ratio", "rms error / rms sd", "", "{:.2f}")]))
+    images = [(n, label) for n, label in (("reliability.png", "Reliability diagram"),
+                                           ("latent_trajectories.png", "Latent trajectories (2-sigma bands)"),
+                                           ("kernel_matrices.png", "Pose kernel matrices")) if exists(n)]
+    if images:
+        parts.append("<h2>Plots</h2><div class=row>")
+        parts += [f"<div><p class=note>{label}</p><img src='{n}' alt='{label}'></div>" for n, label in images]
+        parts.append("</div>")
+    if exists("comparison_strip.png"):
+        parts.append("<h2>Every tenth frame</h2><img src='comparison_strip.png' alt='comparison strip'>")
+    t = metrics.get("timings", {})
+    if t:
+        parts.append("<p class=meta>timings: " + ", ".join(f"{_html.escape(k)} {v:.1f} s" for k, v in t.items()) + "</p>")
+    parts.append("</body></html>\n")
+    path = os.path.join(out_dir, "report.html")
+    from generative.fileio import atomic_write_text
+
+    atomic_write_text(path, "\n".join(parts))
+    return path
