@@ -199,7 +199,6 @@ def report(out: Path, data: Path, args) -> int:
     if not export.exists():  # still training: evaluate the newest checkpoint
         source = CheckpointManager(out / "run" / "checkpoints").latest()
     model = load(source)
-    model.set_resolution(model.resolution)
     x = demo_frames()
     if model.resolution != RESOLUTION:
         print(f"{source.name} is at {model.resolution} px (still growing); nothing to compare at {RESOLUTION} px yet")
