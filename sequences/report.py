@@ -243,12 +243,18 @@ def aggregate_table(per_unit: Mapping[str, Mapping[str, Mapping[str, Any]]], tit
     ssim = {r: float(np.mean([per_unit[u][r]["ssim_held_out"] for u in units])) for r in rows}
     wins = {r: sum(per_unit[u][r]["mse_held_out"] == min(per_unit[u][k]["mse_held_out"] for k in rows) for u in units)
             for r in rows}
+    def calib(r: str, key: str) -> str:
+        vals = [(per_unit[u][r].get("calibration") or {}).get(key) for u in units]
+        return f"{np.mean(vals):.3f}" if all(v is not None for v in vals) else "-"
+
     best = min(mse.values())
-    lines = [f"{title}: {len(units)}", f"| {'method':<16} | {'pixel MSE':>10} | {'PSNR dB':>7} | {'SSIM':>6} | {'best on':>7} | kind |",
-             f"|{'-' * 18}|{'-' * 12}|{'-' * 9}|{'-' * 8}|{'-' * 9}|------|"]
+    lines = [f"{title}: {len(units)}",
+             f"| {'method':<16} | {'pixel MSE':>10} | {'PSNR dB':>7} | {'SSIM':>6} | {'best on':>7} | 95% int. | NLPD | kind |",
+             f"|{'-' * 18}|{'-' * 12}|{'-' * 9}|{'-' * 8}|{'-' * 9}|---------:|-----:|------|"]
     for r in sorted(rows, key=lambda r: mse[r]):
         lines.append(f"| {r:<16} | {mse[r]:9.5f}{'*' if mse[r] == best else ' '} | {10 * np.log10(1 / max(mse[r], 1e-12)):7.2f} | "
-                     f"{ssim[r]:6.4f} | {wins[r]:>3}/{len(units):<3} | {per_unit[units[0]][r].get('kind', '')} |")
+                     f"{ssim[r]:6.4f} | {wins[r]:>3}/{len(units):<3} | {calib(r, 'coverage_95'):>8} | {calib(r, 'nlpd'):>6} | "
+                     f"{per_unit[units[0]][r].get('kind', '')} |")
     pixel = [r for r in rows if per_unit[units[0]][r].get("kind", "").startswith("pixel")]
     model = [r for r in rows if r not in pixel and r != "per-frame"]  # per-frame sees every true frame: a floor
     if pixel and model:

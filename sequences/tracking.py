@@ -145,7 +145,10 @@ def tracking_table(
     Returns:
         one dict per method: ``method``, ``rmse_px`` (root mean squared 2D endpoint error over the
         held-out frames and tracks), ``mean_sd_px`` (mean posterior sd of one coordinate over held-out
-        frames; None for baselines), ``fit_s``, ``n_tracks``, ``n_obs``, ``n_heldout``.
+        frames; None for baselines), ``fit_s``, ``n_tracks``, ``n_obs``, ``n_heldout``; GP methods also
+        ``calibration`` (:func:`viewgp.calibration.calibration_summary` of the held-out coordinates under
+        the calibrated predictive sd: latent function + noise, leave-one-out scale) and
+        ``calibration_before`` (under the sd of the latent function alone).
     """
     from viewgp.predict import predict_latents
 
@@ -169,13 +172,20 @@ def tracking_table(
     for method in methods:
         pred = predict_latents(method, poses[obs_t], times[obs], z[obs], poses[held_t], times[held], **gp_kwargs)
         err = (np.asarray(pred.mean).reshape(-1, k, 2) - tracks[held])
-        rows.append(dict(
+        row = dict(
             method=method,
             rmse_px=float(np.sqrt((err ** 2).sum(-1).mean())),
             mean_sd_px=None if pred.var is None else float(np.sqrt(np.asarray(pred.var)).mean()),
             fit_s=float(pred.fit_seconds),
             n_tracks=int(k), n_obs=int(obs.sum()), n_heldout=int(held.sum()),
-        ))
+        )
+        if pred.var is not None:
+            from viewgp.calibration import calibration_summary
+
+            flat = err.reshape(len(err), -1)
+            row["calibration"] = calibration_summary(flat, np.sqrt(pred.predictive_var)[:, None])
+            row["calibration_before"] = calibration_summary(flat, np.sqrt(np.asarray(pred.var))[:, None])
+        rows.append(row)
     return rows
 
 
