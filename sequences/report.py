@@ -234,9 +234,10 @@ def methods_table(metrics: Mapping[str, Any]) -> str:
 
 def aggregate_table(per_unit: Mapping[str, Mapping[str, Mapping[str, Any]]], title: str) -> str:
     """Methods scored on several runs or objects: ``per_unit[unit][method]`` is a ``metrics.json``
-    method entry. A markdown table of the mean held-out MSE (PSNR of it), mean SSIM and on how many
-    units each method was best, sorted by MSE with the best marked ``*``; then how the best method with
-    a backbone compares with the best method without one."""
+    method entry. A markdown table of the mean held-out MSE (PSNR of it), mean SSIM, on how many units
+    each method was best and, for methods with uncertainty, the mean 95%-interval coverage and NLPD over
+    held-out pixels; sorted by MSE with the best marked ``*``; then how the best method with a backbone
+    compares with the best method without one."""
     units = list(per_unit)
     rows = [m for m in per_unit[units[0]] if per_unit[units[0]][m].get("mse_held_out") is not None]
     mse = {r: float(np.mean([per_unit[u][r]["mse_held_out"] for u in units])) for r in rows}
