@@ -488,8 +488,9 @@ def _detect_csv_header(path: Path, where: str, head: list[str]) -> str:
         if sensor == "gyroscope":
             return "imu"
         if sensor is not None:
+            article = "an" if sensor[0] in "aeiou" else "a"
             raise PoseFormatError(
-                f"{path}: a {sensor} log (columns x, y, z by its name), not a pose file; viewgp reads the gyroscope "
+                f"{path}: {article} {sensor} log (columns x, y, z by its name), not a pose file; viewgp reads the gyroscope "
                 "log (Gyroscope.csv, format imu) and the orientation log (Orientation.csv, format orientation)"
             )
         raise _ambiguous(path, where, {"imu": "if its x, y, z are gyroscope rates in rad/s; the file name does not say"})

@@ -44,12 +44,9 @@ _PIXEL_SHIFT = 0.5
 
 
 def looks_like_transforms(path: Path) -> bool:
-    """Whether ``path`` is a JSON object with a ``frames`` list whose first entry has a ``transform_matrix``."""
-    try:
-        with open(path, "r", encoding="utf-8-sig") as fh:
-            doc = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
+    """Whether the JSON file ``path`` is an object with a ``frames`` list whose first entry has a
+    ``transform_matrix``; invalid JSON is a :class:`PoseFormatError` naming the line."""
+    doc = _parse(path)
     frames = doc.get("frames") if isinstance(doc, dict) else None
     return bool(frames) and isinstance(frames, list) and isinstance(frames[0], dict) and "transform_matrix" in frames[0]
 
@@ -90,14 +87,18 @@ class _Frames:
         return PoseFormatError(f"{self.path}: frame {i + 1} ({self.names[i]!r}): {message}")
 
 
-def _load(path: Path) -> dict:
+def _parse(path: Path):
     try:
         with open(path, "r", encoding="utf-8-sig") as fh:
-            doc = json.load(fh)
+            return json.load(fh)
     except UnicodeDecodeError as e:
         raise PoseFormatError(f"{path}: not a text file ({e})") from None
     except json.JSONDecodeError as e:
         raise PoseFormatError(f"{path}:{e.lineno}: invalid JSON ({e.msg}, column {e.colno})") from None
+
+
+def _load(path: Path) -> dict:
+    doc = _parse(path)
     frames = doc.get("frames") if isinstance(doc, dict) else None
     if not isinstance(frames, list) or not frames:
         raise PoseFormatError(f"{path}: no 'frames' list (expected {LAYOUT})")
