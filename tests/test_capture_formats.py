@@ -273,3 +273,12 @@ def test_orientation_and_imu_round_trip_warn_about_translations(tmp_path):
         write_poses(tmp_path / "Orientation.csv", traj, "orientation")
     back = read_poses(tmp_path / "Orientation.csv")
     np.testing.assert_allclose(back.rotations, traj.rotations, atol=1e-12)
+
+
+def test_readme_lists_every_format():
+    from sequences.formats import FORMATS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("| `--format` |"):]
+    for name in FORMATS:
+        assert f"| `{name}` |" in table, f"README's pose-format table lacks {name}"
