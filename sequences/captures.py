@@ -23,7 +23,7 @@ from sequences.formats import has_times, read_poses
 from sequences.image_folder import intrinsics_for_size, load_image_run
 from sequences.run import CameraRun
 
-__all__ = ["load_capture", "import_capture"]
+__all__ = ["load_capture", "new_run_directory", "import_capture"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -50,6 +50,8 @@ def load_capture(
                 raise ValueError(f"{name} does not apply to --run (a saved run holds its poses and times)")
         loaded = CameraRun.load(run)
         return loaded if max_frames is None else loaded[: int(max_frames)]
+    if poses is None and given:
+        raise ValueError(f"{given[0]} needs --poses FILE: the camera poses of its frames (TUM, COLMAP, transforms.json, ...)")
     if poses is None:
         raise ValueError("give a camera run: --run DIR, --video FILE with --poses FILE, or --images DIR with --poses FILE "
                          "(a transforms.json alone: --poses transforms.json)")
@@ -69,15 +71,19 @@ def load_capture(
                      intrinsics_for_size(traj.metadata, w, h), meta)
 
 
-def import_capture(out: PathLike, progress: bool = False, **source) -> tuple[CameraRun, Path]:
-    """Write the run of ``source`` (the :func:`load_capture` keywords) to the new run directory ``out``.
-
-    ``out`` must not exist or be empty: an import never mixes its frames with another run's.
-    """
+def new_run_directory(out: PathLike) -> Path:
+    """``out`` as the folder of a new run: it must not exist or be empty, so that an import never mixes
+    its frames with another run's (checked before any frame is read)."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"--out {out}: already exists and is not an empty folder; choose a new run directory")
-    run = load_capture(**source)
+    return out
+
+
+def import_capture(out: PathLike, run: CameraRun, source: dict, progress: bool = False) -> Path:
+    """Write ``run`` (read by :func:`load_capture` from ``source``, its keywords) to the new run
+    directory ``out`` (:func:`new_run_directory`); ``source`` is recorded as ``metadata['imported_from']``."""
+    out = new_run_directory(out)
     meta = dict(run.metadata, imported_from={k: str(v) for k, v in source.items() if v is not None})
     run = CameraRun(run.frames, run.timestamps, run.rotations, run.translations, run.observed, run.intrinsics, meta)
-    return run, run.save(out, progress=progress)
+    return run.save(out, progress=progress)

@@ -92,7 +92,6 @@ from sequences.posefile import (
     PathLike,
     PoseFormatError,
     ReadOptions,
-    Table,
     checked_matrices,
     check_increasing,
     fmt_floats,

@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Protocol, Sequence, Union
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ __all__ = [
     "GL_TO_CV",
     "opengl_to_opencv",
     "Table",
+    "RowErrors",
     "read_text_lines",
     "read_table",
     "is_number",
@@ -262,6 +263,13 @@ def header_columns(
 # Checks shared by the readers, reported by line
 
 
+class RowErrors(Protocol):
+    """Where a reader's rows came from: ``error(i, message)`` names row ``i``'s place in the file (a
+    :class:`Table` line, a COLMAP binary record, a transforms.json frame)."""
+
+    def error(self, i: int, message: str) -> PoseFormatError: ...
+
+
 def check_increasing(tab: Table, times: np.ndarray, order: Optional[np.ndarray] = None) -> None:
     """Strictly increasing timestamps; ``order`` maps positions in ``times`` to table rows."""
     if times.shape[0] < 2:
@@ -278,7 +286,7 @@ def check_increasing(tab: Table, times: np.ndarray, order: Optional[np.ndarray] 
         )
 
 
-def quats_to_rotations(tab: Table, q: np.ndarray, scalar_first: bool, opts: ReadOptions) -> np.ndarray:
+def quats_to_rotations(tab: RowErrors, q: np.ndarray, scalar_first: bool, opts: ReadOptions) -> np.ndarray:
     """Unit-quaternion rows -> ``(N, 3, 3)``; a quaternion whose norm is off by more than ``quat_atol`` names its line."""
     norms = np.linalg.norm(q, axis=1)
     bad = np.flatnonzero(np.abs(norms - 1.0) > opts.quat_atol)
@@ -293,7 +301,7 @@ def quats_to_rotations(tab: Table, q: np.ndarray, scalar_first: bool, opts: Read
     return quat_to_matrix(torch.from_numpy(np.ascontiguousarray(q)), scalar_first=scalar_first).numpy()
 
 
-def checked_matrices(tab: Table, R: np.ndarray, opts: ReadOptions, order: Optional[np.ndarray] = None) -> np.ndarray:
+def checked_matrices(tab: RowErrors, R: np.ndarray, opts: ReadOptions, order: Optional[np.ndarray] = None) -> np.ndarray:
     """Rotation matrices read as text: validated within ``rotation_atol`` (error names the line), then projected."""
     Rt = torch.from_numpy(np.ascontiguousarray(R))
     try:

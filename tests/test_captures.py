@@ -5,7 +5,6 @@ video, ``viewgp import`` / ``info`` and ``viewgp interpolate --images``."""
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -13,7 +13,6 @@ from scipy.spatial.transform import Rotation as Rot
 
 from sequences.formats import (
     FORMATS,
-    AmbiguousFormatError,
     PoseFormatError,
     detect_format,
     has_times,

@@ -50,11 +50,11 @@ def _print(lines) -> None:
 
 def run_import(args) -> int:
     from sequences.capture_info import describe
-    from sequences.captures import import_capture
+    from sequences.captures import import_capture, new_run_directory
 
-    _, out = import_capture(args.out, progress=not args.quiet, run=None, video=args.video, images=args.images,
-                            poses=args.poses, format=args.format, times_path=args.times, frame_times=args.frame_times,
-                            time_offset=args.time_offset, max_frames=args.max_frames)
+    new_run_directory(args.out)  # refuse an occupied --out before reading any frame
+    source = {k: getattr(args, k) for k in ("video", "images", "poses", "format", "times", "frame_times", "time_offset")}
+    out = import_capture(args.out, capture_from_args(args), source, progress=not args.quiet)
     print(f"wrote {out}")
     _print(describe(out))
     return 0
