@@ -5,40 +5,57 @@ Every reader returns a :class:`sequences.trajectory.PoseTrajectory` in the viewg
 * poses are **camera-to-world** (``x_world = R @ x_cam + t``, ``t`` is the camera centre);
 * camera axes are **OpenCV** (x right, y down, z forward = optical axis), so ``R[:, 2]`` is the
   viewing direction in the world;
-* timestamps are float64 **seconds**, strictly increasing;
+* timestamps are float64 **seconds**, strictly increasing - or, for formats that hold no time
+  (COLMAP, ``transforms.json``, KITTI without its times file), the pose index, marked
+  ``metadata['has_times'] = False`` (see :func:`has_times`): such poses are matched to frames by
+  image name or order, never by time;
 * rotations are exact rotations: quaternions are normalised, 3x3 matrices are checked against a
   tolerance and projected onto SO(3).
 
 What each file holds and what we do with it:
 
-========  ===========================================  ==============================================
-format    file content (as written by the source)      conversion to the viewgp convention
-========  ===========================================  ==============================================
-tum       ``t tx ty tz qx qy qz qw`` (space separated,  none: camera-to-world, optical centre in the
-          ``#`` comments); quaternion xyzw              mocap world; OpenCV camera axes
-euroc     ``#timestamp,px,py,pz,qw,qx,qy,qz,...``       none: body (IMU) frame S to world R; ns -> s.
-          timestamps in ns, quaternion **wxyz**,        Extra columns (velocity, biases) are ignored.
-          header line starting with ``#``               The body frame is not the camera frame.
-kitti     N x 12 = rows of the 3x4 ``[R|t]``,           none: camera i -> camera 0 (world = first
-          row-major; times in a separate times.txt      camera), OpenCV camera axes
-colmap    ``images.txt``: two lines per image,          **world-to-camera** inverted:
-          ``ID QW QX QY QZ TX TY TZ CAM_ID NAME``       ``R = Rwc^T``, ``t = -Rwc^T T``; images are
-          then the POINTS2D line (may be empty)         ordered by NAME (natural sort); timestamps
-                                                        are the image index (or parsed from NAMEs)
-arkit     CSV with header naming ``timestamp, tx, ty,   camera-to-world in the gravity-aligned
-          tz, qx, qy, qz, qw`` (any order, extra        (y-up) ARKit world; ARKit camera axes are
-          columns ignored); quaternion xyzw             OpenGL (x right, y up, z backward):
-                                                        ``R_cv = R_gl @ diag(1, -1, -1)``
-advio     ADVIO ``iphone/arkit.csv``: headerless        as arkit (OpenGL camera axes converted);
-          ``t, x, y, z, qw, qx, qy, qz``; optional      ``camera_axes="opencv"`` reads a file whose
-          ``frames.csv`` (``t, frame_index``)           frame needs no axis flip (e.g. ground truth)
-imu       ``timestamp, gx, gy, gz[, ax, ay, az]``,      orientation by integrating the gyroscope
-          rad/s, header optional, seconds               (body frame; R(t0) = identity), translations
-                                                        are zeros (not observable from a gyroscope)
-========  ===========================================  ==============================================
+===========  ========================================  ==============================================
+format       file content (as written by the source)   conversion to the viewgp convention
+===========  ========================================  ==============================================
+tum          ``t tx ty tz qx qy qz qw [extra ...]``    none: camera-to-world, optical centre in the
+             (space separated, ``#`` comments);        mocap world; OpenCV camera axes. Extra columns
+             quaternion xyzw                           (OpenVINS covariances) -> ``metadata``
+euroc        ``#timestamp,px,py,pz,qw,qx,qy,qz,...``   none: body (IMU) frame S to world R; ns -> s.
+             timestamps in ns, quaternion **wxyz**,    Extra columns (velocity, biases) are ignored.
+             header line starting with ``#``           The body frame is not the camera frame.
+kitti        N x 12 = rows of the 3x4 ``[R|t]``,       none: camera i -> camera 0 (world = first
+             row-major; times in a separate times.txt  camera), OpenCV camera axes; no times file:
+                                                       no timestamps
+colmap       ``images.txt``: two lines per image,      **world-to-camera** inverted:
+             ``ID QW QX QY QZ TX TY TZ CAM_ID NAME``   ``R = Rwc^T``, ``t = -Rwc^T T``; images are
+             then the POINTS2D line (may be empty);    ordered by NAME (natural sort); no timestamps
+             ``cameras.txt`` beside it: intrinsics     (or parsed from NAMEs); cx, cy - 0.5
+colmap_bin   ``images.bin`` (+ ``cameras.bin``):       as colmap (:mod:`sequences.colmap`)
+             COLMAP's binary model
+nerf         ``transforms.json``: frames with          camera-to-world, **OpenGL** camera axes:
+             ``file_path`` and 4x4                     ``R_cv = R_gl @ diag(1, -1, -1)``; ordered by
+             ``transform_matrix``; ``fl_x``,           file_path; no timestamps; intrinsics shared
+             ``camera_angle_x``, ``w``, ``h`` ...      or per frame, cx, cy - 0.5 (:mod:`sequences.nerf`)
+arkit        CSV with header naming ``timestamp, tx,   camera-to-world in the gravity-aligned
+             ty, tz, qx, qy, qz, qw`` (any order,      (y-up) ARKit world; ARKit camera axes are
+             extra columns ignored); quaternion xyzw   OpenGL (x right, y up, z backward):
+                                                       ``R_cv = R_gl @ diag(1, -1, -1)``
+advio        ADVIO ``iphone/arkit.csv``: headerless    as arkit (OpenGL camera axes converted);
+             ``t, x, y, z, qw, qx, qy, qz``; optional  ``camera_axes="opencv"`` reads a file whose
+             ``frames.csv`` (``t, frame_index``)       frame needs no axis flip (e.g. ground truth)
+imu          ``timestamp, gx, gy, gz[, ax, ay, az]``,  orientation by integrating the gyroscope
+             rad/s; header names any order (Sensor     (body frame; R(t0) = identity), translations
+             Logger ``Gyroscope.csv``: ``time,         are zeros (not observable from a gyroscope)
+             seconds_elapsed, z, y, x``)
+orientation  CSV with header naming a time and ``qx,   device-to-world (east-north-up world); phone
+             qy, qz, qw`` (Sensor Logger               device axes = OpenGL camera axes of the back
+             ``Orientation.csv``)                      camera: flipped; translations are zeros
+===========  ========================================  ==============================================
 
 The world frame is never changed: a trajectory lives in its source's world (mocap room, first KITTI
-camera, COLMAP model, ARKit's gravity-aligned y-up session frame).
+camera, COLMAP model, ARKit's gravity-aligned y-up session frame). Intrinsics, where a format holds
+them, go to ``metadata['intrinsics']`` (3x3, pixel centres at integers as in OpenCV) with
+``metadata['image_size']`` (w, h) and ``metadata['distortion']`` (kept, never applied).
 
 Details: KITTI times come from ``times_path``, else ``<stem>_times.txt`` beside the poses, else the
 frame index. EuRoC's integer nanoseconds are kept in ``metadata['timestamps_ns']`` (float64 seconds
@@ -46,287 +63,114 @@ resolve ~240 ns at Unix-epoch magnitudes) and written back verbatim. Quaternions
 norm by ``quat_atol`` (default 1e-3: files printed with 4 decimals are ~1e-4 off); matrices by
 ``rotation_atol`` (default 1e-4 on ``|R^T R - I|``; KITTI's printed rotations are ~2e-7 off).
 
-Entry points: :func:`read_poses`, :func:`write_poses`, :func:`detect_format` and the registry
-:data:`FORMATS` (name -> :class:`PoseFormat`). Every malformed input raises :class:`PoseFormatError`
-(a ``ValueError``) naming the file and, where there is one, the line.
+Detection (:func:`detect_format`) never guesses between formats that read the same columns in
+different orders: a headerless 8-column CSV is ADVIO's (``t, x, y, z, qw, qx, qy, qz``) only when its
+path says so (``advio`` in it, or ADVIO's ``iphone/arkit.csv``), and ARKit needs its header; a CSV of
+``x, y, z`` is a gyroscope only when its file name says so (``Gyroscope.csv``). Anything else that
+more than one format could read is refused with the candidates (:class:`AmbiguousFormatError`).
+
+Entry points: :func:`read_poses`, :func:`write_poses`, :func:`detect_format`, :func:`has_times` and
+the registry :data:`FORMATS` (name -> :class:`PoseFormat`). Every malformed input raises
+:class:`PoseFormatError` (a ``ValueError``) naming the file and, where there is one, the line.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional
 
 import numpy as np
-import torch
 
 from generative.fileio import atomic_write_text
-from sequences.trajectory import PoseTrajectory
-from viewgp.poses import (
-    integrate_gyroscope,
-    matrix_to_quat,
-    project_to_so3,
-    quat_to_matrix,
-    so3_log,
-    validate_rotations,
+from sequences import colmap, nerf, sensorlogs
+from sequences.posefile import (
+    CONV_C2W,
+    GL_TO_CV,
+    AmbiguousFormatError,
+    PathLike,
+    PoseFormatError,
+    ReadOptions,
+    checked_matrices,
+    check_increasing,
+    fmt_floats,
+    header_columns,
+    is_number,
+    make_trajectory,
+    meta_list,
+    ns_to_seconds,
+    opengl_to_opencv,
+    quaternions_of,
+    quats_to_rotations,
+    read_table,
+    read_text_lines,
+    seconds_to_ns,
+    split_fields,
 )
+from sequences.trajectory import PoseTrajectory
 
 __all__ = [
     "PoseFormatError",
+    "AmbiguousFormatError",
     "PoseFormat",
     "FORMATS",
     "read_poses",
     "write_poses",
     "detect_format",
+    "resolve_pose_path",
+    "has_times",
     "read_advio_frames",
     "opengl_to_opencv",
+    "GL_TO_CV",
 ]
 
-PathLike = Union[str, os.PathLike]
 
-#: Camera-axis flip between OpenGL (x right, y up, z backward) and OpenCV (x right, y down, z forward).
-#: It is its own inverse: ``R_cv = R_gl @ GL_TO_CV`` and ``R_gl = R_cv @ GL_TO_CV``.
-GL_TO_CV = np.diag([1.0, -1.0, -1.0])
-
-
-class PoseFormatError(ValueError):
-    """A pose file is malformed, of an unknown format, or inconsistent with its companion file."""
-
-
-def opengl_to_opencv(rotations: np.ndarray) -> np.ndarray:
-    """Camera-to-world rotations ``(N, 3, 3)`` with OpenGL camera axes -> OpenCV axes (and back).
-
-    Only the camera's y and z axes flip (columns 1 and 2); the world frame and the camera centre are
-    unchanged.
-    """
-    return np.asarray(rotations, dtype=np.float64) @ GL_TO_CV
-
-
-@dataclass(frozen=True)
-class _ReadOptions:
-    reorthonormalize: bool = True
-    rotation_atol: float = 1e-4
-    quat_atol: float = 1e-3
-
-
-# ----------------------------------------------------------------------------------------------------
-# Text tables with line numbers
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
-def _split(line: str, sep: Optional[str]) -> list[str]:
-    if sep is None:
-        return line.split()
-    return [tok.strip() for tok in line.split(sep)]
-
-
-def _read_text_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"pose file not found: {path}")
-    try:
-        with open(path, "r", encoding="utf-8-sig") as fh:
-            return fh.read().splitlines()
-    except UnicodeDecodeError as e:
-        raise PoseFormatError(f"{path}: not a text file ({e})") from None
-
-
-@dataclass
-class _Table:
-    """Data rows of a text file: tokens per row, their 1-based line numbers and the optional header."""
-
-    path: Path
-    layout: str
-    rows: list[list[str]]
-    lines: np.ndarray
-    header: Optional[list[str]] = None
-
-    def line(self, i: int) -> int:
-        return int(self.lines[i])
-
-    def error(self, i: int, message: str) -> PoseFormatError:
-        return PoseFormatError(f"{self.path}:{self.line(i)}: {message}")
-
-    def floats(self, columns: Sequence[int]) -> np.ndarray:
-        """``(N, len(columns))`` float64; a non-number or NaN/inf names its line and column."""
-        out = np.empty((len(self.rows), len(columns)), dtype=np.float64)
-        for i, row in enumerate(self.rows):
-            for j, c in enumerate(columns):
-                tok = row[c]
-                try:
-                    v = float(tok)
-                except ValueError:
-                    raise self.error(i, f"column {c + 1}: {tok!r} is not a number (layout: {self.layout})") from None
-                if not math.isfinite(v):
-                    raise self.error(i, f"column {c + 1}: non-finite value {tok!r}")
-                out[i, j] = v
-        return out
-
-
-def _read_table(
-    path: Path,
-    *,
-    sep: Optional[str],
-    ncols: Union[int, tuple[int, ...]],
-    layout: str,
-    header: bool = False,
-    min_cols: bool = False,
-) -> _Table:
-    """Parse the data rows of ``path``.
-
-    Blank lines and lines starting with ``#`` are skipped, except that with ``header=True`` the first
-    non-blank line is taken as a header when its first field is not a number (a leading ``#`` is
-    removed from it). ``ncols`` is the allowed column count(s), or the minimum with ``min_cols``.
-    """
-    allowed = (ncols,) if isinstance(ncols, int) else tuple(ncols)
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    head: Optional[list[str]] = None
-    seen_first = False
-    for lineno, raw in enumerate(_read_text_lines(path), start=1):
-        s = raw.strip()
-        if not s:
-            continue
-        if header and not seen_first:
-            seen_first = True
-            cand = _split(s.lstrip("#").strip(), sep)
-            if cand and not _is_number(cand[0]):
-                head = [c.strip().lower() for c in cand]
-                continue
-        seen_first = True
-        if s.startswith("#"):
-            continue
-        toks = _split(s, sep)
-        n = len(toks)
-        ok = n >= allowed[0] if min_cols else n in allowed
-        if not ok:
-            want = f"at least {allowed[0]}" if min_cols else " or ".join(str(a) for a in allowed)
-            sep_name = "whitespace" if sep is None else repr(sep)
-            raise PoseFormatError(
-                f"{path}:{lineno}: expected {want} columns separated by {sep_name} ({layout}), got {n}"
-            )
-        rows.append(toks)
-        lines.append(lineno)
-    if not rows:
-        raise PoseFormatError(f"{path}: no pose rows found (empty file, or only comments/header); layout: {layout}")
-    return _Table(path, layout, rows, np.asarray(lines, dtype=np.int64), head)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Checks shared by the readers, reported by line
-
-
-def _check_increasing(tab: _Table, times: np.ndarray, order: Optional[np.ndarray] = None) -> None:
-    """Strictly increasing timestamps; ``order`` maps positions in ``times`` to table rows."""
-    if times.shape[0] < 2:
-        return
-    bad = np.flatnonzero(np.diff(times) <= 0)
-    if bad.size:
-        k = int(bad[0]) + 1
-        i = int(order[k]) if order is not None else k
-        j = int(order[k - 1]) if order is not None else k - 1
-        raise tab.error(
-            i,
-            f"timestamp {float(times[k])!r} is not after the previous one {float(times[k - 1])!r} (line {tab.line(j)}); "
-            "timestamps must be strictly increasing",
-        )
-
-
-def _quats_to_rotations(tab: _Table, q: np.ndarray, scalar_first: bool, opts: _ReadOptions) -> np.ndarray:
-    """Unit-quaternion rows -> ``(N, 3, 3)``; a quaternion whose norm is off by more than ``quat_atol`` names its line."""
-    norms = np.linalg.norm(q, axis=1)
-    bad = np.flatnonzero(np.abs(norms - 1.0) > opts.quat_atol)
-    if bad.size:
-        i = int(bad[0])
-        order = "w x y z" if scalar_first else "x y z w"
-        raise tab.error(
-            i,
-            f"quaternion ({order}) has norm {norms[i]:.6g}, not a unit quaternion "
-            f"(tolerance {opts.quat_atol}; {bad.size} such rows in all) - wrong columns or wrong format?",
-        )
-    return quat_to_matrix(torch.from_numpy(q), scalar_first=scalar_first).numpy()
-
-
-def _checked_matrices(tab: _Table, R: np.ndarray, opts: _ReadOptions, order: Optional[np.ndarray] = None) -> np.ndarray:
-    """Rotation matrices read as text: validated within ``rotation_atol`` (error names the line), then projected."""
-    Rt = torch.from_numpy(R)
-    try:
-        validate_rotations(Rt, atol=opts.rotation_atol)
-    except ValueError:
-        # Find the first offending row to name its line; this path only runs for a bad file.
-        for k in range(Rt.shape[0]):
-            try:
-                validate_rotations(Rt[k], atol=opts.rotation_atol)
-            except ValueError as e:
-                i = int(order[k]) if order is not None else k
-                raise tab.error(i, f"invalid rotation: {e}") from None
-        raise
-    if opts.reorthonormalize:
-        return project_to_so3(Rt).numpy()
-    return R
-
-
-def _trajectory(
-    tab: _Table, times: np.ndarray, R: np.ndarray, T: np.ndarray, fmt: str, convention: str, **extra
-) -> PoseTrajectory:
-    _check_increasing(tab, times)
-    meta = {"path": str(tab.path), "format": fmt, "convention": convention}
-    meta.update(extra)
-    return PoseTrajectory(times, R, T, source_format=fmt, metadata=meta)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Writing
-
-
-def _fmt(values: np.ndarray) -> list[str]:
-    # repr of a Python float is the shortest string that reads back to the identical double.
-    return [repr(float(v)) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
-
-
-def _meta_list(traj: PoseTrajectory, key: str) -> Optional[list]:
-    """A per-pose metadata entry, or None when absent or no longer aligned with the poses."""
-    v = traj.metadata.get(key)
-    if v is not None and len(v) == len(traj):
-        return list(v)
-    return None
-
-
-def _quats(traj: PoseTrajectory, rotations: Optional[np.ndarray] = None, scalar_first: bool = False) -> np.ndarray:
-    R = traj.rotations if rotations is None else rotations
-    return matrix_to_quat(torch.from_numpy(np.ascontiguousarray(R)), scalar_first=scalar_first).numpy()
+def has_times(traj: PoseTrajectory) -> bool:
+    """Whether ``traj``'s timestamps are times (seconds) rather than the pose index of a format without time."""
+    return bool(traj.metadata.get("has_times", True))
 
 
 # ----------------------------------------------------------------------------------------------------
 # TUM
 
 
-_TUM_LAYOUT = "t tx ty tz qx qy qz qw"
-_CONV_C2W = "camera-to-world, OpenCV camera axes (x right, y down, z forward), seconds"
+_TUM_LAYOUT = "t tx ty tz qx qy qz qw [extra columns]"
 
 
-def _read_tum(path: Path, opts: _ReadOptions, times_path=None) -> PoseTrajectory:
-    tab = _read_table(path, sep=None, ncols=8, layout=_TUM_LAYOUT)
-    a = tab.floats(range(8))
-    R = _quats_to_rotations(tab, a[:, 4:8], scalar_first=False, opts=opts)
-    return _trajectory(tab, a[:, 0], R, a[:, 1:4], "tum", _CONV_C2W)
+def _tum_extra_names(path: Path, n: int) -> Optional[list[str]]:
+    """Names of the columns past the 8th from a ``#`` comment naming all ``n`` columns (OpenVINS writes one)."""
+    for raw in read_text_lines(path):
+        s = raw.strip()
+        if s.startswith("#"):
+            toks = s.lstrip("#").split()
+            if len(toks) == n:
+                return toks[8:]
+        elif s:
+            break
+    return None
+
+
+def _read_tum(path: Path, opts: ReadOptions, times_path=None) -> PoseTrajectory:
+    tab = read_table(path, sep=None, ncols=8, min_cols=True, layout=_TUM_LAYOUT)
+    n = tab.same_width()
+    a = tab.floats(range(n))
+    R = quats_to_rotations(tab, a[:, 4:8], scalar_first=False, opts=opts)
+    extra = {}
+    if n > 8:
+        extra = dict(extra_columns=a[:, 8:].copy(), extra_names=_tum_extra_names(path, n))
+    return make_trajectory(tab, a[:, 0], R, a[:, 1:4], "tum", CONV_C2W, **extra)
 
 
 def _write_tum(path: Path, traj: PoseTrajectory, times_path=None) -> None:
-    q = _quats(traj)
-    out = [f"# {_TUM_LAYOUT}"]
+    q = quaternions_of(traj.rotations)
+    extra = meta_list(traj, "extra_columns")
+    names = traj.metadata.get("extra_names") if extra is not None else None
+    head = "t tx ty tz qx qy qz qw" + ("".join(f" {n}" for n in names) if names else "")
+    out = [f"# {head}"]
     for i in range(len(traj)):
-        out.append(" ".join(_fmt(np.r_[traj.timestamps[i], traj.translations[i], q[i]])))
+        row = np.r_[traj.timestamps[i], traj.translations[i], q[i], [] if extra is None else np.asarray(extra[i], float)]
+        out.append(" ".join(fmt_floats(row)))
     atomic_write_text(path, "\n".join(out) + "\n")
 
 
@@ -338,20 +182,8 @@ _EUROC_LAYOUT = "#timestamp [ns], p_x, p_y, p_z, q_w, q_x, q_y, q_z[, ignored co
 _EUROC_HEADER = "#timestamp [ns],p_RS_R_x [m],p_RS_R_y [m],p_RS_R_z [m],q_RS_w [],q_RS_x [],q_RS_y [],q_RS_z []"
 
 
-def _ns_to_seconds(ns: np.ndarray) -> np.ndarray:
-    # Split into whole seconds and remainder: exact integer parts, one rounding in the sum.
-    sec, rem = np.divmod(ns, 10**9)
-    return sec.astype(np.float64) + rem.astype(np.float64) * 1e-9
-
-
-def _seconds_to_ns(t: np.ndarray) -> np.ndarray:
-    whole = np.floor(t)
-    frac = t - whole  # exact for |t| < 2**52
-    return whole.astype(np.int64) * 10**9 + np.rint(frac * 1e9).astype(np.int64)
-
-
-def _read_euroc(path: Path, opts: _ReadOptions, times_path=None) -> PoseTrajectory:
-    tab = _read_table(path, sep=",", ncols=8, min_cols=True, layout=_EUROC_LAYOUT)
+def _read_euroc(path: Path, opts: ReadOptions, times_path=None) -> PoseTrajectory:
+    tab = read_table(path, sep=",", ncols=8, min_cols=True, layout=_EUROC_LAYOUT, header=True)
     ns = np.empty(len(tab.rows), dtype=np.int64)
     for i, row in enumerate(tab.rows):
         tok = row[0]
@@ -367,27 +199,27 @@ def _read_euroc(path: Path, opts: _ReadOptions, times_path=None) -> PoseTrajecto
                 raise tab.error(i, f"column 1: non-finite timestamp {tok!r}")
             ns[i] = int(round(v))
     a = tab.floats(range(1, 8))
-    R = _quats_to_rotations(tab, a[:, 3:7], scalar_first=True, opts=opts)
-    return _trajectory(
-        tab, _ns_to_seconds(ns), R, a[:, 0:3], "euroc",
+    R = quats_to_rotations(tab, a[:, 3:7], scalar_first=True, opts=opts)
+    return make_trajectory(
+        tab, ns_to_seconds(ns), R, a[:, 0:3], "euroc",
         "body (IMU) frame to world, seconds (file: nanoseconds); body axes are the IMU's, not a camera's",
         timestamps_ns=ns,
     )
 
 
 def _write_euroc(path: Path, traj: PoseTrajectory, times_path=None) -> None:
-    q = _quats(traj, scalar_first=True)
-    ns = _seconds_to_ns(traj.timestamps)
+    q = quaternions_of(traj.rotations, scalar_first=True)
+    ns = seconds_to_ns(traj.timestamps)
     # float64 seconds hold ~240 ns at Unix-epoch magnitudes: write the file's own integer stamps back
     # when the trajectory still carries them and they agree with its timestamps.
-    raw = _meta_list(traj, "timestamps_ns")
+    raw = meta_list(traj, "timestamps_ns")
     if raw is not None:
         raw = np.asarray(raw, dtype=np.int64)
-        if np.abs(_ns_to_seconds(raw) - traj.timestamps).max() <= 1e-6:
+        if np.abs(ns_to_seconds(raw) - traj.timestamps).max() <= 1e-6:
             ns = raw
     out = [_EUROC_HEADER]
     for i in range(len(traj)):
-        out.append(",".join([str(int(ns[i]))] + _fmt(np.r_[traj.translations[i], q[i]])))
+        out.append(",".join([str(int(ns[i]))] + fmt_floats(np.r_[traj.translations[i], q[i]])))
     atomic_write_text(path, "\n".join(out) + "\n")
 
 
@@ -402,154 +234,36 @@ def _kitti_times_path(path: Path) -> Path:
     return path.with_name(path.stem + "_times.txt")
 
 
-def _read_kitti(path: Path, opts: _ReadOptions, times_path=None) -> PoseTrajectory:
-    tab = _read_table(path, sep=None, ncols=12, layout=_KITTI_LAYOUT)
+def _read_kitti(path: Path, opts: ReadOptions, times_path=None) -> PoseTrajectory:
+    tab = read_table(path, sep=None, ncols=12, layout=_KITTI_LAYOUT)
     P = tab.floats(range(12)).reshape(-1, 3, 4)
-    R = _checked_matrices(tab, np.ascontiguousarray(P[:, :, :3]), opts)
+    R = checked_matrices(tab, np.ascontiguousarray(P[:, :, :3]), opts)
     T = np.ascontiguousarray(P[:, :, 3])
     if times_path is None and _kitti_times_path(path).is_file():
         times_path = _kitti_times_path(path)
     if times_path is not None:
-        ttab = _read_table(Path(times_path), sep=None, ncols=1, layout="one timestamp (seconds) per line")
+        ttab = read_table(Path(times_path), sep=None, ncols=1, layout="one timestamp (seconds) per line")
         times = ttab.floats([0])[:, 0]
         if times.shape[0] != P.shape[0]:
             raise PoseFormatError(
                 f"KITTI poses/times mismatch: {path} has {P.shape[0]} poses but {times_path} has {times.shape[0]} timestamps"
             )
-        _check_increasing(ttab, times)
+        check_increasing(ttab, times)
         source = str(times_path)
     else:
         times = np.arange(P.shape[0], dtype=np.float64)
-        source = "frame index (no times file given or found)"
-    return _trajectory(
-        tab, times, R, T, "kitti", "camera i to camera 0 (world = first camera), OpenCV camera axes", times_source=source
+        source = "none: frame index (no times file given or found)"
+    return make_trajectory(
+        tab, times, R, T, "kitti", "camera i to camera 0 (world = first camera), OpenCV camera axes",
+        times_source=source, has_times=times_path is not None,
     )
 
 
 def _write_kitti(path: Path, traj: PoseTrajectory, times_path=None) -> None:
     P = np.concatenate([traj.rotations, traj.translations[:, :, None]], axis=2).reshape(-1, 12)
-    atomic_write_text(path, "".join(" ".join(_fmt(row)) + "\n" for row in P))
+    atomic_write_text(path, "".join(" ".join(fmt_floats(row)) + "\n" for row in P))
     tp = Path(times_path) if times_path is not None else _kitti_times_path(path)
     atomic_write_text(tp, "".join(repr(float(t)) + "\n" for t in traj.timestamps))
-
-
-# ----------------------------------------------------------------------------------------------------
-# COLMAP images.txt
-
-
-_COLMAP_LAYOUT = "IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME, then a POINTS2D line (X Y POINT3D_ID ...)"
-_COLMAP_HEADER = (
-    "# Image list with two lines of data per image:\n"
-    "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n"
-    "#   POINTS2D[] as (X, Y, POINT3D_ID)\n"
-)
-
-
-def _natural_key(name: str):
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", name)]
-
-
-_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
-
-
-def _time_from_name(name: str) -> Optional[float]:
-    found = _NUMBER_RE.findall(Path(name).stem)
-    return float(found[-1]) if found else None
-
-
-def _read_colmap(path: Path, opts: _ReadOptions, times_path=None, time_from: str = "index", order: str = "name") -> PoseTrajectory:
-    """COLMAP ``images.txt``. ``order``: 'name' (natural sort of NAME) or 'id' (IMAGE_ID).
-    ``time_from``: 'index' (0, 1, 2, ... in that order) or 'name' (last number in the file stem, e.g.
-    ``1305031098.6659.png`` or ``frame_000123.png``; images are then ordered by it)."""
-    if time_from not in ("index", "name"):
-        raise ValueError(f"colmap: time_from must be 'index' or 'name', got {time_from!r}")
-    if order not in ("name", "id"):
-        raise ValueError(f"colmap: order must be 'name' or 'id', got {order!r}")
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    expect_points = False
-    last = 0
-    for lineno, raw in enumerate(_read_text_lines(path), start=1):
-        s = raw.strip()
-        if s.startswith("#"):
-            continue
-        if expect_points:
-            # The POINTS2D line may be empty; it must hold (X, Y, POINT3D_ID) triples.
-            n = len(s.split())
-            if n % 3 != 0:
-                raise PoseFormatError(
-                    f"{path}:{lineno}: expected the POINTS2D line of the image on line {last} "
-                    f"(X Y POINT3D_ID triples), got {n} fields - is a POINTS2D line missing?"
-                )
-            expect_points = False
-            continue
-        if not s:
-            continue
-        toks = s.split()
-        if len(toks) < 10:
-            raise PoseFormatError(f"{path}:{lineno}: expected at least 10 fields ({_COLMAP_LAYOUT}), got {len(toks)}")
-        rows.append(toks[:9] + [" ".join(toks[9:])])
-        lines.append(lineno)
-        expect_points = True
-        last = lineno
-    if expect_points:
-        raise PoseFormatError(
-            f"{path}: file ends after the image line {last} without its POINTS2D line (truncated file?)"
-        )
-    if not rows:
-        raise PoseFormatError(f"{path}: no images found (empty file or only comments); layout: {_COLMAP_LAYOUT}")
-    tab = _Table(path, _COLMAP_LAYOUT, rows, np.asarray(lines, dtype=np.int64))
-    a = tab.floats(range(1, 8))
-    ids = tab.floats([0, 8])
-    for i in range(len(rows)):
-        for j, c in enumerate((0, 8)):
-            if ids[i, j] != int(ids[i, j]):
-                raise tab.error(i, f"column {c + 1}: {rows[i][c]!r} is not an integer id")
-    names = [r[9] for r in rows]
-    R_w2c = _quats_to_rotations(tab, a[:, 0:4], scalar_first=True, opts=opts)
-    T_w2c = a[:, 4:7]
-    R = np.transpose(R_w2c, (0, 2, 1))
-    C = -np.einsum("nij,nj->ni", R, T_w2c)
-    if time_from == "name":
-        parsed = [_time_from_name(n) for n in names]
-        for i, t in enumerate(parsed):
-            if t is None:
-                raise tab.error(i, f"image name {names[i]!r} holds no number to use as a timestamp (time_from='name')")
-        times_all = np.asarray(parsed, dtype=np.float64)
-        perm = np.argsort(times_all, kind="stable")
-        times = times_all[perm]
-    else:
-        if order == "name":
-            perm = np.asarray(sorted(range(len(names)), key=lambda i: _natural_key(names[i])), dtype=np.int64)
-        else:
-            perm = np.argsort(ids[:, 0], kind="stable")
-        times = np.arange(len(names), dtype=np.float64)
-    _check_increasing(tab, times, order=perm)
-    meta = {
-        "path": str(path),
-        "format": "colmap",
-        "convention": "file is world-to-camera; converted to camera-to-world, OpenCV camera axes",
-        "names": [names[i] for i in perm],
-        "image_ids": [int(ids[i, 0]) for i in perm],
-        "camera_ids": [int(ids[i, 1]) for i in perm],
-        "times_source": "image name" if time_from == "name" else f"image index (ordered by {order})",
-    }
-    return PoseTrajectory(times, R[perm], C[perm], source_format="colmap", metadata=meta)
-
-
-def _write_colmap(path: Path, traj: PoseTrajectory, times_path=None) -> None:
-    n = len(traj)
-    names = _meta_list(traj, "names") or [f"frame_{i:06d}.png" for i in range(n)]
-    ids = _meta_list(traj, "image_ids") or list(range(1, n + 1))
-    cams = _meta_list(traj, "camera_ids") or [1] * n
-    R_w2c = np.transpose(traj.rotations, (0, 2, 1))
-    T_w2c = -np.einsum("nij,nj->ni", R_w2c, traj.translations)
-    q = _quats(traj, rotations=R_w2c, scalar_first=True)
-    out = [_COLMAP_HEADER + f"# Number of images: {n}, written by viewgp (camera-to-world inverted)"]
-    for i in range(n):
-        out.append(" ".join([str(int(ids[i]))] + _fmt(np.r_[q[i], T_w2c[i]]) + [str(int(cams[i])), str(names[i])]))
-        out.append("")
-    atomic_write_text(path, "\n".join(out) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -557,46 +271,31 @@ def _write_colmap(path: Path, traj: PoseTrajectory, times_path=None) -> None:
 
 
 _ARKIT_COLUMNS = ("timestamp", "tx", "ty", "tz", "qx", "qy", "qz", "qw")
-_ARKIT_ALIASES = {"timestamp": ("timestamp", "time", "t"), "tx": ("tx", "x"), "ty": ("ty", "y"), "tz": ("tz", "z")}
+_ARKIT_ALIASES = {"timestamp": ("timestamp", "time", "t"), "tx": ("tx", "x"), "ty": ("ty", "y"), "tz": ("tz", "z"),
+                  "qx": ("qx",), "qy": ("qy",), "qz": ("qz",), "qw": ("qw",)}
 _ARKIT_LAYOUT = "header 'timestamp,tx,ty,tz,qx,qy,qz,qw' (any order, extra columns ignored)"
 _CONV_GL = "camera-to-world in the gravity-aligned (y-up) ARKit world; OpenGL camera axes converted to OpenCV"
 
 
-def _arkit_column_index(tab: _Table) -> list[int]:
+def _read_arkit(path: Path, opts: ReadOptions, times_path=None) -> PoseTrajectory:
+    tab = read_table(path, sep=",", ncols=8, min_cols=True, layout=_ARKIT_LAYOUT, header=True)
     if tab.header is None:
-        return list(range(8))  # headerless: the documented order
-    idx = []
-    missing = []
-    for col in _ARKIT_COLUMNS:
-        names = _ARKIT_ALIASES.get(col, (col,))
-        hit = next((tab.header.index(n) for n in names if n in tab.header), None)
-        if hit is None:
-            missing.append(col)
-        idx.append(hit)
-    if missing:
+        # Headerless, the columns could be in ADVIO's order as well: refuse rather than guess.
         raise PoseFormatError(
-            f"{tab.path}: header {','.join(tab.header)!r} lacks column(s) {missing}; expected {_ARKIT_LAYOUT}"
+            f"{path}: an ARKit CSV needs its header ({_ARKIT_LAYOUT}); a headerless 't, x, y, z, qw, qx, qy, qz' "
+            "file is ADVIO's: read it with format 'advio'"
         )
-    return idx
-
-
-def _read_arkit(path: Path, opts: _ReadOptions, times_path=None) -> PoseTrajectory:
-    tab = _read_table(path, sep=",", ncols=8, min_cols=True, layout=_ARKIT_LAYOUT, header=True)
-    cols = _arkit_column_index(tab)
-    need = max(cols) + 1
-    for i, row in enumerate(tab.rows):
-        if len(row) < need:
-            raise tab.error(i, f"expected at least {need} columns ({_ARKIT_LAYOUT}), got {len(row)}")
-    a = tab.floats(cols)
-    R = opengl_to_opencv(_quats_to_rotations(tab, a[:, 4:8], scalar_first=False, opts=opts))
-    return _trajectory(tab, a[:, 0], R, a[:, 1:4], "arkit", _CONV_GL)
+    cols = header_columns(tab, _ARKIT_ALIASES)
+    a = tab.floats([cols[c] for c in _ARKIT_COLUMNS])
+    R = opengl_to_opencv(quats_to_rotations(tab, a[:, 4:8], scalar_first=False, opts=opts))
+    return make_trajectory(tab, a[:, 0], R, a[:, 1:4], "arkit", _CONV_GL)
 
 
 def _write_arkit(path: Path, traj: PoseTrajectory, times_path=None) -> None:
-    q = _quats(traj, rotations=opengl_to_opencv(traj.rotations))
+    q = quaternions_of(opengl_to_opencv(traj.rotations))
     out = [",".join(_ARKIT_COLUMNS)]
     for i in range(len(traj)):
-        out.append(",".join(_fmt(np.r_[traj.timestamps[i], traj.translations[i], q[i]])))
+        out.append(",".join(fmt_floats(np.r_[traj.timestamps[i], traj.translations[i], q[i]])))
     atomic_write_text(path, "\n".join(out) + "\n")
 
 
@@ -605,28 +304,32 @@ _ADVIO_LAYOUT = "t, x, y, z, qw, qx, qy, qz (no header)"
 
 def read_advio_frames(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     """ADVIO ``frames.csv`` (``t, frame_index``, no header) -> times ``(M,)`` seconds, frame indices ``(M,)`` int."""
-    tab = _read_table(Path(path), sep=",", ncols=2, layout="t, frame_index (no header)")
+    tab = read_table(Path(path), sep=",", ncols=2, layout="t, frame_index (no header)")
     a = tab.floats([0, 1])
     for i in range(a.shape[0]):
         if a[i, 1] != int(a[i, 1]):
             raise tab.error(i, f"column 2: frame index {tab.rows[i][1]!r} is not an integer")
-    _check_increasing(tab, a[:, 0])
+    check_increasing(tab, a[:, 0])
     return a[:, 0], a[:, 1].astype(np.int64)
 
 
-def _read_advio(path: Path, opts: _ReadOptions, times_path=None, camera_axes: str = "opengl") -> PoseTrajectory:
+def _check_advio_axes(camera_axes: str) -> None:
+    if camera_axes not in ("opengl", "opencv"):
+        raise ValueError(f"advio: camera_axes must be 'opengl' or 'opencv', got {camera_axes!r}")
+
+
+def _read_advio(path: Path, opts: ReadOptions, times_path=None, camera_axes: str = "opengl") -> PoseTrajectory:
     """ADVIO pose CSV. With ``times_path`` (a ``frames.csv``) the poses are interpolated (SLERP + linear)
     at the video frame times; frames outside the pose time range are dropped and the kept frame
     indices are recorded in ``metadata['frame_indices']``."""
-    if camera_axes not in ("opengl", "opencv"):
-        raise ValueError(f"advio: camera_axes must be 'opengl' or 'opencv', got {camera_axes!r}")
-    tab = _read_table(path, sep=",", ncols=8, layout=_ADVIO_LAYOUT)
+    _check_advio_axes(camera_axes)
+    tab = read_table(path, sep=",", ncols=8, layout=_ADVIO_LAYOUT)
     a = tab.floats(range(8))
-    R = _quats_to_rotations(tab, a[:, 4:8], scalar_first=True, opts=opts)
+    R = quats_to_rotations(tab, a[:, 4:8], scalar_first=True, opts=opts)
     if camera_axes == "opengl":
         R = opengl_to_opencv(R)
-    conv = _CONV_GL if camera_axes == "opengl" else _CONV_C2W
-    traj = _trajectory(tab, a[:, 0], R, a[:, 1:4], "advio", conv, camera_axes_in_file=camera_axes)
+    conv = _CONV_GL if camera_axes == "opengl" else CONV_C2W
+    traj = make_trajectory(tab, a[:, 0], R, a[:, 1:4], "advio", conv, camera_axes_in_file=camera_axes)
     if times_path is None:
         return traj
     ftimes, findex = read_advio_frames(times_path)
@@ -644,93 +347,34 @@ def _read_advio(path: Path, opts: _ReadOptions, times_path=None, camera_axes: st
 
 
 def _write_advio(path: Path, traj: PoseTrajectory, times_path=None, camera_axes: str = "opengl") -> None:
-    if camera_axes not in ("opengl", "opencv"):
-        raise ValueError(f"advio: camera_axes must be 'opengl' or 'opencv', got {camera_axes!r}")
+    _check_advio_axes(camera_axes)
     R = opengl_to_opencv(traj.rotations) if camera_axes == "opengl" else traj.rotations
-    q = _quats(traj, rotations=R, scalar_first=True)
+    q = quaternions_of(R, scalar_first=True)
     atomic_write_text(
         path,
-        "".join(",".join(_fmt(np.r_[traj.timestamps[i], traj.translations[i], q[i]])) + "\n" for i in range(len(traj))),
+        "".join(",".join(fmt_floats(np.r_[traj.timestamps[i], traj.translations[i], q[i]])) + "\n" for i in range(len(traj))),
     )
 
 
 # ----------------------------------------------------------------------------------------------------
-# Phone IMU CSV
-
-
-_IMU_LAYOUT = "timestamp, gx, gy, gz[, ax, ay, az] (rad/s; header optional)"
-_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
-
-
-def _read_imu(path: Path, opts: _ReadOptions, times_path=None, time_unit: str = "s", initial_rotation=None) -> PoseTrajectory:
-    """Gyroscope CSV -> orientations by :func:`viewgp.poses.integrate_gyroscope` (trapezoidal, body frame),
-    starting from ``initial_rotation`` (default identity). Translations are zeros. The raw samples are
-    kept in ``metadata['gyroscope']`` (and ``metadata['accelerometer']`` when present)."""
-    if time_unit not in _TIME_UNITS:
-        raise ValueError(f"imu: time_unit must be one of {sorted(_TIME_UNITS)}, got {time_unit!r}")
-    tab = _read_table(path, sep=",", ncols=(4, 7), layout=_IMU_LAYOUT, header=True)
-    widths = {len(r) for r in tab.rows}
-    if len(widths) > 1:
-        w0 = len(tab.rows[0])
-        i = next(k for k, r in enumerate(tab.rows) if len(r) != w0)
-        raise tab.error(i, f"{len(tab.rows[i])} columns but the first row has {w0} ({_IMU_LAYOUT})")
-    w = widths.pop()
-    a = tab.floats(range(w))
-    times = a[:, 0] * _TIME_UNITS[time_unit]
-    _check_increasing(tab, times)
-    R = integrate_gyroscope(torch.from_numpy(times), torch.from_numpy(a[:, 1:4].copy()), R0=initial_rotation).numpy()
-    meta = {
-        "gyroscope": a[:, 1:4].copy(),
-        "accelerometer": a[:, 4:7].copy() if w == 7 else None,
-        "time_unit": time_unit,
-    }
-    return _trajectory(
-        tab, times, R, np.zeros((times.shape[0], 3)), "imu",
-        "body (IMU) orientation integrated from the gyroscope, R(t0) = initial rotation; translations are zeros",
-        **meta,
-    )
-
-
-def _write_imu(path: Path, traj: PoseTrajectory, times_path=None) -> None:
-    """Angular velocities that reproduce ``traj``'s orientations exactly under the reader's trapezoidal
-    integration: ``(w_k + w_{k+1}) / 2 = log(R_k^T R_{k+1}) / dt_k``, seeded with the stored first
-    gyroscope sample when there is one (then a read file is written back as it was)."""
-    n = len(traj)
-    R = torch.from_numpy(traj.rotations)
-    if np.abs(traj.translations).max(initial=0.0) > 0:
-        warnings.warn("IMU CSV holds angular velocity only: the translations are not written", stacklevel=3)
-    if n and np.abs(traj.rotations[0] - np.eye(3)).max() > 1e-12:
-        warnings.warn("IMU CSV starts from the identity orientation: the first rotation is not written", stacklevel=3)
-    omega = np.zeros((n, 3))
-    if n > 1:
-        dt = np.diff(traj.timestamps)
-        rates = so3_log(R[:-1].transpose(-1, -2) @ R[1:]).numpy() / dt[:, None]
-        gyro = _meta_list(traj, "gyroscope")
-        omega[0] = np.asarray(gyro[0], dtype=np.float64) if gyro is not None else rates[0]
-        for k in range(n - 1):
-            omega[k + 1] = 2.0 * rates[k] - omega[k]
-    acc = _meta_list(traj, "accelerometer")
-    cols = ["timestamp", "gx", "gy", "gz"] + (["ax", "ay", "az"] if acc is not None else [])
-    out = [",".join(cols)]
-    for i in range(n):
-        vals = [traj.timestamps[i], *omega[i]] + (list(np.asarray(acc[i], dtype=np.float64)) if acc is not None else [])
-        out.append(",".join(_fmt(np.asarray(vals))))
-    atomic_write_text(path, "\n".join(out) + "\n")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Registry and public API
+# Registry
 
 
 @dataclass(frozen=True)
 class PoseFormat:
-    """One registered pose file format."""
+    """One registered pose file format.
+
+    ``names_images``: its poses name their images (``metadata['names']``), so frames are matched to
+    poses by file name; ``has_times``: its files hold timestamps (KITTI: only with its times file).
+    """
 
     name: str
     description: str
     extensions: tuple[str, ...]
     reader: Callable[..., PoseTrajectory] = field(repr=False)
     writer: Callable[..., None] = field(repr=False)
+    names_images: bool = False
+    has_times: bool = True
 
 
 #: Registered formats by name, in detection-listing order.
@@ -740,10 +384,18 @@ FORMATS: dict[str, PoseFormat] = {
         PoseFormat("tum", f"TUM RGB-D: '{_TUM_LAYOUT}'", (".txt",), _read_tum, _write_tum),
         PoseFormat("euroc", f"EuRoC ground truth CSV: '{_EUROC_LAYOUT}'", (".csv",), _read_euroc, _write_euroc),
         PoseFormat("kitti", f"KITTI odometry: '{_KITTI_LAYOUT}' + <stem>_times.txt", (".txt",), _read_kitti, _write_kitti),
-        PoseFormat("colmap", f"COLMAP images.txt: '{_COLMAP_LAYOUT}'", (".txt",), _read_colmap, _write_colmap),
+        PoseFormat("colmap", f"COLMAP images.txt: '{colmap.TEXT_LAYOUT}'", (".txt",), colmap.read_text, colmap.write_text,
+                   names_images=True, has_times=False),
+        PoseFormat("colmap_bin", f"COLMAP {colmap.BINARY_LAYOUT}", (".bin",), colmap.read_binary, colmap.write_binary,
+                   names_images=True, has_times=False),
+        PoseFormat("nerf", f"NeRF / instant-ngp / nerfstudio transforms.json: {nerf.LAYOUT}", (".json",),
+                   nerf.read_transforms, nerf.write_transforms, names_images=True, has_times=False),
         PoseFormat("arkit", f"ARKit CSV: {_ARKIT_LAYOUT}", (".csv",), _read_arkit, _write_arkit),
         PoseFormat("advio", f"ADVIO arkit.csv: '{_ADVIO_LAYOUT}'", (".csv",), _read_advio, _write_advio),
-        PoseFormat("imu", f"phone IMU CSV: '{_IMU_LAYOUT}'", (".csv", ".txt"), _read_imu, _write_imu),
+        PoseFormat("imu", f"phone gyroscope CSV: '{sensorlogs.IMU_LAYOUT}'", (".csv", ".txt"), sensorlogs.read_imu,
+                   sensorlogs.write_imu),
+        PoseFormat("orientation", f"phone orientation CSV: {sensorlogs.ORIENTATION_LAYOUT}", (".csv",),
+                   sensorlogs.read_orientation, sensorlogs.write_orientation),
     )
 }
 
@@ -759,63 +411,179 @@ def _get_format(name: str) -> PoseFormat:
     return fmt
 
 
-def detect_format(path: PathLike) -> str:
-    """Guess the format of a pose file from its name, header/comments and column count.
+# ----------------------------------------------------------------------------------------------------
+# Detection
 
-    Rules, on the first data line: whitespace-separated with >= 10 fields and a non-numeric 10th
-    (an image name) -> colmap; 8 numbers -> tum; 12 numbers -> kitti. Comma-separated with a header
-    (or a ``#`` header comment) naming qx..qw -> arkit, naming gx/gyro or with 4/7 columns -> imu; headerless with an EuRoC
-    header comment, >= 9 columns or a nanosecond (>= 16 digit integer) stamp -> euroc; 8 columns ->
-    advio; 4 or 7 -> imu. Raises :class:`PoseFormatError` listing the known formats when none fits.
-    """
+
+_MODEL_FILES = ("images.bin", "images.txt", "transforms.json")
+
+
+def resolve_pose_path(path: PathLike) -> Path:
+    """``path``, or for a folder the one pose file in it (a COLMAP model folder such as ``sparse/0``
+    holds ``images.bin`` or ``images.txt``; a NeRF scene ``transforms.json``)."""
     path = Path(path)
-    lines = _read_text_lines(path)[:200]
+    if not path.is_dir():
+        if not path.is_file():
+            raise FileNotFoundError(f"pose file not found: {path}")
+        return path
+    found = [path / n for n in _MODEL_FILES if (path / n).is_file()]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise PoseFormatError(f"{path} is a folder without a pose file (looked for {', '.join(_MODEL_FILES)}); give the pose file")
+    raise AmbiguousFormatError(
+        f"{path} holds {' and '.join(p.name for p in found)}: give one of them as the pose file", [p.name for p in found]
+    )
+
+
+def _ambiguous(path: Path, where: str, candidates: dict[str, str]) -> AmbiguousFormatError:
+    listed = "; ".join(f"{name} ({why})" for name, why in candidates.items())
+    return AmbiguousFormatError(
+        f"{path}{where}: ambiguous pose format, it could be {listed}. Give the format explicitly "
+        f"(--format {'|'.join(candidates)}, or format=... in Python)",
+        list(candidates),
+    )
+
+
+def _is_binary(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if b"\x00" in head:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start < len(head) - 4  # a multi-byte character cut at the end of the block is still text
+    return False
+
+
+def _advio_by_path(path: Path) -> bool:
+    """ADVIO's pose files are ``.../advio-NN/iphone/arkit.csv``: the path says so."""
+    parts = [p.lower() for p in path.resolve().parts]
+    return any("advio" in p for p in parts) or (parts[-1] == "arkit.csv" and len(parts) > 1 and parts[-2] == "iphone")
+
+
+def _looks_like_quaternion(values: list[float]) -> bool:
+    return abs(math.sqrt(sum(v * v for v in values)) - 1.0) < 1e-2
+
+
+def _looks_like_rotation(values: list[float]) -> bool:
+    R = np.asarray(values, dtype=np.float64).reshape(3, 4)[:, :3]
+    return bool(np.abs(R.T @ R - np.eye(3)).max() < 1e-2)
+
+
+def _detect_csv_header(path: Path, where: str, head: list[str]) -> str:
+    names = set(head)
+    if {"qx", "qy", "qz", "qw"} <= names:
+        has_position = all({a, b} & names for a, b in (("tx", "x"), ("ty", "y"), ("tz", "z")))
+        return "arkit" if has_position else "orientation"
+    if "q_rs_w" in names or "p_rs_r_x" in names:
+        return "euroc"
+    explicit = {n for axis in sensorlogs.GYRO_NAMES.values() for n in axis[:-1]}  # all but the bare x, y, z
+    if names & explicit:
+        return "imu"
+    if {"x", "y", "z"} <= names and names & set(sensorlogs.TIME_NAMES):
+        sensor = sensorlogs.sensor_of_name(path)
+        if sensor == "gyroscope":
+            return "imu"
+        if sensor is not None:
+            article = "an" if sensor[0] in "aeiou" else "a"
+            raise PoseFormatError(
+                f"{path}: {article} {sensor} log (columns x, y, z by its name), not a pose file; viewgp reads the gyroscope "
+                "log (Gyroscope.csv, format imu) and the orientation log (Orientation.csv, format orientation)"
+            )
+        raise _ambiguous(path, where, {"imu": "if its x, y, z are gyroscope rates in rad/s; the file name does not say"})
+    raise PoseFormatError(
+        f"{path}{where}: cannot detect the pose format from the header {','.join(head)!r}. Known formats: {_known()}. "
+        "Give the format explicitly (--format NAME, or format=... in Python)."
+    )
+
+
+def _detect_text(path: Path) -> str:
+    lines = read_text_lines(path)[:200]
     first_i = next((k for k, s in enumerate(lines) if s.strip() and not s.lstrip().startswith("#")), None)
-    comments = [s.lower() for s in lines if s.lstrip().startswith("#")]
     if first_i is None:
         raise PoseFormatError(
             f"{path}: cannot detect the pose format of a file with no data lines (empty, or only comments). "
             f"Known formats: {_known()}"
         )
     first = lines[first_i].strip()
+    where = f":{first_i + 1}"
     if "," in first:
-        toks = _split(first, ",")
+        # The readers take the first non-blank line as the header when it is not numeric ('#' allowed).
+        top = next(s.strip() for s in lines if s.strip())
+        cand = split_fields(top.lstrip("#").strip(), ",")
+        if not is_number(cand[0]) and len(cand) > 1:
+            return _detect_csv_header(path, where, [h.split("[")[0].split("(")[0].strip().lower() for h in cand])
+        if any("q_rs_w" in s.lower() for s in lines if s.lstrip().startswith("#")):
+            return "euroc"
+        toks = split_fields(first, ",")
         n = len(toks)
-        if not all(_is_number(t) for t in toks):
-            head = [t.lstrip("#").strip().lower() for t in toks]
-            if {"qx", "qy", "qz", "qw"} <= set(head):
-                return "arkit"
-            if any(h in ("gx", "gyro_x", "gyroscope_x") for h in head) or n in (4, 7):
-                return "imu"
-        else:
-            # A header may hide in a '#' comment line: ARKit's names or EuRoC's.
-            if any({"qx", "qy", "qz", "qw"} <= {t.lstrip("#").strip() for t in c.split(",")} for c in comments):
-                return "arkit"
-            if any("q_rs_w" in c or c.replace(" ", "").startswith("#timestamp,") for c in comments):
-                return "euroc"
-            digits = toks[0].lstrip("-")
-            if n >= 9 or (digits.isdigit() and len(digits) >= 16):
-                return "euroc"
-            if n == 8:
+        digits = toks[0].lstrip("-")
+        if digits.isdigit() and len(digits) >= 16:
+            return "euroc"
+        if n == 8:
+            if _advio_by_path(path):
                 return "advio"
-            if n in (4, 7):
-                return "imu"
+            raise _ambiguous(path, where, {
+                "advio": "t, x, y, z, qw, qx, qy, qz; the path does not say ADVIO",
+                "arkit": "needs its header line, which this file lacks",
+            })
+        if n in (4, 7):
+            return "imu"
     else:
         toks = first.split()
         n = len(toks)
-        numeric = [_is_number(t) for t in toks]
+        numeric = [is_number(t) for t in toks]
         if n >= 10 and all(numeric[:9]) and not numeric[9]:
             return "colmap"
-        if all(numeric):
-            if n == 8:
-                return "tum"
-            if n == 12:
+        if all(numeric) and n >= 8:
+            vals = [float(t) for t in toks]
+            quat = _looks_like_quaternion(vals[4:8])
+            # A TUM row with 4 extra columns whose fields 1-3, 5-7, 9-11 form a rotation is not met in practice.
+            if n == 12 and _looks_like_rotation(vals):
                 return "kitti"
+            if n == 8 or quat:
+                return "tum"
     sep = "comma" if "," in first else "whitespace"
     raise PoseFormatError(
-        f"{path}:{first_i + 1}: cannot detect the pose format (first data line has {len(toks)} {sep}-separated "
-        f"fields: {first[:80]!r}). Known formats: {_known()}. Pass format=... to read it explicitly."
+        f"{path}{where}: cannot detect the pose format (first data line has {len(toks)} {sep}-separated "
+        f"fields: {first[:80]!r}). Known formats: {_known()}. Give the format explicitly (--format NAME, or format=... in Python)."
     )
+
+
+def detect_format(path: PathLike) -> str:
+    """The format of a pose file, from its name and content; refuses to guess between readings.
+
+    Rules: a folder is resolved by :func:`resolve_pose_path`. A JSON object with ``frames`` holding
+    ``transform_matrix`` -> nerf. A binary file named ``images.bin`` (or any ``.bin``) -> colmap_bin.
+    Whitespace-separated text, first data line: >= 10 fields with a non-numeric 10th (an image name) ->
+    colmap; 12 numbers whose 3x3 block is a rotation -> kitti; 8 or more numbers with a unit
+    quaternion in fields 5-8 -> tum (extra columns kept). Comma-separated with a header (first
+    non-blank line, ``#`` allowed) naming qx..qw and a position -> arkit, qx..qw without a position
+    -> orientation, EuRoC's ``q_RS_w`` -> euroc, gyroscope names (gx, gyro_x, w_RS_S_x) -> imu,
+    ``x, y, z`` -> imu only when the file name says gyroscope. Headerless CSV: a nanosecond
+    (>= 16 digit) stamp -> euroc; 8 columns -> advio when the path names ADVIO, else ambiguous;
+    4 or 7 columns -> imu. Raises :class:`AmbiguousFormatError` with the candidates where more than
+    one format fits, :class:`PoseFormatError` listing the known formats where none does.
+    """
+    path = resolve_pose_path(path)
+    name = path.name.lower()
+    if name in ("cameras.txt", "cameras.bin", "points3d.txt", "points3d.bin"):
+        raise PoseFormatError(f"{path}: this is a COLMAP {name.split('.')[0]} file; give the model's images{path.suffix} as the pose file")
+    if _is_binary(path):
+        if path.suffix.lower() == ".bin":
+            return "colmap_bin"
+        raise PoseFormatError(f"{path}: a binary file that is not a COLMAP images.bin. Known formats: {_known()}")
+    if path.suffix.lower() == ".json" or (read_text_lines(path) or [""])[0].lstrip().startswith("{"):
+        if nerf.looks_like_transforms(path):
+            return "nerf"
+        raise PoseFormatError(f"{path}: a JSON file but not a transforms.json ({nerf.LAYOUT})")
+    return _detect_text(path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading and writing
 
 
 def read_poses(
@@ -831,24 +599,23 @@ def read_poses(
     """Read a trajectory file into a camera-to-world :class:`PoseTrajectory` (see the module docstring).
 
     Args:
-        path: the pose file.
+        path: the pose file, or a folder holding one (:func:`resolve_pose_path`: a COLMAP model folder).
         format: a name in :data:`FORMATS`; ``None`` detects it (:func:`detect_format`).
         times_path: KITTI: the ``times.txt`` (default: ``<stem>_times.txt`` beside ``path`` if it
             exists, else the frame index); ADVIO: a ``frames.csv`` at whose times the poses are
             interpolated. Ignored by the other formats.
-        reorthonormalize: project 3x3 rotation matrices read from text (KITTI) onto SO(3) after they
-            pass the ``rotation_atol`` check (printed rotations carry ~1e-7 noise).
+        reorthonormalize: project 3x3 rotation matrices read from text (KITTI, transforms.json) onto
+            SO(3) after they pass the ``rotation_atol`` check (printed rotations carry ~1e-7 noise).
         rotation_atol: largest ``|R^T R - I|`` accepted for a matrix; beyond it the error names the line.
         quat_atol: largest ``| |q| - 1 |`` accepted for a quaternion (4-decimal files reach ~1e-4).
-        **options: format-specific: colmap ``time_from='index'|'name'``, ``order='name'|'id'``;
-            advio ``camera_axes='opengl'|'opencv'``; imu ``time_unit='s'|'ms'|'us'|'ns'``,
-            ``initial_rotation`` (3, 3).
+        **options: format-specific: colmap/colmap_bin ``time_from='index'|'name'``, ``order='name'|'id'``,
+            ``cameras_path``; nerf ``order='name'|'file'``; advio and orientation
+            ``camera_axes='opengl'|'opencv'``; imu and orientation ``time_unit='s'|'ms'|'us'|'ns'``;
+            imu ``initial_rotation`` (3, 3).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pose file not found: {path}")
+    path = resolve_pose_path(path)
     fmt = _get_format(format) if format is not None else FORMATS[detect_format(path)]
-    opts = _ReadOptions(reorthonormalize=reorthonormalize, rotation_atol=rotation_atol, quat_atol=quat_atol)
+    opts = ReadOptions(reorthonormalize=reorthonormalize, rotation_atol=rotation_atol, quat_atol=quat_atol)
     return fmt.reader(path, opts, times_path, **options)
 
 
@@ -856,8 +623,9 @@ def write_poses(path: PathLike, traj: PoseTrajectory, format: str, *, times_path
     """Write ``traj`` (camera-to-world, OpenCV axes) in ``format``, converting to that format's convention.
 
     Floats are written with ``repr`` (exact round trip). KITTI also writes the times file
-    (``times_path``, default ``<stem>_times.txt`` beside ``path``). Files are replaced atomically.
-    The imu writer warns that translations (and a non-identity first orientation) are not stored.
+    (``times_path``, default ``<stem>_times.txt`` beside ``path``); COLMAP the cameras file beside the
+    images file when the intrinsics are known. Files are replaced atomically. The imu and orientation
+    writers warn that translations (imu: and a non-identity first orientation) are not stored.
     """
     if not isinstance(traj, PoseTrajectory):
         raise TypeError(f"write_poses: expected a PoseTrajectory, got {type(traj).__name__}")

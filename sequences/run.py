@@ -33,7 +33,7 @@ from sequences.trajectory import PoseTrajectory, as_indices, normalize_index, va
 from viewgp.poses import pose_features
 
 # PoseTrajectory lives in sequences.trajectory; it is re-exported here for code written before the move.
-__all__ = ["FrameSource", "PoseTrajectory", "CameraRun", "RUN_FORMAT_VERSION", "CONVENTION"]
+__all__ = ["FrameSource", "ImageFileFrames", "read_frame", "PoseTrajectory", "CameraRun", "RUN_FORMAT_VERSION", "CONVENTION"]
 
 #: Version of the run directory layout written by :meth:`CameraRun.save`.
 RUN_FORMAT_VERSION = 1
@@ -98,12 +98,18 @@ def _single_frame(source, i: int) -> np.ndarray:
     return f[0] if f.ndim == 4 else f
 
 
-class _PNGFrames:
-    """Frames of a saved run, read from PNG files on demand."""
+class ImageFileFrames:
+    """A lazy :class:`FrameSource` over image files of one size, read on demand.
 
-    def __init__(self, paths: list[Path], shape: tuple[int, int, int, int]) -> None:
+    ``strict`` (a saved run's frames: 8-bit RGB PNGs we wrote) accepts nothing else; otherwise any
+    image :func:`generative.imageio.read_image` decodes (a posed image folder). A file of another
+    size than ``shape[1:]`` is a ``ValueError`` naming it.
+    """
+
+    def __init__(self, paths: list[Path], shape: tuple[int, int, int, int], strict: bool = True) -> None:
         self.paths = paths
         self.shape = shape
+        self.strict = strict
         self.dtype = np.dtype(np.uint8)
 
     def __len__(self) -> int:
@@ -111,17 +117,18 @@ class _PNGFrames:
 
     def __getitem__(self, key) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
-            return _read_png(self.paths[int(key)], self.shape[1:])
+            return read_frame(self.paths[int(key)], self.shape[1:], self.strict)
         idx = np.arange(len(self.paths))[key]
         out = np.empty((len(idx),) + tuple(self.shape[1:]), dtype=np.uint8)
         for j, i in enumerate(idx):
-            out[j] = _read_png(self.paths[int(i)], self.shape[1:])
+            out[j] = read_frame(self.paths[int(i)], self.shape[1:], self.strict)
         return out
 
 
-def _read_png(path: Path, hw3: Optional[tuple[int, ...]] = None) -> np.ndarray:
+def read_frame(path: Path, hw3: Optional[tuple[int, ...]] = None, strict: bool = True) -> np.ndarray:
+    """One frame image as uint8 RGB ``(H, W, 3)``, checked against the run's frame size ``hw3``."""
     # strict: a saved run's frames are 8-bit RGB PNGs we wrote; anything else means the file was replaced.
-    img = read_image(path, strict=True, what="frame image")
+    img = read_image(path, strict=strict, what="frame image")
     if hw3 is not None and img.shape != tuple(hw3):
         raise ValueError(f"frame {path}: size {img.shape} differs from the run's frame size {tuple(hw3)}")
     return img
@@ -434,12 +441,12 @@ class CameraRun:
             missing = [p for p in paths if not p.is_file()]
             if missing:
                 raise ValueError(f"{d}: {len(missing)} of {n} frame files are missing, first {missing[0]}")
-            first = _read_png(paths[0])
+            first = read_frame(paths[0])
             res = m.get("resolution")
             if res is not None and tuple(first.shape[:2]) != tuple(res):
                 raise ValueError(f"{paths[0]}: size {first.shape[:2]} differs from the manifest resolution {tuple(res)}")
             shape = (n,) + first.shape
-            frames = _PNGFrames(paths, shape) if lazy else _PNGFrames(paths, shape)[:]
+            frames = ImageFileFrames(paths, shape) if lazy else ImageFileFrames(paths, shape)[:]
         return cls(
             frames, traj.timestamps, traj.rotations, traj.translations, np.asarray(m["observed"], dtype=bool),
             m.get("intrinsics"), m.get("metadata") or {},

@@ -512,19 +512,35 @@ def load_run(
         frame_times: per-frame times overriding the container's: an ``(N,)`` array (frame ``i``),
             or a CSV path for :func:`frame_times_from_csv` (``t`` or ``t, frame_index``).
             A trajectory already sampled at frames (ADVIO read with its ``frames.csv`` as
-            ``times_path``, carrying ``metadata['frame_indices']``) is used as is.
+            ``times_path``, carrying ``metadata['frame_indices']``) is used as is. For poses
+            without timestamps (COLMAP, transforms.json: :func:`sequences.formats.has_times`) they
+            are the times of the posed frames instead, one per pose on the video clock; without
+            them such poses need one video frame per pose (:mod:`sequences.frame_timing`), else
+            ``ValueError`` says how to fix it.
         intrinsics: optional ``(3, 3)`` of the full-resolution video; adjusted for crop/resize.
     Returns:
         a run whose frames are the kept video frames, timestamps on the pose clock, poses
         interpolated at them; metadata records the video, pose source, offset and dropped frames.
     """
-    from sequences.formats import read_poses
+    from sequences.formats import has_times, read_poses
+    from sequences.frame_timing import timed_for_frames
 
     traj = poses if isinstance(poses, PoseTrajectory) else read_poses(poses, format, times_path=times_path)
     video_path = Path(video_path)
     probe = VideoFrames(video_path, max_frames=max_frames)
     probe.close()
     n_video = probe.n_container_frames
+    if not has_times(traj):
+        # The pose index is no time: pair by order, or time the poses with frame_times (one per pose).
+        pose_times, source = None, "given frame times"
+        if isinstance(frame_times, (str, os.PathLike)):
+            pose_times, source = frame_times_from_csv(frame_times)[0], str(frame_times)
+        elif frame_times is not None:
+            pose_times = np.asarray(frame_times, dtype=np.float64).reshape(-1)
+        shift = float(time_offset)  # alignment adds the offset to frame times: the poses move with them
+        traj = timed_for_frames(traj, probe.timestamps + shift, str(video_path),
+                                None if pose_times is None else pose_times + shift, source)
+        frame_times = None
     meta = {
         "video": str(video_path), "pose_source": traj.source_format, "time_offset": float(time_offset),
         "video_frames": n_video, "video_fps": probe.fps,

@@ -15,19 +15,20 @@ from sequences.formats import (
     FORMATS,
     PoseFormatError,
     detect_format,
+    has_times,
     opengl_to_opencv,
     read_advio_frames,
     read_poses,
     write_poses,
 )
 from sequences.trajectory import PoseTrajectory
+from tests import shared_data
+from tests.shared_data import trajectory_file
 from viewgp.poses import random_rotations
 
+# Written by hand for these tests; the real trajectories (TUM, EuRoC, KITTI) come from the shared data
+# folder (tests/shared_data.py) and their tests skip when it is absent.
 DATA = Path(__file__).parent / "data"
-TUM = DATA / "tum_fr1_xyz_first200.txt"
-EUROC = DATA / "euroc_V102_first100.csv"
-KITTI = DATA / "kitti_00_first100.txt"
-KITTI_TIMES = DATA / "kitti_00_first100_times.txt"
 COLMAP = DATA / "colmap_images.txt"
 ARKIT = DATA / "arkit_poses.csv"
 ADVIO = DATA / "advio_arkit.csv"
@@ -51,9 +52,34 @@ def _assert_orthonormal(R: np.ndarray, atol: float = 1e-12) -> None:
 # Hand-checked rows of the real files
 
 
-def test_tum_first_row_matches_scipy():
+@pytest.fixture
+def TUM():
+    return trajectory_file(shared_data.TUM)
+
+
+@pytest.fixture
+def EUROC():
+    return trajectory_file(shared_data.EUROC)
+
+
+@pytest.fixture
+def KITTI(tmp_path):
+    # KITTI's reader finds <stem>_times.txt beside the poses: lay the shared pair out that way.
+    poses, times = trajectory_file(shared_data.KITTI), trajectory_file(shared_data.KITTI_TIMES)
+    out = tmp_path / "kitti_00.txt"
+    out.write_text(poses.read_text())
+    (tmp_path / "kitti_00_times.txt").write_text(times.read_text())
+    return out
+
+
+@pytest.fixture
+def KITTI_TIMES(KITTI):
+    return KITTI.with_name("kitti_00_times.txt")
+
+
+def test_tum_first_row_matches_scipy(TUM):
     traj = read_poses(TUM, "tum")
-    assert traj.source_format == "tum" and len(traj) == 200
+    assert traj.source_format == "tum" and len(traj) == 3000
     assert traj.timestamps[0] == 1305031098.6659
     np.testing.assert_allclose(traj.translations[0], [1.3563, 0.6305, 1.6380], atol=0)
     R_ref = Rot.from_quat([0.6132, 0.5962, -0.3311, -0.3986]).as_matrix()  # scipy: xyzw, normalised
@@ -61,9 +87,9 @@ def test_tum_first_row_matches_scipy():
     _assert_orthonormal(traj.rotations)
 
 
-def test_euroc_first_row_wxyz_and_nanoseconds():
+def test_euroc_first_row_wxyz_and_nanoseconds(EUROC):
     traj = read_poses(EUROC, "euroc")
-    assert len(traj) == 100
+    assert len(traj) == 3000
     # 1403715524907143168 ns; float64 seconds carry ~2.4e-7 s at this magnitude.
     assert abs(traj.timestamps[0] - 1403715524.907143168) < 3e-7
     np.testing.assert_allclose(traj.timestamps[1] - traj.timestamps[0], 0.004999936, atol=5e-7)
@@ -73,9 +99,9 @@ def test_euroc_first_row_wxyz_and_nanoseconds():
     assert traj.quaternions(scalar_first=True)[0] == pytest.approx(np.array([w, x, y, z]) / math.hypot(w, x, y, z), abs=1e-12)
 
 
-def test_kitti_row_2_translation_times_and_projection():
+def test_kitti_row_2_translation_times_and_projection(KITTI, KITTI_TIMES):
     traj = read_poses(KITTI, "kitti", times_path=KITTI_TIMES)
-    assert len(traj) == 100
+    assert len(traj) == 500 and traj.metadata["has_times"]
     np.testing.assert_allclose(traj.translations[2], [-9.374345e-02, -5.676064e-02, 1.716275e00], atol=0)
     assert traj.timestamps[2] == 2.073381e-01
     raw = np.array([9.999910e-01, 1.048972e-03, -4.131348e-03, -1.058514e-03, 9.999968e-01,
@@ -86,22 +112,22 @@ def test_kitti_row_2_translation_times_and_projection():
     _assert_orthonormal(traj.rotations)
 
 
-def test_kitti_times_file_found_beside_poses_or_index(tmp_path):
+def test_kitti_times_file_found_beside_poses_or_index(tmp_path, KITTI, KITTI_TIMES):
     assert read_poses(KITTI).metadata["times_source"] == str(KITTI_TIMES)  # <stem>_times.txt beside the poses
     lone = tmp_path / "poses.txt"
     lone.write_text(KITTI.read_text())
     traj = read_poses(lone, "kitti")
-    np.testing.assert_array_equal(traj.timestamps, np.arange(100.0))
-    assert "index" in traj.metadata["times_source"]
+    np.testing.assert_array_equal(traj.timestamps, np.arange(500.0))
+    assert "index" in traj.metadata["times_source"] and not has_times(traj)
 
 
-def test_kitti_poses_times_count_mismatch(tmp_path):
-    times = _write(tmp_path, "t.txt", "\n".join(KITTI_TIMES.read_text().splitlines()[:99]) + "\n")
-    with pytest.raises(PoseFormatError, match=r"100 poses but .*99 timestamps"):
+def test_kitti_poses_times_count_mismatch(tmp_path, KITTI, KITTI_TIMES):
+    times = _write(tmp_path, "t.txt", "\n".join(KITTI_TIMES.read_text().splitlines()[:499]) + "\n")
+    with pytest.raises(PoseFormatError, match=r"500 poses but .*499 timestamps"):
         read_poses(KITTI, "kitti", times_path=times)
 
 
-def test_kitti_without_projection_keeps_raw_values():
+def test_kitti_without_projection_keeps_raw_values(KITTI):
     traj = read_poses(KITTI, "kitti", reorthonormalize=False)
     assert traj.rotations[2, 0, 0] == 9.999910e-01
 
@@ -215,15 +241,25 @@ def test_imu_headerless_gyroscope_in_milliseconds(tmp_path):
 # Round trips
 
 
+#: File names a format's writer output is detected by (the rest: poses.csv / poses.txt).
+_FILE_NAMES = {"colmap": "images.txt", "colmap_bin": "images.bin", "nerf": "transforms.json",
+               "advio": "advio_arkit.csv", "imu": "Gyroscope.csv", "orientation": "Orientation.csv"}
+
+
+def _file_name(fmt: str) -> str:
+    return _FILE_NAMES.get(fmt, "poses.csv" if FORMATS[fmt].extensions[0] == ".csv" else "poses.txt")
+
+
 def _random_trajectory(fmt: str, n: int = 7) -> PoseTrajectory:
     g = torch.Generator().manual_seed(123)
     R = random_rotations(n, g).numpy()
     T = torch.randn(n, 3, generator=g, dtype=torch.float64).numpy() * 3
     t = 1000.0 + np.cumsum(torch.rand(n, generator=g, dtype=torch.float64).numpy() + 0.01)
-    if fmt == "colmap":  # no timestamps in images.txt: the image index is the time
+    if not FORMATS[fmt].has_times:  # no timestamps in images.txt / transforms.json: the index stands in
         t = np.arange(n, dtype=np.float64)
     if fmt == "imu":  # gyroscope only: starts at identity, no translation, small steps
         R = Rot.from_rotvec(np.cumsum(np.r_[[np.zeros(3)], np.full((n - 1, 3), 0.1)], axis=0)).as_matrix()
+    if fmt in ("imu", "orientation"):
         T = np.zeros((n, 3))
     return PoseTrajectory(t, R, T, source_format=fmt)
 
@@ -231,21 +267,25 @@ def _random_trajectory(fmt: str, n: int = 7) -> PoseTrajectory:
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_round_trip_every_format(tmp_path, fmt):
     traj = _random_trajectory(fmt)
-    path = tmp_path / ("poses.csv" if fmt in ("euroc", "arkit", "advio", "imu") else "poses.txt")
+    path = tmp_path / _file_name(fmt)
     write_poses(path, traj, fmt)
     assert detect_format(path) == fmt
     back = read_poses(path, fmt)
     assert len(back) == len(traj) and back.source_format == fmt
+    assert has_times(back) == FORMATS[fmt].has_times
     np.testing.assert_allclose(back.timestamps, traj.timestamps, atol=1e-9, rtol=0)
     np.testing.assert_allclose(back.rotations, traj.rotations, atol=1e-9)
     np.testing.assert_allclose(back.translations, traj.translations, atol=1e-9)
 
 
-@pytest.mark.parametrize(
-    "path, fmt",
-    [(TUM, "tum"), (EUROC, "euroc"), (KITTI, "kitti"), (COLMAP, "colmap"), (ARKIT, "arkit"), (ADVIO, "advio"), (IMU, "imu")],
-)
-def test_round_trip_real_files(tmp_path, path, fmt):
+def _hand_written_files() -> list[tuple[Path, str]]:
+    return [(COLMAP, "colmap"), (ARKIT, "arkit"), (ADVIO, "advio"), (IMU, "imu")]
+
+
+_REAL = [(shared_data.TUM, "tum"), (shared_data.EUROC, "euroc"), (shared_data.KITTI, "kitti")]
+
+
+def _round_trip(tmp_path: Path, path: Path, fmt: str) -> None:
     traj = read_poses(path, fmt)
     out = tmp_path / path.name
     write_poses(out, traj, fmt)
@@ -260,7 +300,17 @@ def test_round_trip_real_files(tmp_path, path, fmt):
             np.testing.assert_allclose(np.asarray(back.metadata[key], float), np.asarray(traj.metadata[key], float), atol=1e-9)
 
 
-def test_euroc_nanoseconds_written_exactly(tmp_path):
+@pytest.mark.parametrize("path, fmt", _hand_written_files())
+def test_round_trip_hand_written_files(tmp_path, path, fmt):
+    _round_trip(tmp_path, path, fmt)
+
+
+@pytest.mark.parametrize("name, fmt", _REAL)
+def test_round_trip_real_files(tmp_path, name, fmt):
+    _round_trip(tmp_path, trajectory_file(name), fmt)
+
+
+def test_euroc_nanoseconds_written_exactly(tmp_path, EUROC):
     out = tmp_path / "gt.csv"
     write_poses(out, read_poses(EUROC), "euroc")
     assert out.read_text().splitlines()[1].split(",")[0] == "1403715524907143168"
@@ -280,12 +330,14 @@ def test_imu_writer_warns_about_dropped_translation(tmp_path):
 # Detection
 
 
-@pytest.mark.parametrize(
-    "path, fmt",
-    [(TUM, "tum"), (EUROC, "euroc"), (KITTI, "kitti"), (COLMAP, "colmap"), (ARKIT, "arkit"), (ADVIO, "advio"), (IMU, "imu")],
-)
+@pytest.mark.parametrize("path, fmt", _hand_written_files())
 def test_detect_each_test_file(path, fmt):
     assert detect_format(path) == fmt
+
+
+@pytest.mark.parametrize("name, fmt", _REAL)
+def test_detect_real_files(name, fmt):
+    assert detect_format(trajectory_file(name)) == fmt
 
 
 def test_detect_arkit_with_commented_header(tmp_path):
@@ -312,8 +364,9 @@ def test_empty_file(tmp_path):
 
 
 def test_unknown_format_name_lists_formats():
-    with pytest.raises(PoseFormatError, match="unknown pose format 'vicon'.*tum, euroc, kitti, colmap, arkit, advio, imu"):
-        read_poses(TUM, "vicon")
+    with pytest.raises(PoseFormatError, match="unknown pose format 'vicon'.*tum, euroc, kitti, colmap, colmap_bin, nerf, "
+                       "arkit, advio, imu, orientation"):
+        read_poses(COLMAP, "vicon")
 
 
 def test_missing_file():
@@ -326,11 +379,14 @@ def test_missing_file():
 
 
 def test_tum_wrong_column_count_names_line(tmp_path):
-    lines = TUM.read_text().splitlines()[:10]
+    lines = [f"{k} 0 0 0 0 0 0 1" for k in range(10)]
     lines[6] = " ".join(lines[6].split()[:7])
     p = _write(tmp_path, "tum.txt", "\n".join(lines) + "\n")
-    with pytest.raises(PoseFormatError, match=r"tum.txt:7: expected 8 columns .* got 7"):
+    with pytest.raises(PoseFormatError, match=r"tum.txt:7: expected at least 8 columns .* got 7"):
         read_poses(p, "tum")
+    lines[6] = "6 0 0 0 0 0 0 1 0.5"
+    with pytest.raises(PoseFormatError, match=r"tum.txt:7: 9 columns but the first row has 8"):
+        read_poses(_write(tmp_path, "tum.txt", "\n".join(lines) + "\n"), "tum")
 
 
 def test_non_numeric_names_line_and_column(tmp_path):
@@ -345,7 +401,7 @@ def test_nan_value_names_line(tmp_path):
         read_poses(p, "tum")
 
 
-def test_kitti_truncated_row(tmp_path):
+def test_kitti_truncated_row(tmp_path, KITTI):
     lines = KITTI.read_text().splitlines()[:5]
     lines[-1] = " ".join(lines[-1].split()[:11])
     p = _write(tmp_path, "k.txt", "\n".join(lines))
@@ -395,7 +451,7 @@ def test_colmap_short_image_line(tmp_path):
         read_poses(_write(tmp_path, "images.txt", "1 1 0 0 0 0 0 5 1\n\n"), "colmap")
 
 
-def test_euroc_bad_timestamp(tmp_path):
+def test_euroc_bad_timestamp(tmp_path, EUROC):
     lines = EUROC.read_text().splitlines()[:4]
     lines[2] = "soon" + lines[2][19:]
     with pytest.raises(PoseFormatError, match=r"g.csv:3: column 1: timestamp 'soon'"):

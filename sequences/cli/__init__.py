@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "sequences.cli.demo",
     "sequences.cli.bench",
     "sequences.cli.pipeline",
+    "sequences.cli.captures",
     "sequences.cli.train",
     "sequences.cli.images",
     "sequences.cli.mix",

@@ -27,6 +27,8 @@ __all__ = [
     "save_grid",
     "add_translator_model_args",
     "translator_model",
+    "add_capture_args",
+    "capture_from_args",
 ]
 
 
@@ -111,3 +113,35 @@ def add_translator_model_args(group) -> None:
 def translator_model(args: argparse.Namespace) -> dict:
     """``TranslatorConfig`` fields from :func:`add_translator_model_args` options."""
     return dict(gen_width=args.gen_width, n_res_blocks=args.res_blocks, disc_width=args.disc_width, disc_layers=args.disc_layers)
+
+
+# ------------------------------------------------------------------------------------------ captures
+POSE_FORMATS_HELP = ("poses file (TUM, EuRoC, KITTI, COLMAP images.txt/images.bin or model folder, NeRF "
+                     "transforms.json, ARKit, ADVIO, phone gyroscope/orientation CSV)")
+
+
+def add_capture_args(group) -> None:
+    """The capture source options: ``--video``/``--images`` with ``--poses`` and how to time them."""
+    group.add_argument("--video", help="a video file OpenCV can read")
+    group.add_argument("--images", metavar="DIR",
+                       help="a folder of posed images: matched to the poses by file name where the format names "
+                       "images (COLMAP, transforms.json), else by sorted order (the counts must agree)")
+    group.add_argument("--poses", help=POSE_FORMATS_HELP)
+    group.add_argument("--format", default=None, help="pose format; detected from the file when omitted "
+                       "(an ambiguous file is refused with the candidates)")
+    group.add_argument("--times", default=None, help="KITTI times.txt (with --format kitti)")
+    group.add_argument("--frame-times", default=None, metavar="FILE",
+                       help="per-frame times (t, or t,frame_index per line): with --images one time per image; "
+                       "with --video and poses without timestamps (COLMAP, transforms.json) the time of each "
+                       "posed frame on the video clock, one per pose")
+    group.add_argument("--time-offset", type=float, default=0.0, help="seconds added to frame times before alignment")
+    group.add_argument("--max-frames", type=int, default=None)
+
+
+def capture_from_args(args: argparse.Namespace):
+    """The :class:`~sequences.run.CameraRun` of :func:`add_capture_args` options (and ``--run`` where present)."""
+    from sequences.captures import load_capture
+
+    return load_capture(run=getattr(args, "run", None), video=args.video, images=args.images, poses=args.poses,
+                        format=args.format, times_path=args.times, frame_times=args.frame_times,
+                        time_offset=args.time_offset, max_frames=args.max_frames)

@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from .common import add_capture_args, capture_from_args
+
 COMMON_EPILOG = """
 kernels (--method, first is decoded with uncertainty): view (orientation x translation, default),
 orientation, time, euler, quaternion, geodesic, so3_heat, so3_matern; baselines: linear, nearest,
@@ -15,6 +17,8 @@ independent.
 
 INTERPOLATE_EPILOG = """examples:
   viewgp interpolate --video run.mp4 --poses poses.txt --keyframes every:10 --out out/
+  viewgp interpolate --images scene/images --poses scene/transforms.json --out out/
+  viewgp interpolate --video run.mp4 --poses sparse/0 --frame-times posed_frame_times.txt --out out/
   viewgp interpolate --run saved_run/ --keyframes ends --out out/
   viewgp interpolate --video run.mp4 --poses poses.txt --backbone runs/pioneer64/model.safetensors --out out/
   viewgp interpolate --run saved_run/ --backbone stylegan2:ffhq-256.pt --keyframes greedy:12 --out out/
@@ -30,14 +34,9 @@ VIEWS_EPILOG = """examples:
 
 
 def _add_source(p: argparse.ArgumentParser) -> None:
-    src = p.add_argument_group("camera run (either --run, or --video with --poses)")
-    src.add_argument("--run", help="a saved CameraRun directory (CameraRun.save)")
-    src.add_argument("--video", help="a video file OpenCV can read")
-    src.add_argument("--poses", help="poses file (TUM, EuRoC, KITTI, COLMAP, ARKit, ADVIO, IMU csv)")
-    src.add_argument("--format", default=None, help="pose format; detected from the file when omitted")
-    src.add_argument("--times", default=None, help="KITTI times.txt (with --format kitti)")
-    src.add_argument("--time-offset", type=float, default=0.0, help="seconds added to frame times before alignment")
-    src.add_argument("--max-frames", type=int, default=None)
+    src = p.add_argument_group("camera run (--run, or --video / --images with --poses)")
+    src.add_argument("--run", help="a saved CameraRun directory (CameraRun.save, viewgp import)")
+    add_capture_args(src)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -99,17 +98,7 @@ def register(subparsers) -> None:
 
 
 def _load_inputs(args):
-    from sequences.run import CameraRun
-
-    if args.run:
-        run = CameraRun.load(args.run)
-    elif args.video and args.poses:
-        from sequences.video import load_run
-
-        run = load_run(args.video, args.poses, format=args.format, time_offset=args.time_offset,
-                       times_path=args.times, max_frames=args.max_frames)
-    else:
-        raise ValueError("give a camera run: --run DIR, or --video FILE with --poses FILE")
+    run = capture_from_args(args)
     from generative.backbone import load_backbone
 
     return run, load_backbone(args.backbone, args.device)
