@@ -307,12 +307,11 @@ def invert_frames(
 
 def load_frame_latent(path: Union[str, os.PathLike]) -> Tensor:
     """The latent stored by :func:`invert_frames` for one frame (clear error on a corrupt file)."""
-    from .checkpoint import CheckpointError
+    from .checkpoint import CheckpointError, load_error_reason
 
     try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
-        return d["latent"]
+        return torch.load(path, map_location="cpu", weights_only=True)["latent"]
     except FileNotFoundError:
         raise
     except Exception as exc:  # truncated / foreign file
-        raise CheckpointError(f"{path}: not an inversion result ({exc}); delete it to redo that frame") from exc
+        raise CheckpointError(f"{path}: not an inversion result ({load_error_reason(exc)}); delete it to redo that frame") from exc

@@ -814,7 +814,8 @@ def detect_format(path: PathLike) -> str:
     sep = "comma" if "," in first else "whitespace"
     raise PoseFormatError(
         f"{path}:{first_i + 1}: cannot detect the pose format (first data line has {len(toks)} {sep}-separated "
-        f"fields: {first[:80]!r}). Known formats: {_known()}. Pass format=... to read it explicitly."
+        f"fields: {first[:80]!r}). Known formats: {_known()}. Name the format to read it explicitly: --format NAME "
+        "on the command line, read_poses(path, format=NAME) in Python."
     )
 
 
