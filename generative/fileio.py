@@ -99,17 +99,17 @@ def atomic_write_csv(path: PathLike, header: Sequence[Any], rows: Iterable[Seque
     return atomic_write_text(path, buf.getvalue())
 
 
-def remove_stale_temporaries(folder: PathLike) -> list[Path]:
-    """Delete the temporary files a killed :func:`atomic_write` left in ``folder`` (not recursive):
+def remove_stale_temporaries(*folders: PathLike) -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_write` left in ``folders`` (not recursive):
     names ``.<name>.<8 random characters><suffix>``; returns what was removed."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
     removed = []
-    for p in folder.iterdir():
-        if _TEMPORARY.fullmatch(p.name) and p.is_file():
-            p.unlink(missing_ok=True)
-            removed.append(p)
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if _TEMPORARY.fullmatch(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
     return removed
 
 

@@ -286,8 +286,11 @@ def invert_frames(
 
     from .data import square_resize
 
+    from .fileio import remove_stale_temporaries
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # what a kill in the middle of writing a frame left
     idx = list(range(len(frames))) if indices is None else [int(i) for i in indices]
     todo = [i for i in idx if not (out / f"frame_{i:06d}.pt").exists()]
     res = int(backbone.resolution)

@@ -24,12 +24,12 @@ def check_run_for_pipeline(run, source: str, min_frames: int = 2) -> None:
         raise ValueError(f"{source}: the camera run has poses but no frames to encode")
     if n < min_frames:
         meta = run.metadata
-        why = ""
         if "video_frames" in meta:
             why = (f" (the video has {meta['video_frames']} frame(s); {n} of them lie inside the time range of "
-                   "the poses)")
-        raise ValueError(f"{source}: the camera run has {n} frame(s); the pipeline needs at least {min_frames}{why}. "
-                         "Give a longer video or a pose file that covers more of it")
+                   "the poses). Give a longer video, or a pose file that covers more of it")
+        else:
+            why = "; save a run with more frames"
+        raise ValueError(f"{source}: the camera run has {n} frame(s); the pipeline needs at least {min_frames}{why}")
     t = np.asarray(run.translations, np.float64)
     big = np.flatnonzero(np.abs(t).max(axis=1) > MAX_COORDINATE)
     if big.size:

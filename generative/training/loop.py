@@ -432,8 +432,7 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
     main = ctx.is_main
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        for folder in (out, out / "samples", manager.directory):  # what a kill mid-write left behind
-            remove_stale_temporaries(folder)
+        remove_stale_temporaries(out, out / "samples", manager.directory)  # what a kill mid-write left behind
         atomic_write_json(out / "train_config.json", config.to_dict())
 
     # ---- model, optimizers, schedule, data (same seed on every rank: identical initial weights)

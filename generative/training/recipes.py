@@ -14,8 +14,9 @@ A recipe fixes the losses, optimiser and EMA; the network size, schedule and dat
   EMA 0.995, bfloat16 autocast with channels-last activations (2.3x the float32 images/s on an AMX CPU;
   use ``precision="fp32"`` on CPUs without bfloat16 support). Measured: the same 32 px turntable setting
   reached 0.079 against 0.141 for the mean image in 26 min on one CPU thread (with the KL game at 0.02);
-  the bundled default backbone was trained with it; and a 4,000-image 16 px run of ``viewgp train
-  balanced --recipe reconstruction`` (README) beats the mean image within a minute.
+  the bundled default backbone was trained with it; and a 16 px run of ``viewgp train balanced --recipe
+  reconstruction`` on 12,000 procedural images (32-channel nets, README) reached a held-out RMSE of 0.159
+  against 0.237 for the mean image in 75 s on one CPU thread.
 """
 
 from __future__ import annotations

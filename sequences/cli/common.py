@@ -31,6 +31,7 @@ __all__ = [
     "non_negative_int",
     "finite_float",
     "positive_float",
+    "non_negative_float",
     "unit_interval",
     "add_device_arg",
     "choose_device",
@@ -74,7 +75,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if (action.option_strings and "default" not in text.lower() and default not in (None, False, argparse.SUPPRESS)
+        shown = not (default is None or default is False or default is argparse.SUPPRESS)  # 0 and 0.0 are shown
+        if (action.option_strings and shown and "default" not in text.lower()
                 and not isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
             text += " (default: %(default)s)"
         return text
@@ -101,6 +103,7 @@ positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
 non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 finite_float = _number(float, lambda v: True, "a finite number")
 positive_float = _number(float, lambda v: v > 0, "a number > 0")
+non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 unit_interval = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 
 
@@ -193,8 +196,7 @@ def check_output_folder(out: Path, overwrite: bool, keep: Sequence[str] = ("cach
         raise UsageError(f"--out {out} is a file; give a folder (it is created when missing)")
     if not out.is_dir():
         return
-    for folder in (out, *(out / k for k in keep)):
-        remove_stale_temporaries(folder)
+    remove_stale_temporaries(out, *(out / k for k in keep))
     entries = sorted(p.name for p in out.iterdir() if p.name not in keep)
     if not entries:
         return

@@ -42,7 +42,7 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     src.add_argument("--format", default=None, help="pose format; detected from the file when omitted")
     src.add_argument("--times", default=None, help="KITTI times.txt (with --format kitti)")
     src.add_argument("--time-offset", type=float, default=0.0, help="seconds added to frame times before alignment")
-    src.add_argument("--max-frames", type=int, default=None)
+    src.add_argument("--max-frames", type=int, default=None, help="read only the first N frames of the video (default: all)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
