@@ -76,7 +76,7 @@ def _open_capture(path: Path):
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
-        raise VideoError(f"{path}: OpenCV cannot open this file as a video (unknown container or codec)")
+        raise VideoError(f"{path}: OpenCV cannot open this file as a video (unknown container or codec, or a truncated file)")
     return cap
 
 
