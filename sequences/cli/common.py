@@ -37,7 +37,6 @@ __all__ = [
     "choose_device",
     "load_backbone",
     "backbone_from_args",
-    "positive",
     "add_backbone_args",
     "add_output_args",
     "check_output_folder",
@@ -105,13 +104,6 @@ finite_float = _number(float, lambda v: True, "a finite number")
 positive_float = _number(float, lambda v: v > 0, "a number > 0")
 non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 unit_interval = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
-
-
-def positive(name: str, value) -> int:
-    """``value`` as an int >= 1; a :class:`UsageError` naming the option ``name`` otherwise."""
-    if value is None or int(value) < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value}")
-    return int(value)
 
 
 # ------------------------------------------------------------------------------------ backbone, device

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (LPIPS_ALEX_FILES, LPIPS_VGG_FILES, UsageError, add_device_arg, add_output_args, check_output_folder, listing, non_negative_int, positive_float,
-                     positive_int, require_weights, staged_output)
+from .common import (LPIPS_ALEX_FILES, LPIPS_VGG_FILES, UsageError, add_device_arg, add_output_args,
+                     check_output_folder, listing, non_negative_int, positive_float, positive_int, require_weights,
+                     staged_output)
 
 COMMON_EPILOG = """
 kernels (--method, first is decoded with uncertainty): view (orientation x translation, default),

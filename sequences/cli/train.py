@@ -240,8 +240,10 @@ def run(args) -> int:
     check = reconstruction_check(model, config)
     print(f"trained {model.kind} up to {model.resolution} px in {format_duration(wall)}; weights: "
           f"{args.out}/model.safetensors")
+    verdict = "" if check["rmse"] < check["rmse_mean_image"] else (
+        "  -- NOT better than the mean image: train longer, or try --recipe reconstruction")
     print(f"export check on {check['images']} training images: reconstruction RMSE {check['rmse']:.4f} vs "
-          f"{check['rmse_mean_image']:.4f} for the mean image ([0, 1] units){'' if check['rmse'] < check['rmse_mean_image'] else '  -- NOT better than the mean image: train longer or try --recipe reconstruction'}")
+          f"{check['rmse_mean_image']:.4f} for the mean image ([0, 1] units){verdict}")
     return 0
 
 
