@@ -271,7 +271,7 @@ def load_backbone(spec: Union[str, os.PathLike, None], device: Union[str, torch.
             return backbone_class("stylegan2").from_rosinality(path, device=device).eval()
         spec = str(path)
     path = Path(spec).expanduser()
-    if not path.is_file():
+    if not path.exists():  # a folder is named as one by read_checkpoint
         raise FileNotFoundError(f"backbone checkpoint not found: {path}")
     return load(path, device=device)
 

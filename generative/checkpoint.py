@@ -34,6 +34,8 @@ PathLike = Union[str, os.PathLike]
 
 __all__ = [
     "CheckpointError",
+    "load_torch_file",
+    "load_error_reason",
     "read_checkpoint",
     "write_checkpoint",
     "atomic_write",
@@ -141,6 +143,32 @@ def _read_safetensors(path: Path) -> dict:
     }
 
 
+def load_error_reason(exc: BaseException) -> str:
+    """Why ``torch.load`` failed, in a few words: its own messages run to paragraphs (the
+    ``weights_only`` one even advises ``weights_only=False``, i.e. running the file's code)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].strip()
+        return f"not a PyTorch file, or one holding objects other than tensors and plain values ({detail})"
+    if "zip archive" in text or "central directory" in text:
+        return "a corrupt or truncated PyTorch (zip) file"
+    if isinstance(exc, EOFError) or not text.strip():
+        return "the file ends early (truncated)"
+    first = text.strip().splitlines()[0]
+    return first if len(first) <= 200 else first[:200] + "..."
+
+
+def load_torch_file(path: PathLike, what: str, map_location: Union[str, torch.device] = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; a :class:`CheckpointError` saying in one line that
+    ``path`` (a ``what``, e.g. "checkpoint") cannot be read, ``FileNotFoundError`` when it is missing."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch.load fails on junk bytes in many ways (struct, index, unpickling errors)
+        raise CheckpointError(f"could not read {what} {path}: {load_error_reason(exc)}") from exc
+
+
 def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> dict:
     """Read a training checkpoint (``.pt``) or an inference export (``.safetensors``).
 
@@ -159,12 +187,7 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     # torch.save writes a zip archive ("PK..."); safetensors starts with an 8-byte header length and "{".
     if path.suffix == ".safetensors" or (head[:2] != b"PK" and head[8:9] == b"{"):
         return _read_safetensors(path)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # torch.load fails on junk bytes in many ways (struct, index, unpickling errors)
-        raise CheckpointError(f"could not read checkpoint {path}: not a checkpoint or truncated ({exc})") from exc
+    payload = load_torch_file(path, "checkpoint", map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "kind" not in payload:
         raise CheckpointError(f"{path} is a PyTorch file but not a viewgp checkpoint (no 'kind' recorded)")
     return payload

@@ -286,8 +286,11 @@ def invert_frames(
 
     from .data import square_resize
 
+    from .fileio import remove_stale_temporaries
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # what a kill in the middle of writing a frame left
     idx = list(range(len(frames))) if indices is None else [int(i) for i in indices]
     todo = [i for i in idx if not (out / f"frame_{i:06d}.pt").exists()]
     res = int(backbone.resolution)
@@ -307,12 +310,11 @@ def invert_frames(
 
 def load_frame_latent(path: Union[str, os.PathLike]) -> Tensor:
     """The latent stored by :func:`invert_frames` for one frame (clear error on a corrupt file)."""
-    from .checkpoint import CheckpointError
+    from .checkpoint import CheckpointError, load_error_reason
 
     try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
-        return d["latent"]
+        return torch.load(path, map_location="cpu", weights_only=True)["latent"]
     except FileNotFoundError:
         raise
     except Exception as exc:  # truncated / foreign file
-        raise CheckpointError(f"{path}: not an inversion result ({exc}); delete it to redo that frame") from exc
+        raise CheckpointError(f"{path}: not an inversion result ({load_error_reason(exc)}); delete it to redo that frame") from exc

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbone import register_backbone, restore_backbone, weights_fingerprint
-from .checkpoint import CheckpointError, atomic_save, export_safetensors, read_checkpoint
+from .checkpoint import CheckpointError, atomic_save, export_safetensors, load_torch_file, read_checkpoint
 from .configs import ConfigDict
 from .layers import EqualLinear, PixelNorm
 
@@ -74,9 +74,10 @@ def _check_power_of_two(resolution: int) -> int:
 class StyleGAN2Config(ConfigDict):
     """Everything needed to rebuild the networks.
 
-    Channel widths follow rosinality's table, ``channels(r) = min(max_channels, 16384 * channel_multiplier
-    // r)``: 512 up to 32 px, then 256 / 128 / 64 / 32 / 16 times ``channel_multiplier`` at 64 ... 1024 px
-    (config F is ``channel_multiplier=2``). ``max_channels`` < 512 only makes small test models.
+    Channel widths follow rosinality's table: 512 up to 32 px, then 256 / 128 / 64 / 32 / 16 times
+    ``channel_multiplier`` at 64 ... 1024 px, *not* capped at 512 (config F is ``channel_multiplier=2``;
+    with 3 or more the 64 px layers are wider than the 32 px ones). ``max_channels`` other than 512 only
+    makes small test models: ``min(max_channels, 16384 * channel_multiplier // r)`` at every resolution.
     """
 
     resolution: int = 256
@@ -113,7 +114,10 @@ class StyleGAN2Config(ConfigDict):
         return (self.log_size - 2) * 2 + 1
 
     def channels(self, r: int) -> int:
-        return int(min(self.max_channels, 16384 * self.channel_multiplier // r))
+        width = 16384 * self.channel_multiplier // r
+        if self.max_channels == 512:  # rosinality's table: 512 up to 32 px, uncapped above
+            return 512 if r <= 32 else int(width)
+        return int(min(self.max_channels, width))
 
     def noise_size(self, layer: int) -> int:
         """Side of noise map ``layer`` (rosinality: ``2 ** ((layer + 5) // 2)``)."""
@@ -569,12 +573,9 @@ class StyleGAN2Generator(nn.Module):
             raise FileNotFoundError(
                 f"StyleGAN2 generator file not found: {path} (expected a rosinality-format .pt holding 'g_ema')"
             )
-        try:
-            # rosinality training checkpoints pickle their argparse options; allow just that class
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # junk bytes fail in many ways (zip, unpickling, struct errors)
-            raise CheckpointError(f"could not read StyleGAN2 checkpoint {path}: not a PyTorch file or truncated ({exc})") from exc
+        # rosinality training checkpoints pickle their argparse options; allow just that class
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ckpt = load_torch_file(path, "StyleGAN2 checkpoint")
         if not isinstance(ckpt, dict):
             raise CheckpointError(f"{path}: expected a dict with 'g_ema', got a {type(ckpt).__name__}")
         if "g_ema" in ckpt:
@@ -629,7 +630,12 @@ def _infer_config(state: dict, resolution: Optional[int], channel_multiplier: Op
             raise CheckpointError(f"{source}: missing key {key}")
         widths[2 ** (k + 3)] = int(state[key].shape[1])
     max_channels = widths[4]
-    seen = [r * c / 16384 for r, c in widths.items() if c < max_channels]
+    # The multiplier shows where the table leaves its constant part: from 64 px in rosinality's own table
+    # (whose widths may exceed 512 there), at the first narrower layer in a small test model's.
+    if max_channels == 512:
+        seen = [r * c / 16384 for r, c in widths.items() if r >= 64]
+    else:
+        seen = [r * c / 16384 for r, c in widths.items() if c < max_channels]
     multiplier = int(seen[0]) if seen and seen[0] == int(seen[0]) and seen[0] >= 1 else None
     if channel_multiplier is not None:
         if seen and multiplier != channel_multiplier:

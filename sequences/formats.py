@@ -548,7 +548,8 @@ def _detect_text(path: Path) -> str:
     sep = "comma" if "," in first else "whitespace"
     raise PoseFormatError(
         f"{path}{where}: cannot detect the pose format (first data line has {len(toks)} {sep}-separated "
-        f"fields: {first[:80]!r}). Known formats: {_known()}. Give the format explicitly (--format NAME, or format=... in Python)."
+        f"fields: {first[:80]!r}). Known formats: {_known()}. Name the format to read it explicitly: --format NAME "
+        "on the command line, read_poses(path, format=NAME) in Python."
     )
 
 

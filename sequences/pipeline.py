@@ -27,6 +27,7 @@ from generative.uncertainty import combine_sd, reconstruction_variance
 from sequences.evaluate import PIXEL_BASELINES, frame_errors, lpips_distance, method_metrics, pixel_baselines, pixel_calibration
 from sequences.plots import plot_reliability
 from sequences.report import write_frame_outputs, write_html, write_metrics, write_plots
+from sequences.video import video_codec
 from sequences.views import azimuth_sweep  # noqa: F401  (re-exported: the CLI builds novel-view queries here)
 from viewgp.keyframes import parse_keyframes  # noqa: F401  (re-exported for the CLI)
 from viewgp.predict import BASELINES, Prediction, predict_latents
@@ -44,7 +45,7 @@ class PipelineConfig:
     fit_steps: Optional[int] = None
     fixed: Optional[dict] = None
     batch_size: int = 32
-    fps: float = 10.0
+    fps: Optional[float] = None  # frame rate of the videos; None: the run's own (CameraRun.frame_rate), else 30
     device: str = "cpu"
     seed: int = 0
     progress: bool = True
@@ -100,17 +101,19 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     panels = ({"ground truth": truth} if truth is not None else {}) | outputs
     headline = f"{head}+warp" if f"{head}+warp" in outputs else head
     std = sd_maps.get(headline)
+    fps = float(config.fps or run.frame_rate or 30.0)
     labels = [k for k in panels if k != "independent"]
     if config.media:
         labels = write_frame_outputs(out_dir, {k: panels[k] for k in labels}, headline, std,
-                                     obs if query is None else None, config.fps, config.display_size)
+                                     obs if query is None else None, fps, config.display_size)
         trajectories = {m: (p.mean, p.var) for m, p in preds.items() if m != "independent"}
         write_plots(out_dir, times_q, trajectories or {"per-frame": (z_all, None)},
                     obs if query is None else np.zeros(len(times_q), bool), z_all if query is None else None, poses_q)
 
     metrics = {"n_frames": int(len(times_q)), "n_observed": int(obs.sum()), "observed": obs.tolist() if query is None else None,
                "backbone": {"kind": backbone.kind, "resolution": int(backbone.resolution), "adaptation": adapt_info},
-               "output_size": int(size), "headline": headline, "panels": labels, "timings": timings}
+               "output_size": int(size), "headline": headline, "panels": labels, "timings": timings,
+               "video": {"codec": video_codec(), "fps": round(fps, 6)}}
     held = ~obs if query is None else np.ones(len(times_q), bool)
     metrics |= _scores(outputs, preds, truth, held, have, sd_maps, config)
     if truth is not None and ablation:

@@ -328,7 +328,7 @@ def write_html(out_dir: str, metrics: Mapping[str, Any], title: str = "viewgp ru
                  f"{_html.escape(str(bb.get('kind')))} at {bb.get('resolution')} px; scored at "
                  f"{metrics.get('output_size')} px (centre square); headline method "
                  f"<b>{_html.escape(str(metrics.get('headline')))}</b>; video codec "
-                 f"{_html.escape(str(metrics.get('video_codec', 'mp4v')))}.</p>")
+                 f"{_html.escape(str(metrics.get('video', {}).get('codec', 'mp4v')))}.</p>")
     videos = [(n, label) for n, label in (("comparison.mp4", "Side by side: ground truth, every method, uncertainty"),
                                            ("uncertainty.mp4", "Per-pixel predictive sd of the headline method"),
                                            ("interpolated.mp4", "Headline method alone")) if exists(n)]

@@ -20,8 +20,12 @@ start near 0. ``time_offset`` maps one to the other: the pose time of frame ``i`
 from __future__ import annotations
 
 import copy
+import functools
 import os
+import subprocess
+import tempfile
 import warnings
+from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -37,6 +41,7 @@ __all__ = [
     "VideoFrames",
     "read_video",
     "write_video",
+    "video_codec",
     "write_strip",
     "crop_box",
     "resize_frames",
@@ -71,7 +76,7 @@ def _open_capture(path: Path):
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
-        raise VideoError(f"{path}: OpenCV cannot open this file as a video (unknown container or codec)")
+        raise VideoError(f"{path}: OpenCV cannot open this file as a video (unknown container or codec, or a truncated file)")
     return cap
 
 
@@ -254,14 +259,91 @@ def _frames_array(frames, name: str = "frames") -> np.ndarray:
     return a
 
 
+#: ``VIEWGP_VIDEO_CODEC=mp4v`` makes :func:`write_video` use OpenCV's MPEG-4 part 2 even where H.264 works.
+CODEC_ENV = "VIEWGP_VIDEO_CODEC"
+
+
+@functools.lru_cache(maxsize=None)
+def _h264_encoder() -> Optional[str]:
+    """The ffmpeg binary of the ``imageio-ffmpeg`` wheel when it can encode H.264 (libx264), else None."""
+    try:
+        import imageio_ffmpeg
+
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+        listed = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30)
+    except (ImportError, RuntimeError, OSError, subprocess.SubprocessError):
+        return None
+    return exe if "libx264" in listed.stdout else None
+
+
+def video_codec() -> str:
+    """The codec :func:`write_video` writes with here: ``"h264"`` (libx264 through the ffmpeg binary that
+    the ``imageio-ffmpeg`` wheel ships; plays in browsers and phones) or ``"mp4v"`` (OpenCV's MPEG-4
+    part 2, the fallback where that binary is missing or lacks libx264, or when ``VIEWGP_VIDEO_CODEC=mp4v``)."""
+    if os.environ.get(CODEC_ENV, "").lower() == "mp4v" or _h264_encoder() is None:
+        return "mp4v"
+    return "h264"
+
+
+def _frame_blocks(frames, n: int, h: int, w: int):
+    """``(B, H, W, 3)`` uint8 blocks of a frame array or lazy source (bounded memory), checked to be
+    ``(h, w)`` and padded to even sizes by repeating the last row / column: both codecs store 2x2
+    chroma blocks (OpenCV's mp4v writer silently crops an odd edge, and reads back short)."""
+    for start in range(0, n, 64):
+        block = _frames_array(frames[start:start + 64])
+        if block.shape[1:3] != (h, w):
+            raise ValueError(f"write_video: frame {start} has size {block.shape[1:3]}, expected {(h, w)}")
+        if h % 2 or w % 2:
+            block = np.pad(block, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        yield block
+
+
+def _write_h264(exe: str, tmp: str, blocks, fps: float, H: int, W: int) -> None:
+    """H.264 (yuv420p) of even-sized ``(H, W)`` frame ``blocks`` through an ffmpeg pipe."""
+    rate = Fraction(float(fps)).limit_denominator(100_000)  # 30.000000000000004 -> 30/1, 29.97 -> 2997/100
+    cmd = [exe, "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}",
+           "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-", "-an", "-c:v", "libx264", "-preset",
+           "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-f", "mp4", tmp]
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: ffmpeg never blocks on a full stderr pipe
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            for block in blocks:
+                proc.stdin.write(np.ascontiguousarray(block).tobytes())
+            proc.stdin.close()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        rc = proc.wait()
+        log.seek(0)
+        message = log.read().decode("utf-8", "replace").strip().splitlines()
+    if rc != 0:
+        raise VideoError(f"ffmpeg could not encode H.264 ({message[0] if message else f'exit code {rc}'})")
+
+
+def _write_mp4v(tmp: str, blocks, fps: float, H: int, W: int) -> None:
+    """OpenCV's MPEG-4 part 2 of ``(H, W)`` frame ``blocks``."""
+    cv2 = _cv2()
+    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H))
+    if not writer.isOpened():
+        raise VideoError(f"OpenCV cannot open an mp4v writer for {W}x{H} at {fps} fps")
+    try:
+        for block in blocks:
+            for img in block:
+                writer.write(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+
+
 def write_video(path: PathLike, frames, fps: float) -> Path:
-    """Write RGB uint8 frames ``(N, H, W, 3)`` (array or frame source) as MP4 (``mp4v``) at ``fps``.
+    """Write RGB uint8 frames ``(N, H, W, 3)`` (array or frame source) as MP4 at ``fps``, in the codec of
+    :func:`video_codec` (H.264 where the machine can, else OpenCV's mp4v). Frames of odd height or width
+    gain one repeated row or column (both codecs need even sizes).
 
     The file is written to a temporary name, checked to open and hold ``N`` frames of the right
     size, and then moved into place (:func:`generative.fileio.atomic_write`), so ``path`` is never
     half-written.
     """
-    cv2 = _cv2()
     path = Path(path)
     if not (fps > 0 and np.isfinite(fps)):
         raise ValueError(f"fps must be positive, got {fps}")
@@ -270,24 +352,22 @@ def write_video(path: PathLike, frames, fps: float) -> Path:
     if len(frames.shape) != 4 or frames.shape[3] != 3 or frames.shape[0] == 0:
         raise ValueError(f"write_video: expected (N, H, W, 3) RGB frames with N >= 1, got shape {tuple(frames.shape)}")
     n, h, w = len(frames), int(frames.shape[1]), int(frames.shape[2])
+    H, W = h + h % 2, w + w % 2
+    codec = video_codec()
 
     def write(tmp: str) -> None:
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
-        if not writer.isOpened():
-            raise VideoError(f"{path}: OpenCV cannot open an mp4v writer for {w}x{h} at {fps} fps")
+        blocks = _frame_blocks(frames, n, h, w)
         try:
-            for start in range(0, n, 64):  # bounded memory for lazy sources
-                block = _frames_array(frames[start:start + 64])
-                if block.shape[1:3] != (h, w):
-                    raise ValueError(f"write_video: frame {start} has size {block.shape[1:3]}, expected {(h, w)}")
-                for img in block:
-                    writer.write(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR))
-        finally:
-            writer.release()
+            if codec == "h264":
+                _write_h264(_h264_encoder(), tmp, blocks, fps, H, W)
+            else:
+                _write_mp4v(tmp, blocks, fps, H, W)
+        except VideoError as exc:
+            raise VideoError(f"{path}: {exc}") from None
         check = VideoFrames(tmp)
         check.close()
-        if len(check) != n or check.shape[1:3] != (h, w):
-            raise VideoError(f"{path}: written video reads back as {check.shape}, expected {(n, h, w, 3)}")
+        if len(check) != n or check.shape[1:3] != (H, W):
+            raise VideoError(f"{path}: written video reads back as {check.shape}, expected {(n, H, W, 3)}")
 
     # OpenCV picks the container from the file name, so the temporary file keeps the real extension.
     return atomic_write(path, write, suffix=path.suffix)

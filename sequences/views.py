@@ -14,7 +14,8 @@ def azimuth_sweep(run, azimuths_deg: Sequence[float]):
 
     The centre is the least-squares point closest to every optical axis of the run; the circle lies at
     the run's mean distance and mean elevation about the world up direction (the normal of the plane of
-    the camera centres when they lie in one, else the mean of the cameras' -y axes). Returns a pose-only :class:`~sequences.run.CameraRun` with one pose per azimuth.
+    the camera centres when they lie in one, else the mean of the cameras' -y axes). Returns a pose-only
+    :class:`~sequences.run.CameraRun` with one pose per azimuth, timestamps spread evenly over the run's.
     """
     from sequences.run import CameraRun
     from sequences.synthetic import look_at
@@ -50,5 +51,9 @@ def azimuth_sweep(run, azimuths_deg: Sequence[float]):
     az = np.deg2rad(np.asarray(azimuths_deg, np.float64))
     eyes = centre + dist * (np.cos(elev) * (np.cos(az)[:, None] * e1 + np.sin(az)[:, None] * e2) + np.sin(elev) * up)
     rots = np.stack([look_at(e, centre, up) for e in eyes])
-    return CameraRun(frames=None, timestamps=np.arange(len(az), dtype=np.float64), rotations=rots, translations=eyes,
+    # The sweep's times span the run's (a time-based baseline then moves through the run instead of
+    # freezing on its last frame, as query times 0, 1, 2, ... s would on a run of a few seconds).
+    t = np.asarray(run.timestamps, np.float64)
+    times = np.linspace(t[0], t[-1], len(az)) if len(az) > 1 and t[-1] > t[0] else t[0] + np.arange(len(az), dtype=np.float64)
+    return CameraRun(frames=None, timestamps=times, rotations=rots, translations=eyes,
                      metadata={"query": "azimuth_sweep", "centre": centre.tolist(), "distance": dist})

@@ -265,13 +265,13 @@ def test_cli_translator_and_age_commands(faces, tmp_path, capsys):
                      "--image-size", "16", "--steps", "2", "--gen-width", "4", "--res-blocks", "1", "--disc-width", "4", "--disc-layers", "2",
                      "--quiet"]) == 0  # fmt: skip
     assert load_translator(t / "translator.pt").image_size == 16
-    assert cli.main(["train", "translator", "--a", str(d / "age_15"), "--out", str(tmp_path / "x")]) == 1
+    assert cli.main(["train", "translator", "--a", str(d / "age_15"), "--out", str(tmp_path / "x")]) == 2  # usage
     assert "--a DIR --b DIR" in capsys.readouterr().err
 
     run = tmp_path / "run"
     common = ["--out", str(run), "--centres", "15,25,35", "--image-size", "16", "--steps", "2", "--gen-width", "4",
               "--res-blocks", "1", "--disc-width", "4", "--disc-layers", "2", "--estimator-steps", "5", "--val-fraction", "0.25", "--quiet"]
-    assert cli.main(["age", "train", "--data", str(d)] + common) == 1
+    assert cli.main(["age", "train", "--data", str(d)] + common) == 2
     assert "--labels" in capsys.readouterr().err
     assert cli.main(["age", "train", "--data", str(d), "--labels", str(faces)] + common) == 0
     for f in ("chain.json", "chain_separate.json", "selection.json", "evaluation.txt", "age_estimator.pt"):
@@ -283,6 +283,6 @@ def test_cli_translator_and_age_commands(faces, tmp_path, capsys):
     assert img.shape == (32 + 14, 3 * 32, 3)
     assert cli.main(["age", "apply", "--chain", str(run), "--image", str(face), "--stages", "35:65", "--out", str(strip)]) == 1
     assert "not a domain" in capsys.readouterr().err
-    assert cli.main(["age", "apply", "--chain", str(run), "--image", str(face), "--stages", "35-65", "--out", str(strip)]) == 1
+    assert cli.main(["age", "apply", "--chain", str(run), "--image", str(face), "--stages", "35-65", "--out", str(strip)]) == 2
     assert cli.main(["age", "eval", "--chain", str(run)]) == 0
     assert "15->25" in capsys.readouterr().out

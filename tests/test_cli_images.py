@@ -156,7 +156,7 @@ def test_interpolate_two_images_strip_and_four_images_grid(backbone, tmp_path):
     grid = tmp_path / "grid.png"
     assert cli.main(["interpolate-images", "--backbone", "m.pt", *files, "--steps", "3", "--out", str(grid)]) == 0
     assert _read_rgb(grid).shape[:2] == _grid_size(3, 3)
-    assert cli.main(["interpolate-images", "--backbone", "m.pt", *files[:3], "--out", str(grid)]) == 1
+    assert cli.main(["interpolate-images", "--backbone", "m.pt", *files[:3], "--out", str(grid)]) == 2  # usage
 
 
 def test_attribute_edits_and_saves_the_vector(backbone, tmp_path):
@@ -180,20 +180,21 @@ def test_attribute_edits_and_saves_the_vector(backbone, tmp_path):
     assert rc == 0 and _read_rgb(out2 / "img0.png").shape[:2] == _grid_size(1, 2)
 
 
-def test_attribute_input_errors_exit_1_with_one_line(backbone, tmp_path, capsys):
+def test_attribute_input_errors_are_one_line(backbone, tmp_path, capsys):
     imgs = _folder(tmp_path / "imgs", 1, seed=5)
     (tmp_path / "empty").mkdir()
-    cases = [
-        (["--with", str(imgs), "--without", str(imgs), "--lambdas", "1,x"], "bad --lambdas entry 'x'"),
-        (["--with", str(tmp_path / "empty"), "--without", str(imgs)], "no images in folder"),
-        (["--without", str(imgs)], "both --with and --without"),
-        (["--vector", str(tmp_path / "v.pt")], "attribute vector file not found"),
+    cases = [  # exit 2: the command line is wrong; exit 1: a file is
+        (["--with", str(imgs), "--without", str(imgs), "--lambdas", "1,x"], "bad --lambdas entry 'x'", 2),
+        (["--with", str(tmp_path / "empty"), "--without", str(imgs)], "no images in folder", 1),
+        (["--without", str(imgs)], "both --with and --without", 2),
+        (["--vector", str(tmp_path / "v.pt")], "attribute vector file not found", 1),
     ]
-    for extra, message in cases:
+    for extra, message, code in cases:
         rc = cli.main(["attribute", "--backbone", "m.pt", "--images", str(imgs), "--out", str(tmp_path / "o"), *extra])
         err = capsys.readouterr().err
-        assert rc == 1, extra
+        assert rc == code, extra
         assert message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "o").exists()  # nothing written
 
 
 def test_missing_checkpoint_is_one_line_and_exit_1(tmp_path, capsys):

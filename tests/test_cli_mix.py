@@ -155,8 +155,9 @@ def test_cli_scale_flags_are_the_library_scales():
 
 
 # ------------------------------------------------------------------------------------------ errors
-def _err(capsys, argv):
-    assert cli.main(argv) == 1
+def _err(capsys, argv, code=2):
+    """The one-line error of ``argv``: exit 2 for a usage error, 1 for a file that does not work."""
+    assert cli.main(argv) == code
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     return err
@@ -165,7 +166,7 @@ def _err(capsys, argv):
 def test_clear_errors(ckpt, images, tmp_path, capsys, monkeypatch):
     base = ["--backbone", str(ckpt), "--device", "cpu", "--out", str(tmp_path / "o.png")]
     a, b = str(images[0]), str(images[1])
-    assert "image not found" in _err(capsys, ["mix", *base, "--coarse", str(tmp_path / "nope.png")])
+    assert "image not found" in _err(capsys, ["mix", *base, "--coarse", str(tmp_path / "nope.png")], 1)
     assert "no fine blocks" in _err(capsys, ["mix", *base, "--coarse", a, "--fine", b])
     assert "--cut must be in 0 ... 3" in _err(capsys, ["mix", *base, "--a", a, "--b", b, "--cut", "4"])
     assert "needs all of --a, --b and --cut" in _err(capsys, ["mix", *base, "--a", a, "--b", b])
@@ -174,12 +175,12 @@ def test_clear_errors(ckpt, images, tmp_path, capsys, monkeypatch):
     assert "needs --rows" in _err(capsys, ["mix", *base, "--grid", "--rows", a])
     assert "only go with --conditional" in _err(capsys, ["sample", *base, "--coarse", a])
     assert "at least one scale" in _err(capsys, ["sample", *base, "--conditional"])
-    assert "backbone checkpoint not found" in _err(capsys, ["mix", "--backbone", str(tmp_path / "x.pt"), "--coarse", a, "--out", "o.png"])
+    assert "backbone checkpoint not found" in _err(capsys, ["mix", "--backbone", str(tmp_path / "x.pt"), "--coarse", a, "--out", "o.png"], 1)
     # a backbone without per-block latents
     class Plain(torch.nn.Module):
         kind, resolution, latent_shape, has_encoder = "pioneer", R, (16,), True
 
     monkeypatch.setattr(common, "load_backbone", lambda path, device: Plain())
-    assert "needs an automodulator backbone" in _err(capsys, ["mix", *base, "--coarse", a])
-    assert "needs an automodulator backbone" in _err(capsys, ["sample", *base, "--conditional", "--coarse", a])
+    assert "needs an automodulator backbone" in _err(capsys, ["mix", *base, "--coarse", a], 1)
+    assert "needs an automodulator backbone" in _err(capsys, ["sample", *base, "--conditional", "--coarse", a], 1)
     assert not (tmp_path / "o.png").exists()

@@ -255,4 +255,4 @@ def test_cli_interpolate_with_bayes_reports_nuts_diagnostics(tmp_path, capsys, m
     summary = m["methods"]["view"]["hyperparameters"]["bayes"]
     assert "divergences" in summary and summary["chains"] == 1
     assert _video_frames(tmp_path / "o" / "uncertainty.mp4") == 24
-    assert main(["interpolate", "--run", str(tmp_path / "run"), "--bayes", "--nuts", "x", "--out", str(tmp_path / "p")]) == 1
+    assert main(["interpolate", "--run", str(tmp_path / "run"), "--bayes", "--nuts", "x", "--out", str(tmp_path / "p")]) == 2

@@ -202,6 +202,18 @@ def test_channel_multiplier_inferred_at_64px(tmp_path):
         StyleGAN2Generator.from_rosinality(tmp_path / "g.pt", channel_multiplier=2)
 
 
+def test_channel_multiplier_3_widens_64px_beyond_512_as_rosinality_does(tmp_path):
+    """rosinality's table caps nothing above 32 px: multiplier 3 gives 768 channels at 64 px."""
+    sd = random_g_ema(64, 16, n_mlp=2, cm=3, cap=10**9, seed=5)
+    assert sd["convs.6.conv.weight"].shape[1] == 768  # the first 64 px conv
+    g = StyleGAN2Generator.from_rosinality(write_rosinality(tmp_path, sd, torch.zeros(16)))
+    assert (g.config.channel_multiplier, g.config.channels(32), g.config.channels(64)) == (3, 512, 768)
+    wplus = torch.randn(1, n_styles_for(64), 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = reference_decode(sd, wplus)
+        torch.testing.assert_close(g.decode(wplus), ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+
+
 @pytest.mark.parametrize("res", [32, 64, 128, 256, 512, 1024])
 def test_style_and_noise_counts_per_resolution(res):
     with torch.device("meta"):  # layout only, nothing allocated

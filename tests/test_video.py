@@ -111,7 +111,9 @@ def test_write_then_read_frames_and_timestamps(video):
     np.testing.assert_allclose(t_sub, [0.0, 0.3, 0.6, 0.9], atol=1e-3)
 
 
-def test_variable_frame_rate_timestamps_come_from_the_container(tmp_path):
+def test_variable_frame_rate_timestamps_come_from_the_container(tmp_path, monkeypatch):
+    # The stts patch needs frames stored in presentation order (mp4v; H.264's B-frames reorder them).
+    monkeypatch.setenv("VIEWGP_VIDEO_CODEC", "mp4v")
     path = write_video(tmp_path / "vfr.mp4", _frames(12), fps=10)
     durations = [2, 2, 1, 1, 4, 2, 1, 3, 2, 2, 2, 2]  # in units of 0.05 s; same 1.2 s in all
     _patch_mp4_frame_durations(path, durations)
@@ -362,3 +364,21 @@ def test_lazy_frames_survive_pickling(video):
     clone = pickle.loads(pickle.dumps(src))
     np.testing.assert_array_equal(clone[4], first)
     np.testing.assert_array_equal(clone.timestamps, src.timestamps)
+
+
+def test_h264_where_the_machine_can_and_mp4v_otherwise(tmp_path, monkeypatch):
+    from sequences.video import video_codec
+
+    for codec in (video_codec(), "mp4v"):
+        monkeypatch.setenv("VIEWGP_VIDEO_CODEC", codec)
+        path = write_video(tmp_path / f"{codec}.mp4", _frames(6)[:, :47, :63], fps=29.97)  # odd sizes
+        cv2 = pytest.importorskip("cv2")
+        cap = cv2.VideoCapture(str(path))
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode().lower()
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        cap.release()
+        frames, _ = read_video(path)
+        assert len(frames) == 6 and abs(fps - 29.97) < 0.01
+        assert [_index_of(f) for f in frames] == list(range(6))
+        assert frames.shape[1:3] == (48, 64)  # padded to even sizes
+        assert fourcc in (("mp4v", "fmp4") if codec == "mp4v" else ("avc1", "h264"))  # as OpenCV names them

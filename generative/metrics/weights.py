@@ -77,10 +77,9 @@ def load_state(weights: WeightsSource, file_names: Sequence[str], what: str, arg
                 "viewgp never downloads weights"
             )
         path = found[0]
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or not a torch file: say which file
-        raise ValueError(f"cannot read {what} weights {path}: {exc}") from None
+    from ..checkpoint import load_torch_file
+
+    obj = load_torch_file(path, f"{what} weights")
     return _unwrap_state(obj, str(path)), str(path)
 
 

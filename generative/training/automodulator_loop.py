@@ -54,7 +54,6 @@ from ..backbone import available_resolutions
 from ..configs import ConfigDict
 from ..layers import AdaIN
 from .distributed import DistContext
-from .ema import ema_update
 from .loop import LOSS_NAMES, AGETrainer, TrainConfig
 from .losses import empirical_kl, latent_cosine_loss, reconstruction_l1
 from .registry import TrainerEntry, register_trainer
@@ -298,7 +297,7 @@ class AutomodulatorTrainer(AGETrainer):
             self.opt_g.step()
         m.encoder.requires_grad_(True)
 
-        ema_update(m.decoder_ema, dec, cfg.ema_decay)
+        self.update_ema(dec)
         return torch.stack([img, kl_real, kl_fake, kl_term, loss_e, kl_gen, latent, loss_g, flip_loss, layer_mix]).detach()
 
     # ---------------------------------------------------------------------- checkpointed state

@@ -30,6 +30,7 @@ from torch import Tensor
 from ..checkpoint import CheckpointError, CheckpointManager, read_checkpoint
 from ..data import ImageFolderDataset
 from ..configs import ConfigDict
+from ..fileio import atomic_write_json, remove_stale_temporaries
 from ..translator import TRANSLATOR_KIND, TranslatorConfig, export_translator
 from .cyclegan import CycleGANTrainer
 from .sample_grid import save_sample_grid
@@ -156,7 +157,8 @@ def train_translator(config: TranslatorTrainConfig, resume: Union[bool, str, Pat
             _load_init(trainer, config.init)
         torch.manual_seed(config.seed)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    remove_stale_temporaries(out, out / "samples", manager.directory)  # what a kill mid-write left behind
+    atomic_write_json(out / "train_config.json", config.to_dict())
 
     fixed = torch.Generator().manual_seed(1234)  # the same sample images every time, independent of training
     a0, b0 = domains[0]

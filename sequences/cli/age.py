@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_translator_model_args, translator_model
+from .common import (UsageError, add_device_arg, add_translator_model_args, non_negative_int, positive_int,
+                     translator_model, unit_interval)
 
 EPILOG = """examples:
   # bin labelled faces into the domains 15 ... 65, train a translator per stage and the greedy re-use
@@ -63,17 +64,17 @@ def _register_train(sub) -> None:
                    "(default: train our regressor on --labels)")  # fmt: skip
     t.add_argument("--out", required=True, help="run folder (created; an existing one is resumed)")
     t.add_argument("--centres", type=_centres, default=(15, 25, 35, 45, 55, 65), help="domain centres (default 15,25,...,65)")
-    t.add_argument("--image-size", type=int, default=64, help="translator image size, a multiple of 4 (default 64)")
-    t.add_argument("--steps", type=int, default=10_000, help="iterations per fresh translator (default 10000; paper 600k)")
-    t.add_argument("--retrain-steps", type=int, help="iterations per partial re-training (default steps / 2)")
-    t.add_argument("--batch-size", type=int, default=1, help="(default 1, the paper's)")
+    t.add_argument("--image-size", type=positive_int, default=64, help="translator image size, a multiple of 4 (default 64)")
+    t.add_argument("--steps", type=positive_int, default=10_000, help="iterations per fresh translator (default 10000; paper 600k)")
+    t.add_argument("--retrain-steps", type=positive_int, help="iterations per partial re-training (default steps / 2)")
+    t.add_argument("--batch-size", type=positive_int, default=1, help="images per step (default 1, the paper's)")
     add_translator_model_args(t)
-    t.add_argument("--val-fraction", type=float, default=0.1, help="validation share of each domain (default 0.1)")
-    t.add_argument("--tolerance", type=float, default=0.0, help="years a re-used translator may lose and still be kept")
-    t.add_argument("--estimator-steps", type=int, default=1500, help="training steps of our regressor (default 1500)")
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--threads", type=int)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--val-fraction", type=unit_interval, default=0.1, help="validation share of each domain (default 0.1)")
+    t.add_argument("--tolerance", type=float, default=0.0, help="years a re-used translator may lose and still be kept (default 0)")
+    t.add_argument("--estimator-steps", type=non_negative_int, default=1500, help="training steps of our regressor (default 1500)")
+    add_device_arg(t, "cpu")
+    t.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the splits, weights and training (default 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=run_train)
 
@@ -85,7 +86,7 @@ def _register_apply(sub) -> None:
     a.add_argument("--stages", required=True, help="START:END domain ages, e.g. 25:65 (older) or 65:25 (younger)")
     a.add_argument("--out", required=True, help="output PNG strip")
     a.add_argument("--separate", action="store_true", help="use chain_separate.json (one fresh translator per stage)")
-    a.add_argument("--cell", type=int, default=96, help="pixels per face in the strip (default 96)")
+    a.add_argument("--cell", type=positive_int, default=96, help="pixels per face in the strip (default 96)")
     a.set_defaults(func=run_apply)
 
 
@@ -117,7 +118,7 @@ def run_train(args) -> int:
     if not data.is_dir():
         raise FileNotFoundError(f"face folder not found: {data}")
     if not args.labels and not args.estimator:
-        raise ValueError("give --labels CSV (file,age) or --estimator FILE: the faces must be binned by age somehow")
+        raise UsageError("give --labels CSV (file,age) or --estimator FILE: the faces must be binned by age somehow")
     out.mkdir(parents=True, exist_ok=True)
     estimator = load_age_estimator(args.estimator) if args.estimator else None
     labels = read_age_labels(args.labels, data) if args.labels else estimate_folder_ages(data, estimator, args.image_size)
@@ -146,7 +147,10 @@ def run_apply(args) -> int:
     if args.separate:
         chain_path = (chain_path if chain_path.is_dir() else chain_path.parent) / "chain_separate.json"
     chain = AgingChain.load(chain_path)
-    start, end = parse_stages(args.stages)
+    try:
+        start, end = parse_stages(args.stages)
+    except ValueError as exc:
+        raise UsageError(f"--stages: {exc}") from None
     chain.steps(start, end)  # validates the ages before any work
     strip = aging_strip(chain, load_face(args.image, chain.image_size), start, end, cell=args.cell)
     out = write_image(args.out, strip)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from .common import add_device_arg, positive_int
+
 EPILOG = """examples:
   viewgp bench                          # N = 300 frames, D = 512 latent dims
   viewgp bench --frames 1000 --dims 512 9216 --steps 20
@@ -20,11 +22,11 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--frames", type=int, nargs="+", default=[300], help="numbers of frames N (default 300)")
-    p.add_argument("--dims", type=int, nargs="+", default=[512], help="latent dimensions D (default 512)")
-    p.add_argument("--steps", type=int, default=20, help="ML-II steps to time (default 20)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=positive_int, nargs="+", default=[300], help="numbers of frames N (default 300)")
+    p.add_argument("--dims", type=positive_int, nargs="+", default=[512], help="latent dimensions D (default 512)")
+    p.add_argument("--steps", type=positive_int, default=20, help="ML-II steps to time (default 20)")
+    add_device_arg(p, "cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the trajectory and the random latents (default 0)")
     p.set_defaults(func=run)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
-import numpy as np
+from .common import UsageError, add_device_arg, listing, positive_int, staged_output
 
 EPILOG = """what it does:
   1. renders a hand-held phone run over a tabletop scene (pybullet, on the CPU; standstill, back-and-forth
@@ -30,16 +31,20 @@ def register(subparsers) -> None:
                               description="Run the encode -> GP -> decode pipeline end to end on a synthetic "
                               "phone-like camera run; needs no data, weights or network.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="viewgp-demo", help="output folder (default: ./viewgp-demo)")
-    p.add_argument("--frames", type=int, default=120, help="frames in the rendered run (default 120)")
-    p.add_argument("--size", type=int, default=256, help="rendered frame size in pixels, also the output size (default 256)")
-    p.add_argument("--keyframes", default="every:10", help="every:K (default every:10), greedy:K, ends, or all")
-    p.add_argument("--method", nargs="+", default=["view", "time", "linear"],
+    p.add_argument("--out", default="viewgp-demo", metavar="DIR",
+                   help="output folder, written only when the demo succeeds (default: ./viewgp-demo)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    p.add_argument("--frames", type=positive_int, default=120, help="frames in the rendered run (default 120)")
+    p.add_argument("--size", type=positive_int, default=256,
+                   help="rendered frame size in pixels, also the output size (default 256)")
+    p.add_argument("--keyframes", default="every:10", metavar="SPEC",
+                   help="every:K (every K-th frame and the last; default every:10), greedy:K, ends, or all")
+    p.add_argument("--method", nargs="+", default=["view", "time", "linear"], metavar="METHOD",
                    help="methods to compare (default: view time linear)")
     p.add_argument("--run-seed", type=int, default=0, help="scene and trajectory seed (default 0; the "
                    "bundled backbone was trained on seeds 1-64)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples")
+    add_device_arg(p, "cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -51,15 +56,20 @@ def run(args) -> int:
     from sequences.synthetic import phone_run
 
     t0 = time.perf_counter()
-    backbone = load_default(args.device)  # fail before rendering when the weights are missing
-    # Rendered at --size (the output size: detail layers and pixel baselines work there) and area-resized
-    # to the model's resolution when encoded, as the training data were.
-    camera_run = phone_run(args.frames, size=args.size, seed=args.run_seed)
-    camera_run.save(os.path.join(args.out, "run"))
-    camera_run = camera_run.with_observed(parse_keyframes(args.keyframes, len(camera_run), camera_run.pose_features(with_time=True)))
-    config = PipelineConfig(methods=tuple(args.method), device=args.device, seed=args.seed, fps=camera_run.frame_rate or 30.0,
-                            progress=not args.quiet, cache_dir=os.path.join(args.out, "cache"), output_size=args.size)
-    metrics = run_pipeline(camera_run, backbone, args.out, config)
+    with staged_output(args) as staging:
+        backbone = load_default(args.device)  # fail before rendering when the weights are missing
+        # Rendered at --size (the output size: detail layers and pixel baselines work there) and area-resized
+        # to the model's resolution when encoded, as the training data were.
+        camera_run = phone_run(args.frames, size=args.size, seed=args.run_seed)
+        camera_run.save(os.path.join(staging, "run"))
+        try:
+            keys = parse_keyframes(args.keyframes, len(camera_run), camera_run.pose_features(with_time=True))
+        except ValueError as exc:
+            raise UsageError(f"--keyframes: {exc}") from None
+        camera_run = camera_run.with_observed(keys)
+        config = PipelineConfig(methods=tuple(args.method), device=args.device, seed=args.seed, fps=camera_run.frame_rate,
+                                progress=not args.quiet, cache_dir=os.path.join(args.out, "cache"), output_size=args.size)
+        metrics = run_pipeline(camera_run, backbone, str(staging), config)
     wall = time.perf_counter() - t0
 
     print(f"viewgp demo: {len(camera_run)} frames, {int(metrics['n_observed'])} keyframes ({args.keyframes}), "
@@ -67,6 +77,5 @@ def run(args) -> int:
     print(f"held-out frames scored at {metrics['output_size']} px (centre square):")
     print(methods_table(metrics))
     out = os.path.abspath(args.out)
-    print(f"wrote {out}/: comparison.mp4, interpolated.mp4, uncertainty.mp4, comparison_strip.png, "
-          "latent_trajectories.png, kernel_matrices.png, metrics.json; the run itself in run/")
+    print(f"wrote {out}/: {listing(Path(out))} (the run itself in run/)")
     return 0

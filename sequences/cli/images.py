@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .common import SCALE_FLAGS, add_backbone_args, backbone_from_args, load_images, positive, save_grid
+from .common import (SCALE_FLAGS, UsageError, add_backbone_args, add_output_args, backbone_from_args, load_images,
+                     positive_int, save_grid, staged_output)
 from .mix import run_conditional_sample
 
 if TYPE_CHECKING:
@@ -89,31 +90,34 @@ def register(subparsers) -> None:
     _register_attribute(subparsers)
 
 
-def _backbone_command(subparsers, name: str, epilog: str, **texts) -> argparse.ArgumentParser:
-    """A sub-command that runs a backbone: its parser, with the ``--backbone/--device/--batch-size`` options."""
+def _backbone_command(subparsers, name: str, epilog: str, required: bool = True, **texts) -> argparse.ArgumentParser:
+    """A sub-command that runs a backbone: its parser, with the ``--backbone/--device/--batch-size`` options
+    (``required=False``: ``--backbone`` defaults to the bundled backbone)."""
     p = subparsers.add_parser(name, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, **texts)
-    add_backbone_args(p)
+    add_backbone_args(p, required=required)
     return p
 
 
 def _register_reconstruct(subparsers) -> None:
     p = _backbone_command(
-        subparsers, "reconstruct", RECONSTRUCT_EPILOG, help="encode and decode images with a backbone",
-        description="Reconstruct images through a backbone's encoder and decoder, and report RMSE/PSNR.",
+        subparsers, "reconstruct", RECONSTRUCT_EPILOG, required=False, help="encode and decode images with a backbone",
+        description="Reconstruct images through a backbone's encoder and decoder, and report RMSE/PSNR "
+        "(on the [0, 1] intensity scale, as the pipeline's metrics).",
     )  # fmt: skip
     p.add_argument("--images", nargs="+", required=True, metavar="DIR|FILE", help="image files and/or folders")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_output_args(p)
     p.set_defaults(func=run_reconstruct)
 
 
 def _register_sample(subparsers) -> None:
     p = _backbone_command(
-        subparsers, "sample", SAMPLE_EPILOG, help="decode random latents from the backbone's prior into an image grid",
+        subparsers, "sample", SAMPLE_EPILOG, required=False,
+        help="decode random latents from the backbone's prior into an image grid",
         description="Draw latents from the prior (normalised N(0, I) on the sphere, N(0, I) otherwise) and "
         "decode them into one image grid.",
     )  # fmt: skip
-    p.add_argument("-n", "--num", type=int, default=16, help="number of samples (default 16)")
-    p.add_argument("--nrow", type=int, default=None, help="images per grid row (default ceil(sqrt(n)))")
+    p.add_argument("-n", "--num", type=positive_int, default=16, help="number of samples (default 16)")
+    p.add_argument("--nrow", type=positive_int, default=None, help="images per grid row (default ceil(sqrt(n)))")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, metavar="PNG", help="output image grid")
     # automodulator conditional sampling (sequences/cli/mix.py): keep the named scales of the given images
@@ -131,7 +135,7 @@ def _register_interpolate(subparsers) -> None:
         "decode the 2-D grid they span (slerp for sphere latents, lerp otherwise).",
     )  # fmt: skip
     p.add_argument("images", nargs="+", metavar="IMAGE", help="2 or 4 image files")
-    p.add_argument("--steps", type=int, default=8, help="interpolation steps incl. both ends (default 8)")
+    p.add_argument("--steps", type=positive_int, default=8, help="interpolation steps incl. both ends, at least 2 (default 8)")
     p.add_argument("--out", required=True, metavar="PNG", help="output strip or grid")
     p.set_defaults(func=run_interpolate_images)
 
@@ -147,7 +151,7 @@ def _register_attribute(subparsers) -> None:
     p.add_argument("--vector", default=None, metavar="PT", help="use a saved attribute_vector.pt instead of --with/--without")
     p.add_argument("--images", nargs="+", required=True, metavar="DIR|FILE", help="images to edit")
     p.add_argument("--lambdas", default=DEFAULT_LAMBDAS, help=f"comma-separated scales (default {DEFAULT_LAMBDAS})")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_output_args(p)
     # Let "--lambdas -2,-1,0,1,2" parse as a value: by default argparse only treats "-2" or "-.5" as
     # numbers and would take "-2,-1,..." for an unknown option.
     if hasattr(p, "_negative_number_matcher"):
@@ -164,17 +168,21 @@ def run_reconstruct(args) -> int:
     from generative.imageio import write_image
     from generative.metrics import psnr, rmse
 
-    bs = positive("--batch-size", args.batch_size)
-    out = Path(args.out)
-    backbone = backbone_from_args(args)
-    paths, x = load_images(args.images, int(backbone.resolution))
-    rec = reconstruct(backbone, x, bs)
-    for name, img in zip(_output_names(paths), to_uint8(rec)):
-        write_image(out / name, img)
-    pairs = torch.stack([x, rec], 1).reshape(-1, *x.shape[1:])  # input, reconstruction, input, ...
-    save_grid(out / "comparison.png", pairs, nrow=2)
+    with staged_output(args) as out:
+        backbone = backbone_from_args(args)
+        paths, x = load_images(args.images, int(backbone.resolution))
+        rec = reconstruct(backbone, x, args.batch_size)
+        for name, img in zip(_output_names(paths), to_uint8(rec)):
+            write_image(out / name, img)
+        pairs = torch.stack([x, rec], 1).reshape(-1, *x.shape[1:])  # input, reconstruction, input, ...
+        save_grid(out / "comparison.png", pairs, nrow=2)
+    # RMSE of [0, 1] intensities, as the pipeline's metrics (the images are in [-1, 1] here: half their
+    # RMSE); the PSNR is the same on either scale (metrics.psnr takes [-1, 1] floats, range 2).
+    rec = rec.clamp(-1, 1)  # what the written PNGs hold
+    mean = x.mean(0, keepdim=True).expand_as(x)  # the baseline a model must beat
     print(
-        f"{len(paths)} reconstructions -> {out}  RMSE {rmse(x, rec).item():.4f} (in [-1, 1] units), "
+        f"{len(paths)} reconstructions -> {args.out}  RMSE {rmse((x + 1) / 2, (rec + 1) / 2).item():.4f} "
+        f"(in [0, 1] units; the inputs' mean image: {rmse((x + 1) / 2, (mean + 1) / 2).item():.4f}), "
         f"PSNR {psnr(x, rec).item():.2f} dB"
     )
     return 0
@@ -185,16 +193,16 @@ def run_sample(args) -> int:
 
     from generative.edit import decode_latents, sample_latents
 
-    n = positive("-n", args.num)
+    n = args.num
     scales = [f"--{s}" for s in SCALE_FLAGS if getattr(args, s, None) is not None]
     if scales and not getattr(args, "conditional", False):
-        raise ValueError(f"{', '.join(scales)} only go with --conditional")
+        raise UsageError(f"{', '.join(scales)} only go with --conditional")
     backbone = backbone_from_args(args)
     if getattr(args, "conditional", False):
         return run_conditional_sample(args, backbone)
     z = sample_latents(backbone, n, torch.Generator().manual_seed(int(args.seed)))
-    images = decode_latents(backbone, z, positive("--batch-size", args.batch_size))
-    nrow = positive("--nrow", args.nrow) if args.nrow is not None else math.ceil(math.sqrt(n))
+    images = decode_latents(backbone, z, args.batch_size)
+    nrow = args.nrow if args.nrow is not None else math.ceil(math.sqrt(n))
     save_grid(Path(args.out), images, nrow)
     print(f"{n} samples (seed {args.seed}) -> {args.out}")
     return 0
@@ -206,11 +214,11 @@ def run_interpolate_images(args) -> int:
     from generative.edit import decode_latents, encode_images, interpolate, interpolation_grid
 
     if len(args.images) not in (2, 4):
-        raise ValueError(f"interpolate-images takes 2 images (a strip) or 4 (a grid), got {len(args.images)}")
+        raise UsageError(f"interpolate-images takes 2 images (a strip) or 4 (a grid), got {len(args.images)}")
     steps = int(args.steps)
     if steps < 2:
-        raise ValueError(f"--steps must be at least 2, got {steps}")
-    bs = positive("--batch-size", args.batch_size)
+        raise UsageError(f"--steps must be at least 2, got {steps}")
+    bs = args.batch_size
     backbone = backbone_from_args(args)
     paths, x = load_images(args.images, int(backbone.resolution))
     z = encode_images(backbone, x, bs)
@@ -229,13 +237,12 @@ def run_interpolate_images(args) -> int:
 def _read_vector(path: str, latent_shape: tuple) -> "torch.Tensor":
     import torch
 
+    from generative.checkpoint import load_torch_file
+
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"attribute vector file not found: {p}")
-    try:
-        v = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"cannot read attribute vector {p}: {exc}") from None
+    v = load_torch_file(p, "attribute vector")
     if isinstance(v, dict):
         v = v.get("vector")
     if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(latent_shape):
@@ -250,27 +257,30 @@ def run_attribute(args) -> int:
     from generative.checkpoint import atomic_save
     from generative.edit import apply_attribute, attribute_vector
 
-    lambdas = parse_lambdas(args.lambdas)
-    bs = positive("--batch-size", args.batch_size)
+    try:
+        lambdas = parse_lambdas(args.lambdas)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    bs = args.batch_size
     if args.vector is None and not (args.with_images and args.without_images):
-        raise ValueError("give both --with and --without exemplar images, or --vector with a saved attribute vector")
+        raise UsageError("give both --with and --without exemplar images, or --vector with a saved attribute vector")
     if args.vector is not None and (args.with_images or args.without_images):
-        raise ValueError("give either --vector or --with/--without, not both")
-    out = Path(args.out)
-    backbone = backbone_from_args(args)
-    r = int(backbone.resolution)
-    if args.vector is not None:
-        v = _read_vector(args.vector, tuple(backbone.latent_shape))
-    else:
-        (_, xa), (_, xb) = load_images(args.with_images, r), load_images(args.without_images, r)
-        v = attribute_vector(backbone, xa, xb, bs)
-        atomic_save(v, out / "attribute_vector.pt")
-        print(f"attribute vector from {len(xa)} with / {len(xb)} without, |v| = {v.norm().item():.4f}")
-    paths, x = load_images(args.images, r)
-    edited = apply_attribute(backbone, x, v, lambdas, bs)  # (L, B, 3, r, r)
-    rows = torch.cat([x[None], edited]).transpose(0, 1)  # (B, 1 + L, 3, r, r)
-    for name, row in zip(_output_names(paths), rows):
-        save_grid(out / name, row, nrow=len(row))
-    save_grid(out / "grid.png", rows.reshape(-1, *x.shape[1:]), nrow=rows.shape[1])
-    print(f"{len(paths)} images x lambdas {lambdas} -> {out}")
+        raise UsageError("give either --vector or --with/--without, not both")
+    with staged_output(args) as out:
+        backbone = backbone_from_args(args)
+        r = int(backbone.resolution)
+        if args.vector is not None:
+            v = _read_vector(args.vector, tuple(backbone.latent_shape))
+        else:
+            (_, xa), (_, xb) = load_images(args.with_images, r), load_images(args.without_images, r)
+            v = attribute_vector(backbone, xa, xb, bs)
+            atomic_save(v, out / "attribute_vector.pt")
+            print(f"attribute vector from {len(xa)} with / {len(xb)} without, |v| = {v.norm().item():.4f}")
+        paths, x = load_images(args.images, r)
+        edited = apply_attribute(backbone, x, v, lambdas, bs)  # (L, B, 3, r, r)
+        rows = torch.cat([x[None], edited]).transpose(0, 1)  # (B, 1 + L, 3, r, r)
+        for name, row in zip(_output_names(paths), rows):
+            save_grid(out / name, row, nrow=len(row))
+        save_grid(out / "grid.png", rows.reshape(-1, *x.shape[1:]), nrow=rows.shape[1])
+    print(f"{len(paths)} images x lambdas {lambdas} -> {args.out}")
     return 0

@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .common import LPIPS_VGG_FILES, add_device_arg, non_negative_float, positive_float, positive_int, require_weights
+
 EPILOG = """examples:
   viewgp invert --generator stylegan2-ffhq-256.pt --images faces/ --space wplus --steps 1000 --out latents.pt
   viewgp invert --generator G.pt --video run.mp4 --every 10 --steps 200 --vgg-weights ~/weights --out keys.pt
@@ -25,24 +27,27 @@ def register(subparsers) -> None:
                               description="Optimization-based inversion (StyleGAN2 projector schedule) into W / W+, "
                               "or encoder-initialised refinement for backbones with an encoder.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--generator", required=True, help="rosinality StyleGAN2 .pt, or one of our checkpoints")
+    p.add_argument("--generator", required=True, metavar="CKPT", help="rosinality StyleGAN2 .pt, or one of our checkpoints")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--images", nargs="+", help="image files or folders")
-    src.add_argument("--video", help="a video file")
-    p.add_argument("--every", type=int, default=1, help="invert every K-th frame of a video (default 1)")
-    p.add_argument("--space", choices=("w", "wplus"), default="wplus")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--init", choices=("mean", "encoder"), default="mean")
+    src.add_argument("--images", nargs="+", metavar="DIR|FILE", help="image files or folders")
+    src.add_argument("--video", metavar="FILE", help="a video file")
+    p.add_argument("--every", type=positive_int, default=1, help="invert every K-th frame of a video (default 1)")
+    p.add_argument("--space", choices=("w", "wplus"), default="wplus",
+                   help="latent space: w (one style vector) or wplus (one per layer; closer fits) (default wplus)")
+    p.add_argument("--steps", type=positive_int, default=1000, help="optimisation steps per image (default 1000)")
+    p.add_argument("--lr", type=positive_float, default=0.1, help="Adam learning rate (default 0.1)")
+    p.add_argument("--init", choices=("mean", "encoder"), default="mean",
+                   help="start from the mean latent, or from the backbone's encoding (backbones with an "
+                   "encoder) (default mean)")
     p.add_argument("--no-noise", action="store_true", help="keep the generator's noise maps fixed")
-    p.add_argument("--mse", type=float, default=0.0, help="pixel-MSE weight next to the perceptual loss")
+    p.add_argument("--mse", type=non_negative_float, default=0.0, help="pixel-MSE weight next to the perceptual loss (default 0)")
     p.add_argument("--vgg-weights", default=None, metavar="DIR",
                    help="folder with vgg16-397923af.pth and vgg.pth (LPIPS-VGG loss); default: pixel MSE")
-    p.add_argument("--batch-size", type=int, default=1, help="frames optimised together (default 1)")
-    p.add_argument("--out", required=True, help="output file (.pt)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="frames optimised together (default 1)")
+    p.add_argument("--out", required=True, metavar="PT", help="output file (.pt); per-frame results in OUT.frames/")
+    add_device_arg(p, "cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent noise schedule (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -62,17 +67,33 @@ def _generator(spec: str, device: str):
 
 
 def _claim(work: Path, settings: dict) -> None:
-    """Record the settings of a work folder; refuse to mix results of other settings into it."""
+    """Record the settings of a work folder once; refuse to mix results of other settings into it.
+
+    ``settings.json`` is written only when it is missing or unreadable, atomically, so a kill at start-up
+    never leaves a record that disowns the finished frames. An unreadable record (an older version wrote it
+    in place) is rebuilt when every finished frame was made with this configuration."""
     import json
 
+    from generative.checkpoint import load_torch_file
     from generative.fileio import atomic_write_text
 
     work.mkdir(parents=True, exist_ok=True)
     record = work / "settings.json"
     text = json.dumps(settings, sort_keys=True, indent=1)
-    if record.exists() and record.read_text() != text:
+    try:
+        found = json.loads(record.read_text()) if record.exists() else None
+    except (ValueError, OSError):
+        found = "unreadable"
+    if found == settings:
+        return
+    if found is not None and found != "unreadable":
         raise ValueError(f"{work} holds inversions made with other settings (see {record}); "
                          "delete it or choose another --out")
+    if found == "unreadable":
+        frames = sorted(work.glob("frame_*.pt"))
+        if any(load_torch_file(f, "inversion result").get("config") != settings["config"] for f in frames):
+            raise ValueError(f"{record} is unreadable and the finished frames in {work} were made with another "
+                             "configuration; delete the folder or choose another --out")
     atomic_write_text(record, text)
 
 
@@ -96,11 +117,10 @@ def run(args) -> int:
 
     import torch
 
-    from generative.checkpoint import atomic_save
+    from generative.checkpoint import atomic_save, load_torch_file
     from generative.invert import InversionConfig, PerceptualLoss, invert_frames
 
-    if args.every < 1:
-        raise ValueError(f"--every must be >= 1, got {args.every}")
+    require_weights("--vgg-weights", args.vgg_weights, LPIPS_VGG_FILES)
     gen = _generator(args.generator, args.device)
     paths, frames, indices, names = _sources(args)
     config = InversionConfig(space=args.space, steps=args.steps, lr=args.lr, init=args.init, mse=args.mse,
@@ -112,7 +132,7 @@ def run(args) -> int:
                   "vgg": bool(args.vgg_weights)})
     latents = invert_frames(gen, frames, work, config, perceptual, indices=indices, device=args.device,
                             progress=not args.quiet)
-    losses = [float(torch.load(work / f"frame_{i:06d}.pt", weights_only=True)["loss"]) for i in indices]
+    losses = [float(load_torch_file(work / f"frame_{i:06d}.pt", "inversion result")["loss"]) for i in indices]
     atomic_save({"latents": latents, "indices": indices, "names": names, "losses": losses, "config": asdict(config),
                  "generator": os.path.abspath(args.generator)}, args.out)
     print(f"wrote {args.out}: {len(indices)} latents of shape {tuple(latents.shape[1:])}; "

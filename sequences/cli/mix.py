@@ -25,7 +25,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from .common import SCALE_FLAGS, add_backbone_args, backbone_from_args, load_images, positive, save_grid
+from .common import SCALE_FLAGS, UsageError, add_backbone_args, non_negative_int, backbone_from_args, load_images, save_grid
 
 if TYPE_CHECKING:
     import torch
@@ -60,7 +60,7 @@ def _check_scales_exist(backbone, given: Sequence[str]) -> None:
     blocks = blocks_by_scale(backbone)
     for s in given:
         if not blocks[s]:
-            raise ValueError(
+            raise UsageError(
                 f"the {int(backbone.resolution)} px automodulator has no {s} blocks (coarse = 4-8 px, "
                 f"intermediate = 16-64 px, fine = 128 px and up); drop --{s}"
             )
@@ -75,7 +75,7 @@ def _check_cut(cut: int, backbone) -> int:
     nb = len(backbone.block_scales())
     if not 0 <= int(cut) <= nb:
         scales = ", ".join(f"{p}: {s}" for p, s in enumerate(backbone.block_scales()))
-        raise ValueError(f"--cut must be in 0 ... {nb} for this {int(backbone.resolution)} px model (blocks {scales}), got {cut}")
+        raise UsageError(f"--cut must be in 0 ... {nb} for this {int(backbone.resolution)} px model (blocks {scales}), got {cut}")
     return int(cut)
 
 
@@ -89,19 +89,19 @@ def _check_mix_form(args) -> None:
     scale_files = _scale_files(args)
     cut_form = args.a is not None or args.b is not None
     if sum([bool(scale_files), cut_form, bool(args.grid)]) != 1:
-        raise ValueError(
+        raise UsageError(
             "give exactly one form: scale images (--coarse/--intermediate/--fine), --a A --b B --cut K, "
             "or --grid --rows ... --cols ..."
         )
     if args.grid:
         if not args.rows or not args.cols:
-            raise ValueError("--grid needs --rows (source-A images) and --cols (source-B images)")
+            raise UsageError("--grid needs --rows (source-A images) and --cols (source-B images)")
     elif args.rows or args.cols:
-        raise ValueError("--rows / --cols only go with --grid")
+        raise UsageError("--rows / --cols only go with --grid")
     if cut_form and (args.a is None or args.b is None or args.cut is None):
-        raise ValueError("the cut form needs all of --a, --b and --cut")
+        raise UsageError("the cut form needs all of --a, --b and --cut")
     if scale_files and args.cut is not None:
-        raise ValueError("--cut goes with --a/--b or --grid, not with --coarse/--intermediate/--fine")
+        raise UsageError("--cut goes with --a/--b or --grid, not with --coarse/--intermediate/--fine")
     for flag, f in [(f"--{s}", v) for s, v in scale_files.items()] + [("--a", args.a), ("--b", args.b)]:
         _check_file(f, flag)
     for flag, files in (("--rows", args.rows or []), ("--cols", args.cols or [])):
@@ -142,7 +142,7 @@ def register(subparsers) -> None:
         p.add_argument(f"--{s}", default=None, metavar="IMAGE", help=f"image whose code drives the {s} blocks")
     p.add_argument("--a", default=None, metavar="IMAGE", help="with --cut: image for blocks below the cut")
     p.add_argument("--b", default=None, metavar="IMAGE", help="with --cut: image for blocks from the cut on")
-    p.add_argument("--cut", type=int, default=None, metavar="K",
+    p.add_argument("--cut", type=non_negative_int, default=None, metavar="K",
                    help="block index: blocks < K from A (or the grid's rows), the rest from B")  # fmt: skip
     p.add_argument("--grid", action="store_true", help="write a style-mixing grid of --rows x --cols")
     p.add_argument("--rows", nargs="+", default=None, metavar="IMAGE", help="grid: source-A images (coarse)")
@@ -153,7 +153,7 @@ def register(subparsers) -> None:
 
 # ------------------------------------------------------------------------------------------- commands
 def run_mix(args) -> int:
-    bs = positive("--batch-size", args.batch_size)
+    bs = args.batch_size
     _check_mix_form(args)
     backbone = backbone_from_args(args)
     require_automodulator(backbone, "viewgp mix")
@@ -216,18 +216,17 @@ def run_conditional_sample(args, backbone) -> int:
     from generative.mixing import conditional_latents
 
     require_automodulator(backbone, "viewgp sample --conditional")
-    n = positive("-n", args.num)
-    bs = positive("--batch-size", args.batch_size)
+    n, bs = args.num, args.batch_size
     scale_files = _scale_files(args)
     if not scale_files:
-        raise ValueError("--conditional needs an image for at least one scale to keep: --coarse, --intermediate or --fine")
+        raise UsageError("--conditional needs an image for at least one scale to keep: --coarse, --intermediate or --fine")
     for s, f in scale_files.items():
         _check_file(f, f"--{s}")
     _check_scales_exist(backbone, list(scale_files))
     z = _encode_one_each(backbone, scale_files, bs)
     zs = conditional_latents(backbone, z, n, torch.Generator().manual_seed(int(args.seed)))
     images = decode_mixed_batched(backbone, zs, bs)
-    nrow = positive("--nrow", args.nrow) if args.nrow is not None else math.ceil(math.sqrt(n))
+    nrow = args.nrow if args.nrow is not None else math.ceil(math.sqrt(n))
     save_grid(Path(args.out), images, nrow)
     kept = ", ".join(f"{s} from {Path(f).name}" for s, f in scale_files.items())
     print(f"{n} conditional samples ({kept}; the rest drawn with seed {args.seed}) -> {args.out}")

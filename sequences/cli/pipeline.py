@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+from pathlib import Path
 
 import numpy as np
 
-from .common import add_capture_args, capture_from_args
+from .common import (LPIPS_ALEX_FILES, LPIPS_VGG_FILES, UsageError, add_capture_args, add_device_arg, add_output_args,
+                     capture_from_args, check_output_folder, listing, non_negative_int, positive_float, positive_int,
+                     require_weights, staged_output)
 
 COMMON_EPILOG = """
 kernels (--method, first is decoded with uncertainty): view (orientation x translation, default),
@@ -43,22 +47,39 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=None,
                    help="checkpoint of a trained backbone, or stylegan2:G.pt for a rosinality-format StyleGAN2 "
                    "generator (inverted at the keyframes); default: the bundled 32 px tabletop Pioneer")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--method", nargs="+", default=["view", "linear"], help="methods to compare (default: view linear)")
-    p.add_argument("--samples", type=int, default=8, help="posterior samples decoded for uncertainty maps")
-    p.add_argument("--steps", type=int, default=None, help="ML-II steps (default: 150, or none for < 6 keyframes)")
-    p.add_argument("--fps", type=float, default=10.0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    add_output_args(p)
+    p.add_argument("--method", nargs="+", default=["view", "linear"], metavar="METHOD",
+                   help="methods to compare, the first is the headline (default: view linear; see below)")
+    p.add_argument("--samples", type=non_negative_int, default=8,
+                   help="posterior samples decoded for the uncertainty maps; 0: no uncertainty.mp4 (default 8)")
+    p.add_argument("--steps", type=non_negative_int, default=None,
+                   help="type-II ML steps fitting the GP hyper-parameters; 0: keep the median-heuristic start "
+                   "(default: 150, or 0 for fewer than 6 keyframes)")
+    p.add_argument("--fps", type=positive_float, default=None,
+                   help="frame rate of the written videos (default: the run's own, from its timestamps; 30 when "
+                   "it has none)")
+    add_device_arg(p, "cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples and of inversion (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    out = p.add_argument_group("output frames")
+    out.add_argument("--output-size", type=non_negative_int, default=256, metavar="PX",
+                     help="side of the square output frames (centre crop), at most the run's own short side; "
+                          "0 = the run's own resolution (default 256)")
+    out.add_argument("--no-detail", action="store_true",
+                     help="leave out the native-resolution detail layers (keyframes warped along the decoded motion, "
+                          "GP-interpolated residuals)")
+    out.add_argument("--no-pixel-baselines", action="store_true",
+                     help="do not score the no-backbone baselines (nearest / blended keyframes, pixel-space GP)")
+    out.add_argument("--adapt-steps", type=non_negative_int, default=0, metavar="N",
+                     help="fine-tune the backbone for N steps on the observed frames before encoding (default 0)")
     p.add_argument("--bayes", action="store_true",
                    help="integrate the GP hyper-parameters out with NUTS (Pyro) instead of type-II ML; "
                    "ESS, R-hat and divergences go to metrics.json")
     p.add_argument("--nuts", default="200,200,2", metavar="SAMPLES,WARMUP,CHAINS",
                    help="NUTS settings with --bayes (default 200,200,2)")
     inv = p.add_argument_group("inversion (backbones without an encoder, e.g. stylegan2:G.pt, or --refine)")
-    inv.add_argument("--invert-steps", type=int, default=200, help="optimisation steps per keyframe (default 200)")
-    inv.add_argument("--invert-lr", type=float, default=0.1, help="Adam learning rate (default 0.1)")
+    inv.add_argument("--invert-steps", type=positive_int, default=200, help="optimisation steps per keyframe (default 200)")
+    inv.add_argument("--invert-lr", type=positive_float, default=0.1, help="Adam learning rate (default 0.1)")
     inv.add_argument("--space", choices=("w", "wplus"), default="wplus", help="StyleGAN2 latent space (default wplus)")
     inv.add_argument("--vgg-weights", default=None, metavar="DIR",
                      help="folder with vgg16-397923af.pth and vgg.pth: LPIPS-VGG inversion loss (default: pixel MSE)")
@@ -76,8 +97,10 @@ def register(subparsers) -> None:
                               epilog=INTERPOLATE_EPILOG, formatter_class=fmt)
     _add_source(p)
     _add_common(p)
-    p.add_argument("--keyframes", default="every:10",
-                   help="every:K (default every:10), greedy:K (K frames where the GP is least certain), ends, or all")
+    p.add_argument("--keyframes", default=None, metavar="SPEC",
+                   help="every:K (every K-th frame from the first, and the last frame, so nothing is extrapolated), "
+                   "greedy:K (K frames where the GP is least certain, first and last included), ends, or all "
+                   "(default: with --run, the observed mask saved in the run when it holds frames out; else every:10)")
     p.set_defaults(func=run_interpolate)
 
     p = subparsers.add_parser("smooth", help="smooth the per-frame encodings of every frame",
@@ -104,7 +127,9 @@ def _load_inputs(args):
     return run, load_backbone(args.backbone, args.device)
 
 
-def _config(args, backbone=None):
+def _config(args, backbone):
+    """The pipeline settings of the options. The encoding and inversion cache goes to ``--out``/cache
+    itself, not to the staging folder: it is kept across runs, so a killed run resumes its inversions."""
     from generative.invert import InversionConfig
     from sequences.pipeline import PipelineConfig
 
@@ -112,46 +137,108 @@ def _config(args, backbone=None):
     if backbone is not None and (args.refine or not getattr(backbone, "has_encoder", False)):
         inversion = InversionConfig(steps=args.invert_steps, lr=args.invert_lr, space=args.space,
                                     init="encoder" if args.refine else "mean", seed=args.seed)
-    bayes = None
-    if args.bayes:
-        try:
-            ns, nw, nc = (int(v) for v in args.nuts.split(","))
-        except ValueError:
-            raise ValueError(f"--nuts {args.nuts!r}: expected SAMPLES,WARMUP,CHAINS, e.g. 200,200,2") from None
-        bayes = dict(num_samples=ns, warmup_steps=nw, num_chains=nc)
-    return PipelineConfig(inversion=inversion, perceptual_weights=args.vgg_weights, bayes=bayes, methods=tuple(args.method), n_samples=args.samples, fit_steps=args.steps, fps=args.fps,
-                          device=args.device, seed=args.seed, progress=not args.quiet,
-                          cache_dir=os.path.join(args.out, "cache"), lpips_weights=args.lpips_weights)
+    return PipelineConfig(inversion=inversion, perceptual_weights=args.vgg_weights, bayes=_nuts(args),
+                          methods=tuple(args.method), n_samples=args.samples, fit_steps=args.steps,
+                          fps=args.fps, device=args.device, seed=args.seed,
+                          progress=not args.quiet, cache_dir=os.path.join(args.out, "cache"),
+                          lpips_weights=args.lpips_weights, output_size=args.output_size or None,
+                          detail=not args.no_detail, pixel_baselines=not args.no_pixel_baselines,
+                          adapt_steps=args.adapt_steps)
+
+
+def _nuts(args) -> dict | None:
+    """``--nuts SAMPLES,WARMUP,CHAINS`` as NUTS settings when ``--bayes`` is given."""
+    if not args.bayes:
+        return None
+    try:
+        ns, nw, nc = (int(v) for v in args.nuts.split(","))
+    except ValueError:
+        raise UsageError(f"--nuts {args.nuts!r}: expected SAMPLES,WARMUP,CHAINS, e.g. 200,200,2") from None
+    if min(ns, nc) < 1 or nw < 0:
+        raise UsageError(f"--nuts {args.nuts!r}: need SAMPLES >= 1, WARMUP >= 0 and CHAINS >= 1")
+    return dict(num_samples=ns, warmup_steps=nw, num_chains=nc)
+
+
+def _check_args(args) -> None:
+    """Option values argparse cannot check on its own, before anything is read."""
+    from viewgp.kernels import KERNEL_NAMES
+    from viewgp.predict import BASELINES
+
+    check_output_folder(Path(args.out).expanduser(), args.overwrite)
+    require_weights("--lpips-weights", args.lpips_weights, LPIPS_ALEX_FILES)
+    require_weights("--vgg-weights", args.vgg_weights, LPIPS_VGG_FILES)
+    if not math.isfinite(args.time_offset):
+        raise UsageError(f"--time-offset {args.time_offset}: expected a finite number of seconds")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames {args.max_frames}: expected an integer >= 1")
+    unknown = [m for m in args.method if m not in KERNEL_NAMES + BASELINES]
+    if unknown:
+        raise UsageError(f"--method {unknown[0]!r} is not a method; choose from {', '.join(KERNEL_NAMES + BASELINES)}")
+    _nuts(args)
+
+
+def _inputs(args):
+    """The camera run and backbone of the options, the run checked for what the pipeline needs."""
+    from sequences.checks import check_run_for_pipeline
+
+    _check_args(args)
+    run, backbone = _load_inputs(args)
+    source = args.run or f"{args.video} with {args.poses}"
+    check_run_for_pipeline(run, source)
+    return run, backbone
+
+
+def _keyframes(args, run):
+    """The observed-frame mask of ``--keyframes`` (see its help) and a line saying what it chose."""
+    from sequences.pipeline import parse_keyframes
+
+    spec = args.keyframes
+    if spec is None and args.run and 0 < run.observed.sum() < len(run):
+        mask = run.observed
+        return mask, f"keyframes: the {int(mask.sum())} observed frames saved in {args.run} (of {len(run)})"
+    spec = spec or "every:10"
+    try:
+        mask = parse_keyframes(spec, len(run), run.pose_features(with_time=True))
+    except ValueError as exc:
+        raise UsageError(f"--keyframes: {exc}") from None
+    extra = " (the last frame is always kept)" if spec.startswith("every:") and (len(run) - 1) % int(spec[6:]) else ""
+    return mask, f"keyframes {spec}: {int(mask.sum())} of {len(run)} frames{extra}"
 
 
 def _report(out: str, metrics: dict) -> None:
-    print(f"wrote {out}: interpolated.mp4, comparison.mp4, uncertainty.mp4, strips, plots, metrics.json")
+    print(f"wrote {out}: {listing(Path(out))}")
     for m, e in metrics["methods"].items():
-        lp = f"  LPIPS {e['lpips_held_out']:.4f}" if "lpips_held_out" in e else ""
-        if "mse_held_out" in e:
+        lp = f"  LPIPS {e['lpips_held_out']:.4f}" if e.get("lpips_held_out") is not None else ""
+        if e.get("mse_held_out") is not None:
             print(f"  {m:>12}: held-out MSE {e['mse_held_out']:.5f}  PSNR {e['psnr_held_out']:.2f} dB{lp}")
-        elif "mse_all" in e:
+        elif e.get("mse_all") is not None:
             print(f"  {m:>12}: MSE {e['mse_all']:.5f}")
 
 
-def run_interpolate(args) -> int:
-    from sequences.pipeline import parse_keyframes, run_pipeline
+def _run(args, run, backbone, query=None) -> int:
+    """The pipeline into a staging folder that replaces ``--out`` on success; prints the summary."""
+    from sequences.pipeline import run_pipeline
 
-    run, backbone = _load_inputs(args)
-    run = run.with_observed(parse_keyframes(args.keyframes, len(run), run.pose_features(with_time=True)))
-    metrics = run_pipeline(run, backbone, args.out, _config(args, backbone))
+    with staged_output(args) as staging:
+        metrics = run_pipeline(run, backbone, str(staging), _config(args, backbone), query=query)
     _report(args.out, metrics)
     return 0
+
+
+def run_interpolate(args) -> int:
+    run, backbone = _inputs(args)
+    mask, line = _keyframes(args, run)
+    print(line)
+    return _run(args, run.with_observed(mask), backbone)
 
 
 def run_smooth(args) -> int:
-    from sequences.pipeline import run_pipeline
+    run, backbone = _inputs(args)
+    return _run(args, run.with_observed(np.ones(len(run), bool)), backbone)
 
-    run, backbone = _load_inputs(args)
-    run = run.with_observed(np.ones(len(run), bool))
-    metrics = run_pipeline(run, backbone, args.out, _config(args, backbone))
-    _report(args.out, metrics)
-    return 0
+
+#: More novel views than this in one sweep is a typo (e.g. a step of 0.001 degrees).
+MAX_VIEWS = 10_000
 
 
 def parse_range(spec: str) -> np.ndarray:
@@ -159,17 +246,17 @@ def parse_range(spec: str) -> np.ndarray:
     try:
         a, b, s = (float(v) for v in spec.split(":"))
     except ValueError:
-        raise ValueError(f"--azimuths {spec!r}: expected start:stop:step, e.g. 0:360:5") from None
-    if s <= 0 or b <= a:
-        raise ValueError(f"--azimuths {spec!r}: need step > 0 and stop > start")
+        raise UsageError(f"--azimuths {spec!r}: expected start:stop:step, e.g. 0:360:5") from None
+    if not all(math.isfinite(v) for v in (a, b, s)) or s <= 0 or b <= a:
+        raise UsageError(f"--azimuths {spec!r}: need finite numbers with step > 0 and stop > start")
+    if (b - a) / s > MAX_VIEWS:
+        raise UsageError(f"--azimuths {spec!r} asks for {int((b - a) / s)} views; at most {MAX_VIEWS}")
     return np.arange(a, b, s)
 
 
 def run_views(args) -> int:
-    from sequences.pipeline import azimuth_sweep, run_pipeline
+    from sequences.pipeline import azimuth_sweep
 
-    run, backbone = _load_inputs(args)
-    query = azimuth_sweep(run, parse_range(args.azimuths))
-    metrics = run_pipeline(run.with_observed(np.ones(len(run), bool)), backbone, args.out, _config(args, backbone), query=query)
-    _report(args.out, metrics)
-    return 0
+    azimuths = parse_range(args.azimuths)
+    run, backbone = _inputs(args)
+    return _run(args, run.with_observed(np.ones(len(run), bool)), backbone, query=azimuth_sweep(run, azimuths))
