@@ -44,7 +44,7 @@ class PipelineConfig:
     n_samples: int = 8
     fit_steps: Optional[int] = None
     fixed: Optional[dict] = None
-    batch_size: int = 32
+    batch_size: int = 128
     fps: Optional[float] = None  # frame rate of the videos; None: the run's own (CameraRun.frame_rate), else 30
     device: str = "cpu"
     seed: int = 0
@@ -272,8 +272,11 @@ def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, co
         outputs["per-frame"] = resize_frames(recon, size)
     recon_var = reconstruction_variance(keyframes, resize_frames(decode_frames(backbone, z_all[obs], config.batch_size), size))
     decoded = {m: decode_frames(backbone, p.mean, config.batch_size) for m, p in preds.items()}
-    latent_sd = {m: pixel_std_maps(backbone, p.samples, config.batch_size)[0] for m, p in preds.items()
-                 if p.samples is not None}
+    head_sd = None
+    if preds[head].samples is not None:
+        head_sd = pixel_std_maps(backbone, preds[head].samples, config.batch_size)[0]
+    latent_sd = {m: _rescaled_sd(head_sd, preds[head], p) for m, p in preds.items()
+                 if head_sd is not None and p.predictive_var is not None}
     sd_maps = {m: combine_sd(v, recon_var, size) for m, v in latent_sd.items()}
     ablation: dict[str, np.ndarray] = {}
     model = preds[head].model
@@ -281,29 +284,36 @@ def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, co
         detailed, res_var, spread = _detail(backbone, run, obs, head, model, decoded[head], keyframes, poses_q, size,
                                             config, own_frames)
         outputs.update({f"{head}+{name}": frames for name, frames in detailed.items()})
-        if head in latent_sd:
-            sd_maps[f"{head}+detail"] = combine_sd(latent_sd[head], res_var, size)
-            sd_maps[f"{head}+warp"] = combine_sd(latent_sd[head], res_var + spread, size)
-            ablation = _ablation(backbone, model, poses_q, preds[head], res_var, spread, size, config)
+        if head_sd is not None:
+            sd_maps[f"{head}+detail"] = combine_sd(head_sd, res_var, size)
+            sd_maps[f"{head}+warp"] = combine_sd(head_sd, res_var + spread, size)
+            ablation = _ablation(head_sd, preds[head], res_var, spread, size)
     for m, frames in decoded.items():
         outputs[m] = resize_frames(frames, size)
     return outputs, sd_maps, have, ablation
 
 
-def _ablation(backbone, model, poses_q, pred, res_var, spread, size, config) -> dict[str, np.ndarray]:
+def _rescaled_sd(head_sd: np.ndarray, head: Prediction, pred: Prediction, var: Optional[np.ndarray] = None) -> np.ndarray:
+    """The headline's decoded sample spread ``(M, r, r)`` carried to another latent predictive variance
+    (``pred``'s calibrated one, or ``var``) to first order: times ``sd_latent / sd_latent(head)`` per frame,
+    which is exact for a linear decoder and saves decoding samples for every method and variant."""
+    target = pred.predictive_var if var is None else var
+    ratio = np.sqrt(np.maximum(target, 0) / np.maximum(head.predictive_var, 1e-300))
+    return head_sd * ratio[:, None, None]
+
+
+def _ablation(head_sd, pred: Prediction, res_var, spread, size) -> dict[str, np.ndarray]:
     """The headline's (warp) sd map with its parts added one at a time: the latent function's posterior
     alone (what the pipeline showed before), + observation noise, + the residual detail's variance, +
-    the warped neighbours' spread, + the leave-one-out scale (the full map)."""
-    g = lambda: torch.Generator().manual_seed(config.seed)  # noqa: E731  (the same draws for every variant)
-    function = model.sample(poses_q, config.n_samples, generator=g()).cpu().numpy()
-    noisy = model.sample(poses_q, config.n_samples, generator=g(), include_noise=True).cpu().numpy()
-    sd_f, sd_n = (pixel_std_maps(backbone, x, config.batch_size)[0] for x in (function, noisy))
-    return {"latent function only (before)": combine_sd(sd_f, None, size),
-            "+ observation noise": combine_sd(sd_n, None, size),
-            "+ residual detail variance": combine_sd(sd_n, res_var, size),
-            "+ warped neighbours' spread": combine_sd(sd_n, res_var + spread, size),
-            "+ leave-one-out scale": combine_sd(pixel_std_maps(backbone, pred.samples, config.batch_size)[0],
-                                                res_var + spread, size)}
+    the warped neighbours' spread, + the leave-one-out scale (the full map). The latent parts are the
+    decoded sample spread rescaled to first order (:func:`_rescaled_sd`)."""
+    function = _rescaled_sd(head_sd, pred, pred, pred.var)
+    noisy = _rescaled_sd(head_sd, pred, pred, pred.var + pred.noise)
+    return {"latent function only (before)": combine_sd(function, None, size),
+            "+ observation noise": combine_sd(noisy, None, size),
+            "+ residual detail variance": combine_sd(noisy, res_var, size),
+            "+ warped neighbours' spread": combine_sd(noisy, res_var + spread, size),
+            "+ leave-one-out scale": combine_sd(head_sd, res_var + spread, size)}
 
 
 def _detail(backbone, run, obs, method, model, decoded_q, keyframes, poses_q, size, config, own_frames: bool):
