@@ -225,18 +225,19 @@ def _latents(run, backbone, obs: np.ndarray, out_dir: str, config: PipelineConfi
 
 def _predict(run, obs, z_all, poses_q, times_q, geometry, config: PipelineConfig, novel: bool,
              timings: dict) -> dict[str, Prediction]:
-    """Every method of ``config`` fitted on the observed frames, predicted at the query poses; GP
-    methods also draw ``config.n_samples`` calibrated posterior samples (for their per-pixel sd maps)."""
+    """Every method of ``config`` fitted on the observed frames, predicted at the query poses; the
+    headline method (``methods[0]``) also draws ``config.n_samples`` calibrated posterior samples (its
+    per-pixel sd maps; the other methods' are carried over to first order, see :func:`_rescaled_sd`)."""
     poses_obs = run.pose_features(with_time=True)[torch.from_numpy(obs)]
     times_obs = np.asarray(run.timestamps)[obs]
     preds: dict[str, Prediction] = {}
-    for method in config.methods:
+    for i, method in enumerate(config.methods):
         if method == "independent" and novel:
             continue
         t0 = time.perf_counter()
         kwargs = {}
         if method not in BASELINES:
-            kwargs = dict(n_samples=config.n_samples, steps=config.fit_steps, fixed=config.fixed,
+            kwargs = dict(n_samples=config.n_samples if i == 0 else 0, steps=config.fit_steps, fixed=config.fixed,
                           seed=config.seed, bayes=config.bayes, device=config.device)
         preds[method] = predict_latents(method, poses_obs, times_obs, z_all[obs], poses_q, times_q, geometry, **kwargs)
         timings[f"{method}_s"] = time.perf_counter() - t0
