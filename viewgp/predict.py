@@ -93,6 +93,7 @@ def build_gp(
     geometry: str = "euclidean",
     fixed: Optional[dict] = None,
     device: str | torch.device | None = None,
+    **gp_options: Any,
 ) -> LatentGP:
     """A :class:`LatentGP` with kernel ``ScaleKernel(make_kernel(method))`` and data-driven starting
     hyper-parameters (see :func:`viewgp.hyperparameters.init_hyperparameters`; ``fixed`` overrides any).
@@ -101,12 +102,14 @@ def build_gp(
         poses_obs ``(N, P)`` and poses_query ``(M, P)``: pose features (the lengthscales' median
         heuristic uses both: query poses are known even where frames are missing);
         z_flat ``(N, D)``: the observed values (their spread sets the output scale).
+        gp_options: further :class:`LatentGP` arguments (``solver=``, ``max_inducing=``,
+            ``gradient_precision=``, ...).
     """
     from gpytorch.kernels import ScaleKernel
 
     from viewgp.kernels import make_kernel
 
-    gp = LatentGP(kernel=ScaleKernel(make_kernel(method)), latent_geometry=geometry, device=device)
+    gp = LatentGP(kernel=ScaleKernel(make_kernel(method)), latent_geometry=geometry, device=device, **gp_options)
     init_hyperparameters(gp, poses_obs.cpu(), poses_query.cpu(), z_flat.cpu())
     if fixed:
         set_hyperparameters(gp, fixed)
@@ -136,20 +139,29 @@ def gp_predict(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    optimizer: str = "lbfgs",
+    subset="auto",
+    solver: str = "auto",
+    **gp_options: Any,
 ) -> Prediction:
     """Fit a GP with kernel ``method`` on the observed frames and predict at ``poses_query``.
 
     Args:
         poses_obs ``(N, 13)``, z_obs ``(N, *latent_shape)``, poses_query ``(M, 13)``.
-        steps: type-II ML steps (default :func:`default_fit_steps`); with ``fixed`` hyper-parameters
-            nothing is optimised.
+        steps: type-II ML steps, or the most L-BFGS iterations (default :func:`default_fit_steps`);
+            with ``fixed`` hyper-parameters nothing is optimised.
         n_samples: joint posterior samples over the query frames (seeded by ``seed``).
+        optimizer, subset: of :meth:`LatentGP.fit` (default: L-BFGS on all frames up to 2,000, on a
+            stratified subset beyond; the solve always uses all frames).
+        solver: ``"exact"``, ``"inducing"`` or ``"auto"`` (exact while it fits in memory), and
+            ``gp_options`` further :class:`LatentGP` arguments (see :func:`build_gp`).
     """
     z, flat = _flat(z_obs)
-    gp = build_gp(method, poses_obs, poses_query, flat, geometry, fixed, device)
+    gp = build_gp(method, poses_obs, poses_query, flat, geometry, fixed, device, solver=solver, **gp_options)
     steps = default_fit_steps(len(z)) if steps is None else steps
     t0 = time.perf_counter()
-    gp.fit(poses_obs, torch.from_numpy(z), steps=steps, optimize=steps > 0 and not fixed, progress=progress)
+    gp.fit(poses_obs, torch.from_numpy(z), steps=steps, optimize=steps > 0 and not fixed, progress=progress,
+           optimizer=optimizer, subset=subset, seed=seed)
     fit_s = time.perf_counter() - t0
     mean, var = gp.predict(poses_query)
     samples = None
