@@ -10,14 +10,17 @@ than the Cholesky. Every factor of the view kernel is a stationary function of o
 (SE/RBF: ``a = r^2``, ``p = 1``, ``e = a / 2``; Matern-nu: ``a = sqrt(2 nu) r``, ``e = a``, ``p`` the
 Matern polynomial; ``r`` the distance over the lengthscale, the SE orientation kernel's ``r^2`` being
 ``tr(I - R^T R') / l^2``), so the whole matrix is one exponential of a sum of distances, written
-block by block into one buffer, and the gradient of any ``f(K)`` with ``W = df/dK`` is
+block by block into one buffer. The SE/RBF exponents are quadratic in the pose columns, so their sum
+(and ``log s^2``) is ONE matrix product of augmented features; the gradient of any ``f(K)`` with
+``W = df/dK`` is
 
     df/ds^2 = sum(W * K) / s^2,      df/dl_f = sum(W * K * rho_f) / l_f,
     rho_f = d log k_f / d log l_f    (r^2 for SE/RBF, a for Matern-1/2, a^2 / (1 + a) for 3/2,
                                       a^2 (1 + a) / (3 + 3a + a^2) for 5/2),
 
-recomputed block by block from the poses (a matrix product per block) instead of being stored: no
-N x N temporaries beyond ``W`` itself. Blocks cover the lower triangle only (W and K are symmetric).
+with ``W * K`` recomputed block by block from the poses instead of being stored (no N x N
+temporaries beyond ``W`` itself) and the SE/RBF sums ``sum(W * K * r^2)`` again matrix products (see
+:meth:`FusedGram.gradient`). Blocks cover the lower triangle only (W and K are symmetric).
 
 :meth:`FusedGram.from_kernel` returns ``None`` for kernels it does not cover (other orientation forms,
 ARD or batched lengthscales, other kernels); callers then use the kernel's own GPyTorch graph.
@@ -102,74 +105,93 @@ class FusedGram:
         return [self.kernel.outputscale.reshape(())] + [f.module.lengthscale.reshape(()) for f in self.factors]
 
     # ------------------------------------------------------------------------------ evaluation
-    def _centred(self, x: Tensor, centre: Tensor) -> list[Tensor]:
-        """Each factor's columns; Euclidean ones centred (the norm expansion of the squared distance
-        then loses no digits to large coordinates)."""
-        out = []
-        for f in self.factors:
-            xf = x[:, f.cols]
-            out.append(xf if f.trace else xf - centre[f.cols])
-        return out
-
-    def _distances(self, a: Tensor, b: Tensor, f: _Factor, ls: float, diag_offset: Optional[int]) -> Tensor:
-        """``a_f`` (see the module docstring) between rows ``a`` ``(B, c)`` and ``b`` ``(M, c)``;
-        ``diag_offset``: the block holds rows ``offset..offset+B`` of a symmetric matrix, whose
-        self-distances are set to exactly 0."""
-        if f.trace:
-            d = (3.0 - a @ b.mT).clamp_(0.0, 4.0)
-        elif len(f.cols) == 1:
-            d = (a - b.mT).square_()
-        else:
-            d = (a.square().sum(1, keepdim=True) + b.square().sum(1) - 2.0 * (a @ b.mT)).clamp_min_(0.0)
-        if diag_offset is not None:
-            d.diagonal(diag_offset).zero_()
-        d.div_(ls * ls)  # r^2
-        if f.nu is None:
-            return d
-        return d.sqrt_().mul_(math.sqrt(2 * f.nu))
-
-    def _block(self, xa: list[Tensor], xb: list[Tensor], ls: list[float], scale: float, dtype: torch.dtype,
-               diag_offset: Optional[int], keep: bool) -> tuple[Tensor, list[Tensor]]:
-        """``K`` for one block in ``dtype`` and, with ``keep``, the per-factor ``rho_f`` blocks."""
-        expo = None
-        poly = None
-        rhos = []
-        for f, a, b, l in zip(self.factors, xa, xb, ls):
-            d = self._distances(a, b, f, l, diag_offset).to(dtype)
-            e = d * 0.5 if f.nu is None else d
-            expo = e.clone() if expo is None else expo.add_(e)
-            if f.nu is not None:
-                p = _MATERN_P[f.nu](d)
-                if p is not None:
-                    poly = p if poly is None else poly.mul_(p)
-            if keep:
-                rhos.append(d if f.nu is None else _MATERN_RHO[f.nu](d))
-        k = expo.neg_().exp_().mul_(scale)
-        if poly is not None:
-            k.mul_(poly)
-        return k, rhos
-
     def _floats(self) -> tuple[float, list[float]]:
         hp = [float(v.detach()) for v in self.hyperparameters()]
         return hp[0], hp[1:]
+
+    def _columns(self, x: Tensor, f: _Factor, centre: Tensor) -> Tensor:
+        xf = x[:, f.cols]
+        # Euclidean columns centred: the norm expansion of squared distances then loses no digits.
+        return xf if f.trace else xf - centre[f.cols]
+
+    def _quadratic(self, x: Tensor, centre: Tensor, ls: list[float], scale: float, left: bool) -> Tensor:
+        """Augmented features of the SE/RBF factors: for rows ``a`` of the left and ``b`` of the right
+        operand, ``left(a) . right(b) = log s^2 - sum_f r_f^2 / 2``, the log of their product kernel.
+
+        With ``u = cols / l`` (``cols / (sqrt2 l)`` for the orientation, where ``r^2 / 2 = (3 - R.R') /
+        (2 l^2)``) and ``c = |u|^2 / 2`` (``3 / (4 l^2)``): ``-r^2/2 = -c_a - c_b + u_a.u_b``, so left =
+        ``[u, -c + log s^2, 1]``, right = ``[u, 1, -c]``: the whole exponent is one matrix product.
+        """
+        us, c = [], torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        for f, l in zip(self.factors, ls):
+            if f.nu is not None:
+                continue
+            a = self._columns(x, f, centre)
+            if f.trace:
+                us.append(a / (math.sqrt(2.0) * l))
+                c = c + 3.0 / (4.0 * l * l)
+            else:
+                u = a / l
+                us.append(u)
+                c = c + 0.5 * u.square().sum(1)
+        one = torch.ones_like(c)
+        tail = [math.log(scale) - c, one] if left else [one, -c]
+        return torch.cat(us + [t[:, None] for t in tail], 1)
+
+    def _matern(self, xa: Tensor, xb: Tensor, f: _Factor, l: float, centre: Tensor) -> Tensor:
+        """``a = sqrt(2 nu) r`` of a Matern factor between rows ``xa`` and ``xb``."""
+        a, b = self._columns(xa, f, centre), self._columns(xb, f, centre)
+        if a.shape[1] == 1:
+            d = (a - b.mT).abs_()
+        else:
+            d = (a.square().sum(1, keepdim=True) + b.square().sum(1) - 2.0 * (a @ b.mT)).clamp_min_(0.0).sqrt_()
+        return d.mul_(math.sqrt(2 * f.nu) / l)
+
+    def _block(self, left: Tensor, right: Tensor, xa: Tensor, xb: Tensor, centre: Tensor, ls: list[float],
+               scale: float, diag_offset: Optional[int], keep: bool) -> tuple[Tensor, list[tuple[_Factor, Tensor]]]:
+        """``K`` for one block (rows ``xa``, columns ``xb``) and, with ``keep``, the Matern factors'
+        ``a`` blocks; ``diag_offset``: the block holds rows ``offset..`` of a symmetric matrix, whose
+        self-distances are exactly 0."""
+        logk = (left @ right.mT).clamp_max_(math.log(scale))
+        if diag_offset is not None:
+            logk.diagonal(diag_offset).fill_(math.log(scale))
+        polys, kept = [], []
+        for f, l in zip(self.factors, ls):
+            if f.nu is None:
+                continue
+            a = self._matern(xa, xb, f, l, centre)
+            if diag_offset is not None:
+                a.diagonal(diag_offset).zero_()
+            logk.sub_(a)
+            p = _MATERN_P[f.nu](a)
+            if p is not None:
+                polys.append(p)
+            if keep:
+                kept.append((f, a))
+        k = logk.exp_()
+        for p in polys:
+            k.mul_(p)
+        if diag_offset is not None:
+            k.diagonal(diag_offset).fill_(scale)  # k(x, x) = s^2 exactly, as GPyTorch's kernels give
+        return k, kept
 
     @torch.no_grad()
     def matrix(self, x1: Tensor, x2: Optional[Tensor] = None, add_diagonal: float = 0.0,
                lower_only: bool = False) -> Tensor:
         """``K(x1, x2)`` ``(N, M)`` in ``x1``'s dtype (``x2=None``: the symmetric ``K(x1, x1)`` with
-        ``add_diagonal`` on its diagonal; ``lower_only`` leaves the strict upper triangle
-        unwritten (zeros), which is all a Cholesky reads)."""
+        ``add_diagonal`` on its diagonal; ``lower_only`` writes only the lower triangle, which is
+        all a Cholesky reads: above the diagonal blocks the entries are zeros)."""
         sym = x2 is None
         x2 = x1 if sym else x2
         scale, ls = self._floats()
         centre = x2.mean(0)
-        xa, xb = self._centred(x1, centre), self._centred(x2, centre)
+        left, right = self._quadratic(x1, centre, ls, scale, True), self._quadratic(x2, centre, ls, scale, False)
         n = x1.shape[0]
         out = (torch.zeros if lower_only else torch.empty)((n, x2.shape[0]), dtype=x1.dtype, device=x1.device)
         for s in range(0, n, self.block):
             e = min(s + self.block, n)
             stop = e if (sym and lower_only) else x2.shape[0]
-            k, _ = self._block([a[s:e] for a in xa], [b[:stop] for b in xb], ls, scale, x1.dtype,
+            k, _ = self._block(left[s:e], right[:stop], x1[s:e], x2[:stop], centre, ls, scale,
                                s if sym else None, keep=False)
             out[s:e, :stop] = k
         if sym and add_diagonal:
@@ -177,24 +199,48 @@ class FusedGram:
         return out
 
     @torch.no_grad()
-    def gradient(self, x: Tensor, W: Tensor) -> list[Tensor]:
-        """``[d f / d s^2, d f / d l_1, ...]`` for a symmetric ``W = df/dK(x, x)`` ``(N, N)``.
+    def gradient(self, x: Tensor, W) -> list[Tensor]:
+        """``[d f / d s^2, d f / d l_1, ...]`` for a symmetric ``W = df/dK(x, x)`` ``(N, N)``, given as
+        a tensor or as a function ``W(s, e)`` returning its rows ``s:e``, columns ``:e`` (so ``W``
+        need never exist whole).
 
-        Only the lower triangle of ``W`` is read; the kernel blocks are recomputed in ``W``'s dtype
-        (float32 halves the elementwise work; the distances themselves are taken in ``x``'s dtype).
+        Only the lower triangle of ``W`` is read. Per block, ``M = W * K`` is formed once (in ``W``'s
+        dtype: float32 halves the elementwise work); the SE/RBF factors' sums ``sum(M * r_f^2)`` then
+        come from one product ``M @ [cols, |cols|^2, 1]`` (the squared distance is quadratic in the
+        columns), and only Matern factors need an elementwise pass of their own.
         """
+        w_block = W if callable(W) else (lambda s, e: W[s:e, :e])
+        dtype = w_block(0, 1).dtype
         scale, ls = self._floats()
-        xs = self._centred(x, x.mean(0))
+        centre = x.mean(0)
+        left, right = self._quadratic(x, centre, ls, scale, True), self._quadratic(x, centre, ls, scale, False)
+        quad = [(i, f, self._columns(x, f, centre)) for i, f in enumerate(self.factors) if f.nu is None]
+        # Right-hand columns: every quadratic factor's columns, then |cols|^2 of the Euclidean ones, then 1.
+        rhs = torch.cat([a for _, _, a in quad] + [a.square().sum(1, keepdim=True) for _, f, a in quad if not f.trace]
+                        + [torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1).to(dtype)
         n = x.shape[0]
         acc = torch.zeros(1 + len(self.factors), dtype=torch.float64, device=x.device)
         for s in range(0, n, self.block):
             e = min(s + self.block, n)
-            k, rhos = self._block([a[s:e] for a in xs], [a[:e] for a in xs], ls, scale, W.dtype, s, keep=True)
-            wk = W[s:e, :e] * k
+            k, kept = self._block(left[s:e], right[:e], x[s:e], x[:e], centre, ls, scale, s, keep=True)
+            m = k.to(dtype).mul_(w_block(s, e))
             # Off-diagonal blocks stand for their mirror image too; the diagonal block is whole.
-            wk[:, :s].mul_(2.0)
-            acc[0] += wk.sum(dtype=torch.float64)
-            for i, r in enumerate(rhos):
-                acc[1 + i] += (wk * r).sum(dtype=torch.float64)
-        out = [acc[0] / scale] + [acc[1 + i] / l for i, l in enumerate(ls)]
-        return out
+            m[:, :s].mul_(2.0)
+            acc[0] += m.sum(dtype=torch.float64)
+            g = (m @ rhs[:e]).to(torch.float64)  # (B, q)
+            rows = rhs[s:e].to(torch.float64)
+            col, sq = 0, sum(a.shape[1] for _, _, a in quad)
+            for i, f, a in quad:
+                w = a.shape[1]
+                cross = (rows[:, col : col + w] * g[:, col : col + w]).sum()
+                if f.trace:  # sum M (3 - R.R')
+                    total = 3.0 * g[:, -1].sum() - cross
+                else:  # sum M (|a_i|^2 + |a_j|^2 - 2 a_i.a_j)
+                    total = (rows[:, sq] * g[:, -1]).sum() + g[:, sq].sum() - 2.0 * cross
+                    sq += 1
+                acc[1 + i] += total / (ls[i] * ls[i])  # sum M r^2
+                col += w
+            for f, a in kept:
+                i = self.factors.index(f)
+                acc[1 + i] += (m * _MATERN_RHO[f.nu](a.to(dtype))).sum(dtype=torch.float64)
+        return [acc[0] / scale] + [acc[1 + i] / l for i, l in enumerate(ls)]

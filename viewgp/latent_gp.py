@@ -58,7 +58,7 @@ __all__ = ["LatentGP", "NotPSDError"]
 # Queries per block in predict(): bounds the (block, N) cross-covariance and its solve.
 _PREDICT_BLOCK = 2048
 # float32 gradient only from this N on: below it the float64 inverse costs little.
-_FLOAT32_MIN_N = 4096
+_FLOAT32_MIN_N = 1024
 
 
 class NotPSDError(ValueError):
@@ -129,12 +129,13 @@ class _FusedNLL(torch.autograd.Function):
         dtype = ctx.gp.gradient_dtype(n, *ctx.scales)
         Lw = L if dtype == L.dtype else L.to(dtype)
         A = torch.linalg.solve_triangular(Lw.mT, B.to(dtype), upper=True)
-        W = torch.cholesky_inverse(Lw)
+        Kinv = torch.cholesky_inverse(Lw)
         del Lw
-        W.mul_(0.5 * d).addmm_(A, A.mT, alpha=-0.5)  # d(-log p) / dK_y
-        del A
-        grads = ctx.plan.gradient(ctx.x, W)
-        g_noise = W.diagonal().sum(dtype=torch.float64)
+        # W = d(-log p)/dK_y = 1/2 (D K_y^-1 - A A^T), formed block by block on the lower triangle only:
+        # A A^T then costs half a full product and W never exists whole.
+        grads = ctx.plan.gradient(
+            ctx.x, lambda s, e: torch.addmm(Kinv[s:e, :e], A[s:e], A[:e].mT, beta=0.5 * d, alpha=-0.5))
+        g_noise = 0.5 * d * Kinv.diagonal().sum(dtype=torch.float64) - 0.5 * A.square().sum(dtype=torch.float64)
         out = [g * v.to(L.dtype) for v in [g_noise] + grads]
         return (None, None, None, gc, None, *out)
 
@@ -304,12 +305,13 @@ class LatentGP(nn.Module):
         eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
         return self._factor_with_jitter(lambda j: A if j == 0 else A + j * eye, in_place=False)
 
-    def _factor_with_jitter(self, build: Callable[[float], Tensor], in_place: bool) -> Tensor:
+    def _factor_with_jitter(self, build: Callable[[float], Tensor], in_place: bool, check: bool = True) -> Tensor:
         """Cholesky of ``build(j)`` (the matrix with ``j`` added to its diagonal): first ``j = 0``, then
         ``jitter`` times the mean diagonal, 10x larger at each retry. ``in_place``: ``build`` returns a
-        fresh matrix that is overwritten by its factor (no second N x N buffer)."""
+        fresh matrix that is overwritten by its factor (no second N x N buffer). ``check=False`` skips
+        the pass over the matrix for NaN/inf (the caller has checked the hyper-parameters instead)."""
         A = build(0.0)
-        if not bool(torch.isfinite(A).all()):
+        if check and not bool(torch.isfinite(A).all()):
             raise ValueError(
                 f"the {A.shape[-1]}x{A.shape[-1]} kernel matrix has NaN or inf entries: check the kernel "
                 f"hyper-parameters ({self.hyperparameters()})"
@@ -325,6 +327,9 @@ class LatentGP(nn.Module):
             else:
                 L, info = torch.linalg.cholesky_ex(A)
             if not bool(info.any()):
+                if not check and not bool(torch.isfinite(L.diagonal()).all()):
+                    raise ValueError(f"the {A.shape[-1]}x{A.shape[-1]} kernel matrix has NaN or inf entries: check "
+                                     f"the kernel hyper-parameters ({self.hyperparameters()})")
                 return L
             del L
         raise NotPSDError(
@@ -338,16 +343,20 @@ class LatentGP(nn.Module):
 
     def _gram_cholesky(self, x: Tensor, plan: FusedGram, noise: float) -> Tensor:
         """Cholesky factor of ``K(x, x) + noise I`` built by ``plan``, factorised in place."""
+        hyper = [float(v.detach()) for v in plan.hyperparameters()] + [noise]
+        if not all(math.isfinite(v) and v > 0 for v in hyper):
+            raise ValueError(f"kernel hyper-parameters must be finite and positive, got {self.hyperparameters()}")
         return self._factor_with_jitter(lambda j: plan.matrix(x, add_diagonal=noise + j, lower_only=True),
-                                        in_place=True)
+                                        in_place=True, check=False)
 
     def gradient_dtype(self, n: int, outputscale: float, noise: float) -> torch.dtype:
         """Dtype of ``K_y^-1`` in the likelihood gradient at ``n`` frames (fused kernels).
 
-        ``"auto"`` takes float32 from N = 4096 on when its rounding is harmless: the inverse computed
+        ``"auto"`` takes float32 from N = 1024 on when its rounding is harmless: the inverse computed
         from a float32 copy of ``L`` has relative error about ``eps32 cond(L) <= eps32 sqrt(1 + N s^2 /
-        s_n^2)``, so float32 is used when that bound is at most 1e-3 (else float64, as below N = 4096,
-        where the float64 inverse is cheap).
+        s_n^2)``, so float32 is used when that bound is at most 1e-3 (else float64, as below N = 1024,
+        where the float64 inverse is cheap). In float32 the inverse costs about one float64 Cholesky,
+        in float64 about two.
         """
         if self.gradient_precision == "float32":
             return torch.float32

@@ -61,7 +61,7 @@ def kernel_cover(
         best = torch.maximum(best, rows.max(0).values.to(best))
     while len(chosen) < min(m, n):
         j = int(torch.argmin(best))
-        if float(best[j]) >= 1.0 - tol:
+        if float(best[j]) >= 1.0 - tol - 1e-12:  # 1e-12: rounding of the correlation of a duplicate
             break
         chosen.append(j)
         best = torch.maximum(best, correlation(torch.tensor([j], device=device))[0].to(best))
