@@ -210,8 +210,8 @@ def test_bad_optimizer_and_subset_arguments():
 def test_auto_subset_size():
     assert auto_subset_size(300) == 300
     assert auto_subset_size(2000) == 2000
-    assert auto_subset_size(5000) == 1250
-    assert auto_subset_size(10000) == 1500
+    assert auto_subset_size(5000) == 1100
+    assert auto_subset_size(10000) == 1200
     assert auto_subset_size(10**6) == 2000
 
 

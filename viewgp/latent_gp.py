@@ -468,10 +468,13 @@ class LatentGP(nn.Module):
             params = [p for name, p in self.named_parameters() if name != "raw_noise" or self.learn_noise]
             run = self._adam if optimizer == "adam" else self._lbfgs
             best = run(params, xs, cs, d, steps, lr, progress, callback)
-        if idx is not None and best[1] is not None:
-            # The solve below is on all frames: compare the last parameters with the best on the subset.
+        solved_as_fitted = idx is None and self._resolve_solver(x.shape[0]) == "exact"
+        if not solved_as_fitted and best[1] is not None:
+            # The solve below is not the likelihood that was optimised (it is on all frames, or by
+            # inducing points): compare the last parameters with the best on the fitted frames now.
             try:
-                final = float(self.neg_log_marginal_likelihood(xs, cs, d).detach()) / (xs.shape[0] * d)
+                with torch.no_grad():
+                    final = float(self.neg_log_marginal_likelihood(xs, cs, d)) / (xs.shape[0] * d)
             except ValueError:
                 final = math.inf
             if not (math.isfinite(final) and final <= best[0]):
@@ -556,9 +559,6 @@ class LatentGP(nn.Module):
         return best[0], best[1]
 
     def _lbfgs(self, params, x, c, d, steps, lr, progress, callback) -> tuple[float, Optional[dict]]:
-        opt = torch.optim.LBFGS(params, lr=1.0 if lr is None else lr, max_iter=steps, max_eval=2 * steps,
-                                tolerance_grad=1e-7, tolerance_change=1e-10, history_size=20,
-                                line_search_fn="strong_wolfe")
         best = [math.inf, None]
         failures = []
 
@@ -583,10 +583,21 @@ class LatentGP(nn.Module):
                 print(f"fit GP (L-BFGS) evaluation {len(self.history_)}: nll {value:.6f}", flush=True)
             return loss.detach()
 
-        try:
-            opt.step(closure)
-        except _Stop as e:
-            warnings.warn(f"LatentGP.fit: L-BFGS stopped at the start: {e}", RuntimeWarning, stacklevel=3)
+        # After a failed evaluation the line search has shrunk its step, and L-BFGS may stop on the
+        # tiny change that follows: start it afresh from the best point, at most twice.
+        for attempt in range(3):
+            seen = len(failures)
+            opt = torch.optim.LBFGS(params, lr=1.0 if lr is None else lr, max_iter=steps, max_eval=2 * steps,
+                                    tolerance_grad=1e-6, tolerance_change=1e-9, history_size=20,
+                                    line_search_fn="strong_wolfe")
+            try:
+                opt.step(closure)
+            except _Stop as e:
+                warnings.warn(f"LatentGP.fit: L-BFGS stopped at the start: {e}", RuntimeWarning, stacklevel=3)
+                break
+            if len(failures) == seen or len(self.history_) >= 2 * steps:
+                break
+            self.load_state_dict(best[1])
         if failures:
             warnings.warn(f"LatentGP.fit: {len(failures)} L-BFGS evaluations were not positive definite or not "
                           "finite and were backtracked from", RuntimeWarning, stacklevel=3)
@@ -658,7 +669,9 @@ class LatentGP(nn.Module):
 
             return inducing_posterior_terms(self, self.inducing_, self.alpha_, self.mean_, xq)
         Kq = self._K(xq, self.train_poses_)
-        return self.mean_ + Kq @ self.alpha_, torch.linalg.solve_triangular(self.cholesky_, Kq.T, upper=False), None
+        # V^T = Kq L^-T: a right-sided solve reads Kq as it is laid out (no transposed copy).
+        Vt = torch.linalg.solve_triangular(self.cholesky_.mT, Kq, upper=True, left=False)
+        return self.mean_ + Kq @ self.alpha_, Vt.mT, None
 
     def _covariance(self, xq: Tensor, V: Tensor, W: Optional[Tensor]) -> Tensor:
         cov = self._K(xq, xq) - V.T @ V
