@@ -152,10 +152,11 @@ def time_gpytorch(x: torch.Tensor, z: torch.Tensor, steps: int) -> float:
 
 
 # ------------------------------------------------------------------------------------ long runs
-def phone_run(n: int, d: int = 512, seed: int = 0, noise: float = 0.03) -> tuple[torch.Tensor, torch.Tensor]:
+def phone_run(n: int, d: int = 512, seed: int = 0, noise: float = 0.03,
+              frequency: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
     """``(n, 13)`` pose features of :func:`sequences.synthetic.phone_trajectory` at 30 fps and ``(n, d)``
     latents: a random smooth function of the pose (random Fourier features of vec(R) and the camera
-    centre in 20 cm units) plus ``noise`` per frame."""
+    centre in 20 cm units, frequencies of standard deviation ``frequency``) plus ``noise`` per frame."""
     import numpy as np
 
     from sequences.synthetic import phone_trajectory
@@ -164,7 +165,7 @@ def phone_run(n: int, d: int = 512, seed: int = 0, noise: float = 0.03) -> tuple
     x = pose_features(torch.from_numpy(R), torch.from_numpy(C), torch.from_numpy(t))
     rng = np.random.default_rng(seed)
     f = np.concatenate([R.reshape(n, 9), C / 0.2], 1)
-    w, b = rng.normal(size=(12, 32)) * 1.5, rng.uniform(0, 2 * np.pi, 32)
+    w, b = rng.normal(size=(12, 32)) * frequency, rng.uniform(0, 2 * np.pi, 32)
     z = np.cos(f @ w + b) @ rng.normal(size=(32, d)) / np.sqrt(32) + noise * rng.normal(size=(n, d))
     return x, torch.from_numpy(z)
 
@@ -217,27 +218,32 @@ def long_gp(x: torch.Tensor, z: torch.Tensor, device: str, **options) -> LatentG
     return build_gp("view", x, x, z, device=device, **options)
 
 
+def floor_seconds(gp: LatentGP, x: torch.Tensor, c: torch.Tensor, device: str) -> float:
+    """One torch Cholesky of ``K + s_n^2 I`` plus one triangular solve with the columns of ``c``."""
+    with torch.no_grad():
+        K = gp._K(x, x)
+        K.diagonal().add_(float(gp.noise))
+    _sync(device)
+    t0 = time.perf_counter()
+    L = torch.linalg.cholesky(K)
+    torch.linalg.solve_triangular(L, c, upper=False)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
 def floor_and_step(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, reps: int, device: str) -> tuple[float, float, float]:
-    """Median floor (torch Cholesky + one triangular solve), median step (value + gradient on all
-    frames) and the median of their pairwise ratios, interleaved so load changes hit both."""
+    """Median floor (:func:`floor_seconds`), median step (value + gradient on all frames) and the
+    median of their pairwise ratios, interleaved so load changes hit both; ``reps=0``: the floor only."""
     c = (z - z.mean(0)).to(device)
     x = x.to(device)
-    d = c.shape[1]
     floors, steps = [], []
-    for _ in range(reps):
-        with torch.no_grad():
-            K = gp._K(x, x)
-            K.diagonal().add_(float(gp.noise))
-        _sync(device)
-        t0 = time.perf_counter()
-        L = torch.linalg.cholesky(K)
-        torch.linalg.solve_triangular(L, c, upper=False)
-        _sync(device)
-        floors.append(time.perf_counter() - t0)
-        del K, L
+    for _ in range(max(reps, 1)):
+        floors.append(floor_seconds(gp, x, c, device))
+        if not reps:
+            return floors[0], math.nan, math.nan
         gp.zero_grad()
         t0 = time.perf_counter()
-        gp.neg_log_marginal_likelihood(x, c, d).backward()
+        gp.neg_log_marginal_likelihood(x, c, c.shape[1]).backward()
         _sync(device)
         steps.append(time.perf_counter() - t0)
     ratios = [s / f for s, f in zip(steps, floors)]
@@ -250,9 +256,8 @@ def long_rows(sizes: list[int], d: int, reps: int, device: str, max_step_n: int)
     for n in sizes:
         x, z = phone_run(n, d)
         gp = long_gp(x, z, device)
-        floor, step, ratio = (math.nan,) * 3
-        if n <= max_step_n:
-            floor, step, ratio = floor_and_step(gp, x, z, reps if n <= 10000 else 1, device)
+        # Above max_step_n only the floor (for the fit + predict ratio): one step there takes minutes.
+        floor, step, ratio = floor_and_step(gp, x, z, 0 if n > max_step_n else reps if n <= 10000 else 1, device)
         gp = long_gp(x, z, device)
         with PeakRSS(device) as mem:
             t0 = time.perf_counter()
@@ -263,24 +268,9 @@ def long_rows(sizes: list[int], d: int, reps: int, device: str, max_step_n: int)
             _sync(device)
             t2 = time.perf_counter()
         m = n if gp.subset_ is None else len(gp.subset_)
-        if not math.isfinite(floor):  # no step at this N: one floor for the fit + predict ratio
-            floor = floor_and_step_floor_only(gp, x, z, device)
         print(f"{n:>6} {d:>4} {floor:>8.2f} {step:>8.2f} {ratio:>10.2f} {t1 - t0:>7.2f} {len(gp.history_):>5} "
               f"{m:>6} {t2 - t1:>9.2f} {t2 - t0:>10.2f} {(t2 - t0) / floor:>16.2f} {mem.peak:>7.2f}", flush=True)
         del gp, mean, var
-
-
-def floor_and_step_floor_only(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, device: str) -> float:
-    c = (z - z.mean(0)).to(device)
-    with torch.no_grad():
-        K = gp._K(x.to(device), x.to(device))
-        K.diagonal().add_(float(gp.noise))
-    _sync(device)
-    t0 = time.perf_counter()
-    L = torch.linalg.cholesky(K)
-    torch.linalg.solve_triangular(L, c, upper=False)
-    _sync(device)
-    return time.perf_counter() - t0
 
 
 def held_out_mse(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, held: torch.Tensor) -> float:
@@ -289,13 +279,13 @@ def held_out_mse(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, held: torch.Ten
 
 
 def accuracy(sizes: list[int], d: int, device: str) -> None:
-    """Subset vs full hyper-parameter fit (held-out MSE, every 5th frame held out) and inducing vs
-    exact posterior."""
+    """Subset vs full hyper-parameter fit: held-out MSE, every 5th frame held out, for ``sizes`` of
+    ``(N, subset, frequency)`` (see :func:`phone_run`)."""
     print("\nsubset fit vs full fit (L-BFGS, every 5th frame held out; both solve on all training frames)")
-    print(f"{'N':>6} {'train':>6} {'subset':>6} {'full MSE':>10} {'subset MSE':>10} {'diff %':>7} {'full fit s':>10} "
+    print(f"{'N':>6} {'freq':>4} {'train':>6} {'subset':>6} {'full MSE':>10} {'subset MSE':>10} {'diff %':>7} {'full fit s':>10} "
           f"{'subset fit s':>12}", flush=True)
-    for n, m in sizes:
-        x, z = phone_run(n, d)
+    for n, m, frequency in sizes:
+        x, z = phone_run(n, d, frequency=frequency)
         held = torch.arange(n) % 5 == 2
         xt, zt = x[~held], z[~held]
         res = {}
@@ -306,13 +296,15 @@ def accuracy(sizes: list[int], d: int, device: str) -> None:
             res[name] = (held_out_mse(gp, x, z, held), time.perf_counter() - t0, gp)
         mf, ms = res["full"][0], res["subset"][0]
         m_used = len(res["subset"][2].subset_) if res["subset"][2].subset_ is not None else xt.shape[0]
-        print(f"{n:>6} {xt.shape[0]:>6} {m_used:>6} {mf:>10.6f} {ms:>10.6f} {100 * (ms - mf) / mf:>7.2f} "
+        print(f"{n:>6} {frequency:>4g} {xt.shape[0]:>6} {m_used:>6} {mf:>10.6f} {ms:>10.6f} {100 * (ms - mf) / mf:>7.2f} "
               f"{res['full'][1]:>10.1f} {res['subset'][1]:>12.1f}", flush=True)
 
 
-def inducing_error(n: int, d: int, device: str, budgets: list[int]) -> None:
+def inducing_error(n: int, d: int, device: str, tols: list[float], budget: int = 4096) -> None:
     print(f"\ninducing-point (FITC) solver vs the exact posterior, N = {n}, D = {d}, same hyper-parameters "
-          "(subset fit); every 5th frame held out")
+          f"(subset fit), every 5th frame held out; inducing frames until every frame has correlation >= 1 - tol "
+          f"with one (at most {budget}); errors over all N frames: |mean - exact| / |exact - prior mean|, "
+          "max |var - exact| / max exact var")
     x, z = phone_run(n, d)
     held = torch.arange(n) % 5 == 2
     xt, zt = x[~held], z[~held]
@@ -325,11 +317,11 @@ def inducing_error(n: int, d: int, device: str, budgets: list[int]) -> None:
     t_exact += time.perf_counter() - t0
     state = gp.state_dict()
     mse_ex = float((m_ex[held].cpu() - z[held]).pow(2).mean())
-    print(f"{'M':>6} {'rel. mean err':>13} {'rel. var err':>12} {'held-out MSE':>12} {'exact MSE':>10} "
+    print(f"{'tol':>7} {'M':>6} {'rel. mean err':>13} {'rel. var err':>12} {'held-out MSE':>12} {'exact MSE':>10} "
           f"{'solve+pred s':>12} {'exact s':>8}", flush=True)
     centred = (m_ex - gp.mean_).norm()
-    for budget in budgets:
-        sp = long_gp(xt, zt, device, solver="inducing", max_inducing=budget)
+    for tol in tols:
+        sp = long_gp(xt, zt, device, solver="inducing", max_inducing=budget, inducing_tol=tol)
         sp.load_state_dict(state)
         t0 = time.perf_counter()
         sp.fit(xt, zt, optimize=False)
@@ -338,7 +330,7 @@ def inducing_error(n: int, d: int, device: str, budgets: list[int]) -> None:
         err_m = float((m_sp - m_ex).norm() / centred)
         err_v = float((v_sp - v_ex).abs().max() / v_ex.max())
         mse = float((m_sp[held].cpu() - z[held]).pow(2).mean())
-        print(f"{len(sp.inducing_.index):>6} {err_m:>13.2e} {err_v:>12.2e} {mse:>12.6f} {mse_ex:>10.6f} {dt:>12.1f} "
+        print(f"{tol:>7.0e} {len(sp.inducing_.index):>6} {err_m:>13.2e} {err_v:>12.2e} {mse:>12.6f} {mse_ex:>10.6f} {dt:>12.1f} "
               f"{t_exact:>8.1f}", flush=True)
 
 
@@ -363,8 +355,8 @@ def main() -> None:
         if sizes:
             long_rows(sizes, 512, args.reps, args.device, args.max_step_n)
         if args.accuracy:
-            accuracy([(2500, 1000), (5000, "auto")], 512, args.device)
-            inducing_error(10000, 512, args.device, [1024, 2048, 4096])
+            accuracy([(2500, 1000, 1.5), (5000, "auto", 1.5), (2500, 1000, 6.0), (5000, "auto", 6.0)], 512, args.device)
+            inducing_error(10000, 512, args.device, [1e-2, 1e-3, 1e-4, 1e-5])
         return
     sizes = [100, 300] if args.quick else [300, 1000, 3000]
     dims = [512, 2048] if args.quick else [512, 9216]

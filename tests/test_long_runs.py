@@ -206,10 +206,19 @@ def test_bad_optimizer_and_subset_arguments():
         LatentGP(solver="fast")
 
 
+def test_median_distance_of_a_long_run_uses_evenly_spaced_frames():
+    from viewgp.hyperparameters import median_distance
+
+    x = torch.linspace(0, 1, 5001, dtype=torch.float64)[:, None]
+    assert median_distance(x, max_points=5001) == pytest.approx(median_distance(x, max_points=500), rel=0.01)
+    assert median_distance(x[:100]) == median_distance(x[:100], max_points=10**6)  # short runs: all pairs
+
+
 # ------------------------------------------------------------------------------------ subsets
 def test_auto_subset_size():
     assert auto_subset_size(300) == 300
-    assert auto_subset_size(2000) == 2000
+    assert auto_subset_size(1500) == 1500
+    assert auto_subset_size(2000) == 1040
     assert auto_subset_size(5000) == 1100
     assert auto_subset_size(10000) == 1200
     assert auto_subset_size(10**6) == 2000

@@ -322,9 +322,13 @@ class LatentGP(nn.Module):
             if attempt:
                 A = build(jitter)
                 jitter *= 10
+            L = info = None
             if in_place:
-                L, info = torch.linalg.cholesky_ex(A, out=(A, torch.empty((), dtype=torch.int32, device=A.device)))
-            else:
+                try:
+                    L, info = torch.linalg.cholesky_ex(A, out=(A, torch.empty((), dtype=torch.int32, device=A.device)))
+                except RuntimeError:  # a backend that refuses the aliased output: factorise into a copy
+                    pass
+            if L is None:
                 L, info = torch.linalg.cholesky_ex(A)
             if not bool(info.any()):
                 if not check and not bool(torch.isfinite(L.diagonal()).all()):
@@ -442,7 +446,7 @@ class LatentGP(nn.Module):
                 stops when the gradient or the change of the loss vanishes, typically after 15-40
                 evaluations where Adam takes its full ``steps``).
             subset: frames to fit the hyper-parameters on: ``None`` (all), ``"auto"``
-                (:func:`viewgp.subset.auto_subset_size` frames, all up to 2,000), a number of frames
+                (:func:`viewgp.subset.auto_subset_size` frames, all up to 1,500), a number of frames
                 (chosen by :func:`viewgp.subset.stratified_subset`, seeded by ``seed``), or explicit
                 indices. The solve for prediction always uses all frames.
             progress: tqdm bar; callback: called as ``callback(step, nll_per_value)`` after each step

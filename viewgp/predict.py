@@ -151,7 +151,7 @@ def gp_predict(
         steps: type-II ML steps, or the most L-BFGS iterations (default :func:`default_fit_steps`);
             with ``fixed`` hyper-parameters nothing is optimised.
         n_samples: joint posterior samples over the query frames (seeded by ``seed``).
-        optimizer, subset: of :meth:`LatentGP.fit` (default: L-BFGS on all frames up to 2,000, on a
+        optimizer, subset: of :meth:`LatentGP.fit` (default: L-BFGS on all frames up to 1,500, on a
             stratified subset beyond; the solve always uses all frames).
         solver: ``"exact"``, ``"inducing"`` or ``"auto"`` (exact while it fits in memory), and
             ``gp_options`` further :class:`LatentGP` arguments (see :func:`build_gp`).
