@@ -22,7 +22,9 @@ with ``W * K`` recomputed block by block from the poses instead of being stored 
 temporaries beyond ``W`` itself) and the SE/RBF sums ``sum(W * K * r^2)`` again matrix products (see
 :meth:`FusedGram.gradient`). Blocks cover the lower triangle only (W and K are symmetric).
 
-:meth:`FusedGram.from_kernel` returns ``None`` for kernels it does not cover (other orientation forms,
+For rotation matrices the values equal GPyTorch's (to rounding); where GPyTorch clamps each factor's
+distance at 0, the sum of the exponents is clamped here, which differs only for inputs that are not
+rotations. :meth:`FusedGram.from_kernel` returns ``None`` for kernels it does not cover (other orientation forms,
 ARD or batched lengthscales, other kernels); callers then use the kernel's own GPyTorch graph.
 """
 
@@ -56,7 +58,7 @@ class _Factor:
 
     module: torch.nn.Module
     cols: list[int]
-    trace: bool  # True: SE orientation on vec(R), r^2 = clamp(3 - R.R', 0, 4) / l^2
+    trace: bool  # True: SE orientation on vec(R), r^2 = (3 - R.R') / l^2
     nu: Optional[float]  # None: SE/RBF; else the Matern smoothness
 
 
