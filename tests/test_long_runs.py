@@ -124,6 +124,14 @@ def test_gradient_dtype_rule():
     assert _gp(gradient_precision="float64").gradient_dtype(10**5, 1.0, 1.0) == torch.float64
     with pytest.raises(ValueError, match="gradient_precision"):
         _gp(gradient_precision="half")
+    # A run much longer than its lengthscale: far-apart frames uncorrelated, tiny Cholesky entries,
+    # whose float32 products would be subnormal (slow): float64.
+    t = torch.arange(300, dtype=torch.float64)
+    banded = torch.linalg.cholesky(torch.exp(-(t[:, None] - t[None, :]) ** 2 / 50) + 1e-2 * torch.eye(300, dtype=torch.float64))
+    dense = torch.linalg.cholesky(torch.exp(-(t[:, None] - t[None, :]) ** 2 / 5e5) + 1e-2 * torch.eye(300, dtype=torch.float64))
+    assert latent_gp._tiny_fraction(banded) > 0.5 and latent_gp._tiny_fraction(dense) == 0.0
+    assert gp.gradient_dtype(5000, 1.0, 1e-2, factor=banded) == torch.float64
+    assert gp.gradient_dtype(5000, 1.0, 1e-2, factor=dense) == torch.float32
 
 
 # ------------------------------------------------------------------------------------ optimiser

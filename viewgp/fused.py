@@ -170,6 +170,9 @@ class FusedGram:
                 polys.append(p)
             if keep:
                 kept.append((f, a))
+        # Entries below 1e-300 s^2 would be subnormal numbers, whose arithmetic is many times slower
+        # (in the Cholesky too): exactly 0 instead.
+        logk.masked_fill_(logk < math.log(scale) - 690.0, -math.inf)
         k = logk.exp_()
         for p in polys:
             k.mul_(p)
