@@ -14,8 +14,23 @@ Prints, in one process:
 
 Targets: >= 100x faster than the baseline; the 50-step fit under 20 s on 2 cores.
 
+``--long`` prints, instead, rows for long runs (N = 2,000, 5,000, 10,000, 20,000 frames of a hand-held
+phone trajectory, D = 512 smooth latents plus noise), each against the floor measured in the same
+process, interleaved with the measurements (one torch Cholesky of ``K + s_n^2 I`` plus one triangular
+solve with the D right-hand sides):
+
+* ``step``: one value-and-gradient evaluation of the likelihood on all N frames (median of a few,
+  each paired with a floor measurement; ``step/floor`` is the median of the pairs' ratios);
+* ``fit``: hyper-parameters by L-BFGS to convergence on an automatic subset of frames
+  (``subset="auto"``), then the solve on all N; ``predict``: posterior mean and variance at all N
+  poses; ``peak``: the process's resident memory at most during fit + predict (sampled);
+* ``--accuracy``: held-out error of the subset fit against the full fit where both run, and the
+  error of the inducing-point solver against the exact posterior at N = 10,000.
+
     python benchmarks/latent_gp.py              # full run (a few minutes on 2 CPU cores)
     python benchmarks/latent_gp.py --quick      # smoke run
+    python benchmarks/latent_gp.py --long       # long runs (about 15 minutes on 2 cores)
+    python benchmarks/latent_gp.py --long --sizes 2000,5000 --accuracy
 """
 
 from __future__ import annotations
@@ -24,12 +39,15 @@ import argparse
 import os
 import statistics
 import sys
+import threading
 import time
 
 # On a shared machine, OpenMP threads that spin-wait at barriers while another process holds the core
 # make small multithreaded kernels up to 50x slower; passive waiting costs little when the machine is
 # idle. Must be set before torch loads its OpenMP runtime; export OMP_WAIT_POLICY=ACTIVE to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import math  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -133,14 +151,213 @@ def time_gpytorch(x: torch.Tensor, z: torch.Tensor, steps: int) -> float:
     return statistics.mean(times[1:])
 
 
+# ------------------------------------------------------------------------------------ long runs
+def phone_run(n: int, d: int = 512, seed: int = 0, noise: float = 0.03,
+              frequency: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(n, 13)`` pose features of :func:`sequences.synthetic.phone_trajectory` at 30 fps and ``(n, d)``
+    latents: a random smooth function of the pose (random Fourier features of vec(R) and the camera
+    centre in 20 cm units, frequencies of standard deviation ``frequency``) plus ``noise`` per frame."""
+    import numpy as np
+
+    from sequences.synthetic import phone_trajectory
+
+    t, R, C, _ = phone_trajectory(n, 30.0, seed)
+    x = pose_features(torch.from_numpy(R), torch.from_numpy(C), torch.from_numpy(t))
+    rng = np.random.default_rng(seed)
+    f = np.concatenate([R.reshape(n, 9), C / 0.2], 1)
+    w, b = rng.normal(size=(12, 32)) * frequency, rng.uniform(0, 2 * np.pi, 32)
+    z = np.cos(f @ w + b) @ rng.normal(size=(32, d)) / np.sqrt(32) + noise * rng.normal(size=(n, d))
+    return x, torch.from_numpy(z)
+
+
+class PeakRSS:
+    """Largest resident set size of this process while the block runs (sampled every 20 ms), in GB;
+    on CUDA the peak of allocated device memory."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device, self.peak = device, 0.0
+
+    @staticmethod
+    def _rss() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
+
+    def __enter__(self):
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            return self
+        self._stop = threading.Event()
+        self.peak = self._rss()
+
+        def watch():
+            while not self._stop.wait(0.02):
+                self.peak = max(self.peak, self._rss())
+
+        self._thread = threading.Thread(target=watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device == "cuda":
+            self.peak = torch.cuda.max_memory_allocated() / 1e9
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self._rss())
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def long_gp(x: torch.Tensor, z: torch.Tensor, device: str, **options) -> LatentGP:
+    """The GP of ``gp_predict('view', ...)``: data-driven start (:func:`viewgp.predict.build_gp`)."""
+    from viewgp.predict import build_gp
+
+    return build_gp("view", x, x, z, device=device, **options)
+
+
+def floor_seconds(gp: LatentGP, x: torch.Tensor, c: torch.Tensor, device: str) -> float:
+    """One torch Cholesky of ``K + s_n^2 I`` plus one triangular solve with the columns of ``c``."""
+    with torch.no_grad():
+        K = gp._K(x, x)
+        K.diagonal().add_(float(gp.noise))
+    _sync(device)
+    t0 = time.perf_counter()
+    L = torch.linalg.cholesky(K)
+    torch.linalg.solve_triangular(L, c, upper=False)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def floor_and_step(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, reps: int, device: str) -> tuple[float, float, float]:
+    """Median floor (:func:`floor_seconds`), median step (value + gradient on all frames) and the
+    median of their pairwise ratios, interleaved so load changes hit both; ``reps=0``: the floor only."""
+    c = (z - z.mean(0)).to(device)
+    x = x.to(device)
+    floors, steps = [], []
+    for _ in range(max(reps, 1)):
+        floors.append(floor_seconds(gp, x, c, device))
+        if not reps:
+            return floors[0], math.nan, math.nan
+        gp.zero_grad()
+        t0 = time.perf_counter()
+        gp.neg_log_marginal_likelihood(x, c, c.shape[1]).backward()
+        _sync(device)
+        steps.append(time.perf_counter() - t0)
+    ratios = [s / f for s, f in zip(steps, floors)]
+    return statistics.median(floors), statistics.median(steps), statistics.median(ratios)
+
+
+def long_rows(sizes: list[int], d: int, reps: int, device: str, max_step_n: int) -> None:
+    print(f"{'N':>6} {'D':>4} {'floor s':>8} {'step s':>8} {'step/floor':>10} {'fit s':>7} {'evals':>5} "
+          f"{'subset':>6} {'predict s':>9} {'fit+pred s':>10} {'(fit+pred)/floor':>16} {'peak GB':>7}", flush=True)
+    for n in sizes:
+        x, z = phone_run(n, d)
+        gp = long_gp(x, z, device)
+        # Above max_step_n only the floor (for the fit + predict ratio): one step there takes minutes.
+        floor, step, ratio = floor_and_step(gp, x, z, 0 if n > max_step_n else reps if n <= 10000 else 1, device)
+        gp = long_gp(x, z, device)
+        with PeakRSS(device) as mem:
+            t0 = time.perf_counter()
+            gp.fit(x, z, steps=150, optimizer="lbfgs", subset="auto")
+            _sync(device)
+            t1 = time.perf_counter()
+            mean, var = gp.predict(x)
+            _sync(device)
+            t2 = time.perf_counter()
+        m = n if gp.subset_ is None else len(gp.subset_)
+        print(f"{n:>6} {d:>4} {floor:>8.2f} {step:>8.2f} {ratio:>10.2f} {t1 - t0:>7.2f} {len(gp.history_):>5} "
+              f"{m:>6} {t2 - t1:>9.2f} {t2 - t0:>10.2f} {(t2 - t0) / floor:>16.2f} {mem.peak:>7.2f}", flush=True)
+        del gp, mean, var
+
+
+def held_out_mse(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, held: torch.Tensor) -> float:
+    mean, _ = gp.predict(x[held])
+    return float((mean.cpu() - z[held]).pow(2).mean())
+
+
+def accuracy(sizes: list[int], d: int, device: str) -> None:
+    """Subset vs full hyper-parameter fit: held-out MSE, every 5th frame held out, for ``sizes`` of
+    ``(N, subset, frequency)`` (see :func:`phone_run`)."""
+    print("\nsubset fit vs full fit (L-BFGS, every 5th frame held out; both solve on all training frames)")
+    print(f"{'N':>6} {'freq':>4} {'train':>6} {'subset':>6} {'full MSE':>10} {'subset MSE':>10} {'diff %':>7} {'full fit s':>10} "
+          f"{'subset fit s':>12}", flush=True)
+    for n, m, frequency in sizes:
+        x, z = phone_run(n, d, frequency=frequency)
+        held = torch.arange(n) % 5 == 2
+        xt, zt = x[~held], z[~held]
+        res = {}
+        for name, subset in (("full", None), ("subset", m)):
+            gp = long_gp(xt, zt, device)
+            t0 = time.perf_counter()
+            gp.fit(xt, zt, steps=150, optimizer="lbfgs", subset=subset)
+            res[name] = (held_out_mse(gp, x, z, held), time.perf_counter() - t0, gp)
+        mf, ms = res["full"][0], res["subset"][0]
+        m_used = len(res["subset"][2].subset_) if res["subset"][2].subset_ is not None else xt.shape[0]
+        print(f"{n:>6} {frequency:>4g} {xt.shape[0]:>6} {m_used:>6} {mf:>10.6f} {ms:>10.6f} {100 * (ms - mf) / mf:>7.2f} "
+              f"{res['full'][1]:>10.1f} {res['subset'][1]:>12.1f}", flush=True)
+
+
+def inducing_error(n: int, d: int, device: str, tols: list[float], budget: int = 4096) -> None:
+    print(f"\ninducing-point (FITC) solver vs the exact posterior, N = {n}, D = {d}, same hyper-parameters "
+          f"(subset fit), every 5th frame held out; inducing frames until every frame has correlation >= 1 - tol "
+          f"with one (at most {budget}); errors over all N frames: |mean - exact| / |exact - prior mean|, "
+          "max |var - exact| / max exact var")
+    x, z = phone_run(n, d)
+    held = torch.arange(n) % 5 == 2
+    xt, zt = x[~held], z[~held]
+    gp = long_gp(xt, zt, device)
+    t0 = time.perf_counter()
+    gp.fit(xt, zt, steps=150, optimizer="lbfgs", subset="auto")
+    t_exact = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    m_ex, v_ex = gp.predict(x)
+    t_exact += time.perf_counter() - t0
+    state = gp.state_dict()
+    mse_ex = float((m_ex[held].cpu() - z[held]).pow(2).mean())
+    print(f"{'tol':>7} {'M':>6} {'rel. mean err':>13} {'rel. var err':>12} {'held-out MSE':>12} {'exact MSE':>10} "
+          f"{'solve+pred s':>12} {'exact s':>8}", flush=True)
+    centred = (m_ex - gp.mean_).norm()
+    for tol in tols:
+        sp = long_gp(xt, zt, device, solver="inducing", max_inducing=budget, inducing_tol=tol)
+        sp.load_state_dict(state)
+        t0 = time.perf_counter()
+        sp.fit(xt, zt, optimize=False)
+        m_sp, v_sp = sp.predict(x)
+        dt = time.perf_counter() - t0
+        err_m = float((m_sp - m_ex).norm() / centred)
+        err_v = float((v_sp - v_ex).abs().max() / v_ex.max())
+        mse = float((m_sp[held].cpu() - z[held]).pow(2).mean())
+        print(f"{tol:>7.0e} {len(sp.inducing_.index):>6} {err_m:>13.2e} {err_v:>12.2e} {mse:>12.6f} {mse_ex:>10.6f} {dt:>12.1f} "
+              f"{t_exact:>8.1f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes only (smoke run)")
+    ap.add_argument("--long", action="store_true", help="long-run rows instead (see above)")
+    ap.add_argument("--sizes", default="2000,5000,10000,20000", help="N of the --long rows")
+    ap.add_argument("--max-step-n", type=int, default=20000, help="--long: no full-data step above this N")
+    ap.add_argument("--reps", type=int, default=3, help="--long: paired floor/step measurements per N")
+    ap.add_argument("--accuracy", action="store_true", help="--long: subset and inducing-point accuracy")
+    ap.add_argument("--device", default="cpu", help="--long: cpu or cuda")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--max-gb", type=float, default=12.0, help="skip combinations estimated above this memory")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="skip combinations estimated above this time")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.long:
+        print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, float64, "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        sizes = [int(v) for v in args.sizes.split(",") if v]
+        if sizes:
+            long_rows(sizes, 512, args.reps, args.device, args.max_step_n)
+        if args.accuracy:
+            accuracy([(2500, 1000, 1.5), (5000, "auto", 1.5), (2500, 1000, 6.0), (5000, "auto", 6.0)], 512, args.device)
+            inducing_error(10000, 512, args.device, [1e-2, 1e-3, 1e-4, 1e-5])
+        return
     sizes = [100, 300] if args.quick else [300, 1000, 3000]
     dims = [512, 2048] if args.quick else [512, 9216]
     rate = gflops_rate()

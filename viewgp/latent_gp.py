@@ -23,6 +23,20 @@ and GPyTorch's kernel graph carries it on to the hyper-parameters.
 GPyTorch provides the kernels and constraints; the likelihood is written here because GPyTorch's
 batch-independent multi-output models factorise one N x N matrix per output dimension (about 1000x
 slower at N = 300, D = 512; see ``benchmarks/latent_gp.py``).
+
+Long runs (thousands of frames):
+
+* ``ScaleKernel(ViewKernel(...))`` kernels are evaluated and differentiated by
+  :class:`viewgp.fused.FusedGram` (one buffer, no autograd graph of N x N temporaries); ``K_y`` is
+  factorised in place and every solve is a triangular solve. The gradient's ``K_y^-1`` is formed in
+  float32 where that is accurate enough (``gradient_precision="auto"``, see
+  :meth:`LatentGP.gradient_dtype`).
+* ``fit(subset=...)`` fits the hyper-parameters on a subset of frames (stratified in time and pose,
+  :mod:`viewgp.subset`), then solves once on all frames; ``optimizer="lbfgs"`` (quasi-Newton with a
+  strong-Wolfe line search) converges in far fewer evaluations than Adam.
+* ``solver="inducing"`` replaces the exact solve on all frames by a FITC approximation with inducing
+  frames chosen to cover the run in kernel correlation (:mod:`viewgp.inducing`), O(N M^2) time and
+  O(N M) memory; ``solver="auto"`` takes it only when the exact N x N factor does not fit in memory.
 """
 
 from __future__ import annotations
@@ -36,9 +50,15 @@ from gpytorch.constraints import GreaterThan
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from viewgp.fused import FusedGram
 from viewgp.sphere import project_to_sphere
 
 __all__ = ["LatentGP", "NotPSDError"]
+
+# Queries per block in predict(): bounds the (block, N) cross-covariance and its solve.
+_PREDICT_BLOCK = 2048
+# float32 gradient only from this N on: below it the float64 inverse costs little.
+_FLOAT32_MIN_N = 1024
 
 
 class NotPSDError(ValueError):
@@ -79,6 +99,47 @@ class _GaussianNLL(torch.autograd.Function):
         return gK, None, gC, None
 
 
+class _FusedNLL(torch.autograd.Function):
+    """``-log p(Z)`` without the constant for a kernel covered by :class:`FusedGram`.
+
+    Forward: ``K_y`` built block-wise into one buffer and factorised in place, ``B = L^-1 C``, value
+    ``D sum(log diag L) + 1/2 ||B||^2``. Backward: ``W = 1/2 (D K_y^-1 - A A^T)`` with
+    ``A = L^-T B`` (in the GP's :meth:`LatentGP.gradient_dtype`), then the fused kernel gradient;
+    inputs ``(gp, plan, x, c, d, noise, outputscale, *lengthscales)``.
+    """
+
+    @staticmethod
+    def forward(ctx, gp, plan: FusedGram, x: Tensor, c: Tensor, d: int, noise: Tensor, *hyper: Tensor) -> Tensor:
+        L = gp._gram_cholesky(x, plan, float(noise))
+        B = torch.linalg.solve_triangular(L, c.detach(), upper=False)
+        ctx.save_for_backward(L, B)
+        ctx.gp, ctx.plan, ctx.x, ctx.d = gp, plan, x, d
+        ctx.scales = (float(hyper[0]), float(noise))
+        return d * torch.log(L.diagonal()).sum() + 0.5 * B.square().sum()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: Tensor):
+        L, B = ctx.saved_tensors
+        n, d = L.shape[0], ctx.d
+        need_c = ctx.needs_input_grad[3]
+        gc = None
+        if need_c:
+            gc = torch.linalg.solve_triangular(L.mT, B, upper=True) * g
+        dtype = ctx.gp.gradient_dtype(n, *ctx.scales, factor=L)
+        Lw = L if dtype == L.dtype else L.to(dtype)
+        A = torch.linalg.solve_triangular(Lw.mT, B.to(dtype), upper=True)
+        Kinv = torch.cholesky_inverse(Lw)
+        del Lw
+        # W = d(-log p)/dK_y = 1/2 (D K_y^-1 - A A^T), formed block by block on the lower triangle only:
+        # A A^T then costs half a full product and W never exists whole.
+        grads = ctx.plan.gradient(
+            ctx.x, lambda s, e: torch.addmm(Kinv[s:e, :e], A[s:e], A[:e].mT, beta=0.5 * d, alpha=-0.5))
+        g_noise = 0.5 * d * Kinv.diagonal().sum(dtype=torch.float64) - 0.5 * A.square().sum(dtype=torch.float64)
+        out = [g * v.to(L.dtype) for v in [g_noise] + grads]
+        return (None, None, None, gc, None, *out)
+
+
 class LatentGP(nn.Module):
     """GP over ``(N, D)`` latents indexed by poses, hyper-parameters shared across the D dimensions.
 
@@ -95,6 +156,17 @@ class LatentGP(nn.Module):
             :class:`NotPSDError` is raised (the same retry serves the posterior covariance in
             :meth:`sample`, which then falls back to clipping eigenvalues at 1e-5 of the largest).
         dtype, device: of the hyper-parameters and of every computation (float64 by default).
+        fused: evaluate ``ScaleKernel(ViewKernel)`` kernels with :class:`~viewgp.fused.FusedGram`
+            (same values, far less memory and elementwise work at large N); other kernels always
+            go through their GPyTorch graph.
+        gradient_precision: dtype of ``K_y^-1`` in the likelihood gradient of fused kernels:
+            ``"float64"``, ``"float32"`` or ``"auto"`` (see :meth:`gradient_dtype`). Values, the
+            Cholesky factor and predictions stay in ``dtype``.
+        solver: how :meth:`fit` solves on all frames: ``"exact"`` (one Cholesky), ``"inducing"``
+            (FITC with at most ``max_inducing`` inducing frames, see :mod:`viewgp.inducing`) or
+            ``"auto"`` (exact when its N x N factors fit in memory).
+        max_inducing, inducing_tol: the inducing frames are added greedily until every frame has
+            kernel correlation >= ``1 - inducing_tol`` with one of them, or ``max_inducing`` are chosen.
 
     The noise is constrained by ``GreaterThan(1e-8)`` so near-noise-free interpolation stays
     expressible; the constant mean is not a parameter but recomputed from the latents by :meth:`fit`.
@@ -106,7 +178,11 @@ class LatentGP(nn.Module):
     * ``cholesky_`` ``(N, N)``: lower Cholesky factor of ``K_y = K + s_n^2 I`` (retry jitter included);
     * ``alpha_`` ``(N, D)``: ``K_y^-1 (Z - mean_)``, so the posterior mean is ``mean_ + K(x, X) alpha_``;
     * ``residual_factor_`` ``(N, min(N, D))``: ``C`` with ``C C^T = R R^T`` (the likelihood's data term);
-    * ``latent_shape_``: the shape of one latent (``(D,)`` or e.g. ``(18, 512)``), restored on output.
+    * ``latent_shape_``: the shape of one latent (``(D,)`` or e.g. ``(18, 512)``), restored on output;
+    * ``subset_`` ``(m,)``: indices of the frames the hyper-parameters were fitted on (``None``: all);
+    * ``inducing_`` (``solver="inducing"`` only, else ``None``): the fitted
+      :class:`~viewgp.inducing.InducingPosterior`; ``cholesky_`` is then ``None`` and ``alpha_`` is
+      ``(M, D)`` on the inducing frames ``inducing_.poses``.
     """
 
     def __init__(
@@ -120,6 +196,11 @@ class LatentGP(nn.Module):
         device=None,
         jitter: float = 1e-8,
         max_jitter_tries: int = 5,
+        fused: bool = True,
+        gradient_precision: str = "auto",
+        solver: str = "exact",
+        max_inducing: int = 4096,
+        inducing_tol: float = 1e-3,
     ):
         super().__init__()
         if kernel is None:
@@ -132,7 +213,16 @@ class LatentGP(nn.Module):
             raise ValueError(f"mean must be 'constant' or 'zero', got {mean!r}")
         if latent_geometry not in ("euclidean", "sphere"):
             raise ValueError(f"latent_geometry must be 'euclidean' or 'sphere', got {latent_geometry!r}")
+        if gradient_precision not in ("auto", "float32", "float64"):
+            raise ValueError(f"gradient_precision must be 'auto', 'float32' or 'float64', got {gradient_precision!r}")
+        if solver not in ("exact", "inducing", "auto"):
+            raise ValueError(f"solver must be 'exact', 'inducing' or 'auto', got {solver!r}")
         self.kernel = kernel
+        self.fused = fused
+        self.gradient_precision = gradient_precision
+        self.solver = solver
+        self.max_inducing = int(max_inducing)
+        self.inducing_tol = float(inducing_tol)
         self.mean_mode = mean
         self.learn_noise = learn_noise
         self.latent_geometry = latent_geometry
@@ -149,6 +239,8 @@ class LatentGP(nn.Module):
         self.alpha_: Optional[Tensor] = None
         self.residual_factor_: Optional[Tensor] = None
         self.latent_shape_: Optional[tuple] = None
+        self.subset_: Optional[Tensor] = None
+        self.inducing_ = None
 
     # ---------------------------------------------------------------- hyper-parameters
     @property
@@ -187,7 +279,7 @@ class LatentGP(nn.Module):
 
     @property
     def is_fitted(self) -> bool:
-        return self.cholesky_ is not None
+        return self.alpha_ is not None
 
     def as_poses(self, poses, name: str = "poses", new_data: bool = False) -> Tensor:
         """``poses`` as a validated ``(N, P)`` tensor of the GP's dtype and device (finite; after
@@ -209,29 +301,84 @@ class LatentGP(nn.Module):
 
     # ---------------------------------------------------------------- linear algebra
     def _cholesky(self, A: Tensor) -> Tensor:
-        if not bool(torch.isfinite(A).all()):
+        """Lower Cholesky factor of the symmetric ``A`` (not modified), with the bounded jitter retry."""
+        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+        return self._factor_with_jitter(lambda j: A if j == 0 else A + j * eye, in_place=False)
+
+    def _factor_with_jitter(self, build: Callable[[float], Tensor], in_place: bool, check: bool = True) -> Tensor:
+        """Cholesky of ``build(j)`` (the matrix with ``j`` added to its diagonal): first ``j = 0``, then
+        ``jitter`` times the mean diagonal, 10x larger at each retry. ``in_place``: ``build`` returns a
+        fresh matrix that is overwritten by its factor (no second N x N buffer). ``check=False`` skips
+        the pass over the matrix for NaN/inf (the caller has checked the hyper-parameters instead)."""
+        A = build(0.0)
+        if check and not bool(torch.isfinite(A).all()):
             raise ValueError(
                 f"the {A.shape[-1]}x{A.shape[-1]} kernel matrix has NaN or inf entries: check the kernel "
                 f"hyper-parameters ({self.hyperparameters()})"
             )
-        L, info = torch.linalg.cholesky_ex(A)
-        if not bool(info.any()):
-            return L
-        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
         scale = float(A.diagonal().abs().mean()) or 1.0
         jitter = self.jitter * scale
-        for _ in range(self.max_jitter_tries):
-            L, info = torch.linalg.cholesky_ex(A + jitter * eye)
+        for attempt in range(self.max_jitter_tries + 1):
+            if attempt:
+                A = build(jitter)
+                jitter *= 10
+            L = info = None
+            if in_place:
+                try:
+                    L, info = torch.linalg.cholesky_ex(A, out=(A, torch.empty((), dtype=torch.int32, device=A.device)))
+                except RuntimeError:  # a backend that refuses the aliased output: factorise into a copy
+                    pass
+            if L is None:
+                L, info = torch.linalg.cholesky_ex(A)
             if not bool(info.any()):
+                if not check and not bool(torch.isfinite(L.diagonal()).all()):
+                    raise ValueError(f"the {A.shape[-1]}x{A.shape[-1]} kernel matrix has NaN or inf entries: check "
+                                     f"the kernel hyper-parameters ({self.hyperparameters()})")
                 return L
-            jitter *= 10
+            del L
         raise NotPSDError(
             f"the {A.shape[-1]}x{A.shape[-1]} kernel matrix plus noise is not positive definite even with "
             f"jitter {jitter / 10:.1e} after {self.max_jitter_tries} tries; raise the noise "
             f"(now {float(self.noise.detach()):.3g}) or check for a kernel that is not positive definite"
         )
 
+    def _plan(self) -> Optional[FusedGram]:
+        return FusedGram.from_kernel(self.kernel) if self.fused else None
+
+    def _gram_cholesky(self, x: Tensor, plan: FusedGram, noise: float) -> Tensor:
+        """Cholesky factor of ``K(x, x) + noise I`` built by ``plan``, factorised in place."""
+        hyper = [float(v.detach()) for v in plan.hyperparameters()] + [noise]
+        if not all(math.isfinite(v) and v > 0 for v in hyper):
+            raise ValueError(f"kernel hyper-parameters must be finite and positive, got {self.hyperparameters()}")
+        return self._factor_with_jitter(lambda j: plan.matrix(x, add_diagonal=noise + j, lower_only=True),
+                                        in_place=True, check=False)
+
+    def gradient_dtype(self, n: int, outputscale: float, noise: float, factor: Optional[Tensor] = None) -> torch.dtype:
+        """Dtype of ``K_y^-1`` in the likelihood gradient at ``n`` frames (fused kernels).
+
+        ``"auto"`` takes float32 from N = 1024 on when its rounding is harmless: the inverse computed
+        from a float32 copy of ``L`` has relative error about ``eps32 cond(L) <= eps32 sqrt(1 + N s^2 /
+        s_n^2)``, so float32 is used when that bound is at most 1e-3 (else float64, as below N = 1024,
+        where the float64 inverse is cheap). In float32 the inverse costs about one float64 Cholesky,
+        in float64 about two, unless the Cholesky ``factor`` (when given) has many entries below
+        1e-20 of its diagonal: a run much longer than its lengthscales, whose far-apart frames are
+        uncorrelated. Their products in the float32 inverse underflow into subnormal numbers, whose
+        arithmetic is many times slower (measured: 1.7 s against 0.46 s in float64 at N = 3,000),
+        so such factors keep float64.
+        """
+        if self.gradient_precision == "float32":
+            return torch.float32
+        if self.gradient_precision == "float64" or n < _FLOAT32_MIN_N or self._dtype != torch.float64:
+            return self._dtype
+        bound = torch.finfo(torch.float32).eps * math.sqrt(1.0 + n * outputscale / max(noise, 1e-300))
+        if bound > 1e-3 or (factor is not None and _tiny_fraction(factor) > 1e-3):
+            return self._dtype
+        return torch.float32
+
     def _K(self, x1: Tensor, x2: Tensor) -> Tensor:
+        plan = self._plan()
+        if plan is not None and not torch.is_grad_enabled():
+            return plan.matrix(x1, x2)
         return self.kernel(x1, x2).to_dense()
 
     def kernel_diag(self, x: Tensor) -> Tensor:
@@ -245,13 +392,20 @@ class LatentGP(nn.Module):
         """``-log p(Z)`` at the current hyper-parameters, differentiable in them, for validated poses
         ``x (N, P)`` and residuals given by any ``c`` with ``c c^T = R R^T`` (``R`` itself or
         ``residual_factor_``); ``d`` = D, the number of latent dimensions."""
+        n = x.shape[0]
+        const = 0.5 * n * d * math.log(2 * math.pi)
+        plan = self._plan()
+        if plan is not None:
+            hyper = plan.hyperparameters()
+            if not all(bool(torch.isfinite(h)) for h in hyper + [self.noise]):
+                return sum(hyper) * math.nan
+            return _FusedNLL.apply(self, plan, x, c, d, self.noise, *hyper) + const
         Ky = self._Ky(x)
         if not bool(torch.isfinite(Ky).all()):
             # The likelihood at NaN/inf hyper-parameters is NaN: fit() then keeps its best parameters.
             return Ky.sum() * math.nan
         L = self._cholesky(Ky.detach())
-        n = x.shape[0]
-        return _GaussianNLL.apply(Ky, L, c, d) + 0.5 * n * d * math.log(2 * math.pi)
+        return _GaussianNLL.apply(Ky, L, c, d) + const
 
     @staticmethod
     def _nll_from_factor(L: Tensor, c: Tensor, d: int) -> float:
@@ -277,61 +431,69 @@ class LatentGP(nn.Module):
         poses,
         latents,
         steps: int = 100,
-        lr: float = 0.05,
+        lr: Optional[float] = None,
         optimize: bool = True,
         progress: bool = False,
         callback: Optional[Callable[[int, float], None]] = None,
+        optimizer: str = "adam",
+        subset=None,
+        seed: int = 0,
     ) -> "LatentGP":
-        """Type-II maximum likelihood (Adam on the negative log marginal likelihood), then cache the
-        factorisation for prediction.
+        """Type-II maximum likelihood of the hyper-parameters, then cache the solve on all frames for
+        prediction.
 
         Args:
             poses: ``(N, P)`` pose features (e.g. ``(N, 12)`` or ``(N, 13)``).
             latents: ``(N, D)`` or ``(N, *latent_shape)``; the shape is restored on output.
-            steps, lr: Adam steps and learning rate; ``optimize=False`` keeps the current
-                hyper-parameters (e.g. fixed values of the paper) and only factorises.
-            progress: tqdm bar; callback: called as ``callback(step, nll_per_value)`` after each step.
+            steps: Adam steps, or the most L-BFGS iterations; ``optimize=False`` keeps the current
+                hyper-parameters (e.g. fixed values of the paper) and only solves.
+            lr: Adam's learning rate (default 0.05) or L-BFGS's initial step (default 1).
+            optimizer: ``"adam"`` or ``"lbfgs"`` (quasi-Newton with a strong-Wolfe line search; it
+                stops when the gradient or the change of the loss vanishes, typically after 15-40
+                evaluations where Adam takes its full ``steps``).
+            subset: frames to fit the hyper-parameters on: ``None`` (all), ``"auto"``
+                (:func:`viewgp.subset.auto_subset_size` frames, all up to 1,500), a number of frames
+                (chosen by :func:`viewgp.subset.stratified_subset`, seeded by ``seed``), or explicit
+                indices. The solve for prediction always uses all frames.
+            progress: tqdm bar; callback: called as ``callback(step, nll_per_value)`` after each step
+                (each likelihood evaluation for L-BFGS).
 
-        ``history_`` holds the negative log marginal likelihood per latent value (divided by N D) at
-        the start of every step. If the loss turns non-finite or the kernel matrix stops being positive
-        definite, optimisation stops with a warning; in any case the best parameters seen are kept.
+        ``history_`` holds the negative log marginal likelihood per latent value (divided by m D, on
+        the fitted frames) at every evaluation. If the loss turns non-finite or the kernel matrix stops
+        being positive definite, Adam stops with a warning and L-BFGS backtracks; in any case the best
+        parameters seen are kept.
         """
+        if optimizer not in ("adam", "lbfgs"):
+            raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
         x = self.as_poses(poses, new_data=True)
         z, shape = self._latents(latents, x.shape[0])
         mean, r = self._residuals(z.detach())
-        c = self._factor(r)
-        n, d = r.shape
+        idx = self._subset_indices(x, subset, seed) if optimize and steps > 0 else None
+        xs, rs = (x, r) if idx is None else (x[idx], r[idx])
+        cs = self._factor(rs)
+        d = r.shape[1]
         self.history_ = []
         best = (math.inf, None)
         if optimize and steps > 0:
             params = [p for name, p in self.named_parameters() if name != "raw_noise" or self.learn_noise]
-            opt = torch.optim.Adam(params, lr=lr)
-            from tqdm.auto import tqdm
-
-            bar = tqdm(range(steps), desc="fit GP", disable=not progress)
-            for step in bar:
-                opt.zero_grad()
-                try:
-                    loss = self.neg_log_marginal_likelihood(x, c, d)
-                except NotPSDError as e:
-                    warnings.warn(f"LatentGP.fit: stopped at step {step}: {e}", RuntimeWarning, stacklevel=2)
-                    break
-                value = float(loss.detach()) / (n * d)
-                if not math.isfinite(value):
-                    warnings.warn(f"LatentGP.fit: non-finite loss at step {step}; keeping the best parameters",
-                                  RuntimeWarning, stacklevel=2)
-                    break
-                if value < best[0]:
-                    best = (value, {k: v.detach().clone() for k, v in self.state_dict().items()})
-                loss.backward()
-                opt.step()
-                self.history_.append(value)
-                if callback is not None:
-                    callback(step, value)
-                bar.set_postfix(nll=f"{value:.4f}")
+            run = self._adam if optimizer == "adam" else self._lbfgs
+            best = run(params, xs, cs, d, steps, lr, progress, callback)
+        solved_as_fitted = idx is None and self._resolve_solver(x.shape[0]) == "exact"
+        if not solved_as_fitted and best[1] is not None:
+            # The solve below is not the likelihood that was optimised (it is on all frames, or by
+            # inducing points): compare the last parameters with the best on the fitted frames now.
+            try:
+                with torch.no_grad():
+                    final = float(self.neg_log_marginal_likelihood(xs, cs, d)) / (xs.shape[0] * d)
+            except ValueError:
+                final = math.inf
+            if not (math.isfinite(final) and final <= best[0]):
+                self.load_state_dict(best[1])
+            best = (math.inf, None)
+        c = cs if idx is None else self._factor(r)
         try:
             L = self._factorize(x, r, mean, c, shape)
-            final = self._nll_from_factor(L, c, d) / (n * d)
+            final = math.inf if L is None else self._nll_from_factor(L, c, d) / (x.shape[0] * d)
         except ValueError:  # NotPSDError or a non-finite kernel matrix at the last parameters
             if best[1] is None:
                 raise
@@ -339,14 +501,141 @@ class LatentGP(nn.Module):
         if best[1] is not None and not (math.isfinite(final) and final <= best[0]):
             self.load_state_dict(best[1])
             self._factorize(x, r, mean, c, shape)
+        self.subset_ = idx
         return self
 
-    def _factorize(self, x: Tensor, r: Tensor, mean: Tensor, c: Tensor, shape: tuple) -> Tensor:
+    def _subset_indices(self, x: Tensor, subset, seed: int) -> Optional[Tensor]:
+        from viewgp.subset import auto_subset_size, stratified_subset
+
+        n = x.shape[0]
+        if subset is None:
+            return None
+        if isinstance(subset, str):
+            if subset != "auto":
+                raise ValueError(f"subset must be None, 'auto', a number of frames or indices, got {subset!r}")
+            subset = auto_subset_size(n)
+        if isinstance(subset, (int, float)) and not isinstance(subset, bool):
+            m = int(subset)
+            if m < 2:
+                raise ValueError(f"subset: need at least 2 frames, got {subset}")
+            return None if m >= n else stratified_subset(x, m, self.correlation(x), seed=seed)
+        idx = torch.as_tensor(subset, dtype=torch.long, device=x.device).reshape(-1)
+        if idx.numel() < 2 or int(idx.min()) < 0 or int(idx.max()) >= n:
+            raise ValueError(f"subset: expected at least 2 frame indices in [0, {n}), got {idx.numel()}")
+        return idx
+
+    def correlation(self, x: Tensor) -> Callable[[Tensor], Tensor]:
+        """``rows(idx)`` -> ``(len(idx), N)`` prior correlations of frames ``x[idx]`` with all of ``x``
+        (for :func:`viewgp.subset.kernel_cover`)."""
+        sd = self.kernel_diag(x).detach().clamp_min(1e-300).sqrt()
+
+        def rows(idx: Tensor) -> Tensor:
+            with torch.no_grad():
+                return self._K(x[idx], x) / (sd[idx, None] * sd[None, :])
+
+        return rows
+
+    def _evaluate(self, x: Tensor, c: Tensor, d: int, best: list) -> tuple[Tensor, float]:
+        """Loss per latent value and its float; updates ``best = [value, state]``."""
+        loss = self.neg_log_marginal_likelihood(x, c, d) / (x.shape[0] * d)
+        value = float(loss.detach())
+        if math.isfinite(value) and value < best[0]:
+            best[:] = [value, {k: v.detach().clone() for k, v in self.state_dict().items()}]
+        return loss, value
+
+    def _adam(self, params, x, c, d, steps, lr, progress, callback) -> tuple[float, Optional[dict]]:
+        opt = torch.optim.Adam(params, lr=0.05 if lr is None else lr)
+        from tqdm.auto import tqdm
+
+        best = [math.inf, None]
+        bar = tqdm(range(steps), desc="fit GP", disable=not progress)
+        for step in bar:
+            opt.zero_grad()
+            try:
+                loss, value = self._evaluate(x, c, d, best)
+            except ValueError as e:  # NotPSDError, or a kernel matrix with NaN/inf entries
+                warnings.warn(f"LatentGP.fit: stopped at step {step}: {e}", RuntimeWarning, stacklevel=3)
+                break
+            if not math.isfinite(value):
+                warnings.warn(f"LatentGP.fit: non-finite loss at step {step}; keeping the best parameters",
+                              RuntimeWarning, stacklevel=3)
+                break
+            loss.backward()
+            opt.step()
+            self.history_.append(value)
+            if callback is not None:
+                callback(step, value)
+            bar.set_postfix(nll=f"{value:.4f}")
+        return best[0], best[1]
+
+    def _lbfgs(self, params, x, c, d, steps, lr, progress, callback) -> tuple[float, Optional[dict]]:
+        best = [math.inf, None]
+        failures = []
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            try:
+                loss, value = self._evaluate(x, c, d, best)
+            except ValueError as e:  # NotPSDError, or a kernel matrix with NaN/inf entries
+                loss, value = None, math.nan
+                failures.append(str(e))
+            if not math.isfinite(value):
+                if best[1] is None:
+                    raise _Stop(failures[-1] if failures else "non-finite loss at the starting parameters")
+                # A large finite value with zero gradient makes the line search backtrack (inf or NaN
+                # would poison its cubic interpolation).
+                return torch.tensor(1e6 * (1.0 + abs(best[0])), dtype=self._dtype)
+            loss.backward()
+            self.history_.append(value)
+            if callback is not None:
+                callback(len(self.history_) - 1, value)
+            if progress:
+                print(f"fit GP (L-BFGS) evaluation {len(self.history_)}: nll {value:.6f}", flush=True)
+            return loss.detach()
+
+        # After a failed evaluation the line search has shrunk its step, and L-BFGS may stop on the
+        # tiny change that follows: start it afresh from the best point, at most twice.
+        for attempt in range(3):
+            seen = len(failures)
+            opt = torch.optim.LBFGS(params, lr=1.0 if lr is None else lr, max_iter=steps, max_eval=2 * steps,
+                                    tolerance_grad=1e-6, tolerance_change=1e-9, history_size=20,
+                                    line_search_fn="strong_wolfe")
+            try:
+                opt.step(closure)
+            except _Stop as e:
+                warnings.warn(f"LatentGP.fit: L-BFGS stopped at the start: {e}", RuntimeWarning, stacklevel=3)
+                break
+            if len(failures) == seen or len(self.history_) >= 2 * steps:
+                break
+            self.load_state_dict(best[1])
+        if failures:
+            warnings.warn(f"LatentGP.fit: {len(failures)} L-BFGS evaluations were not positive definite or not "
+                          "finite and were backtracked from", RuntimeWarning, stacklevel=3)
+        return best[0], best[1]
+
+    def _resolve_solver(self, n: int) -> str:
+        if self.solver != "auto":
+            return self.solver
+        return "exact" if 3 * 8 * n * n <= 0.8 * _available_bytes(self._device) else "inducing"
+
+    def _factorize(self, x: Tensor, r: Tensor, mean: Tensor, c: Tensor, shape: tuple) -> Optional[Tensor]:
+        """Solve on all frames; returns the exact Cholesky factor (``None`` for the inducing solver)."""
+        self.train_poses_, self.mean_, self.residual_factor_, self.latent_shape_ = x, mean, c, shape
+        if self._resolve_solver(x.shape[0]) == "inducing":
+            from viewgp.inducing import fit_inducing
+            from viewgp.subset import kernel_cover
+
+            index = kernel_cover(self.correlation(x), x.shape[0], self.max_inducing, tol=self.inducing_tol,
+                                 device=x.device)
+            self.inducing_, self.alpha_ = fit_inducing(self, x, r, index)
+            self.cholesky_ = None
+            return None
         with torch.no_grad():
-            L = self._cholesky(self._Ky(x))
-            alpha = torch.cholesky_solve(r, L)
-        self.train_poses_, self.cholesky_, self.alpha_, self.mean_ = x, L, alpha, mean
-        self.residual_factor_, self.latent_shape_ = c, shape
+            plan = self._plan()
+            L = self._gram_cholesky(x, plan, float(self.noise)) if plan is not None else self._cholesky(self._Ky(x))
+            y = torch.linalg.solve_triangular(L, r, upper=False)
+            alpha = torch.linalg.solve_triangular(L.mT, y, upper=True)
+        self.cholesky_, self.alpha_, self.inducing_ = L, alpha, None
         return L
 
     def log_marginal_likelihood(self, poses=None, latents=None) -> Tensor:
@@ -373,10 +662,30 @@ class LatentGP(nn.Module):
 
     def posterior(self, xq: Tensor) -> tuple[Tensor, Tensor]:
         """Flat, unprojected posterior mean ``(M, D)`` at validated poses ``xq`` and ``V = L^-1 K(X, xq)``
-        ``(N, M)``, so the posterior covariance of the latent function is ``K(xq, xq) - V^T V``."""
+        ``(N, M)``, so the posterior covariance of the latent function is ``K(xq, xq) - V^T V``
+        (exact solver only; see :meth:`posterior_terms`)."""
+        mean, V, W = self.posterior_terms(xq)
+        if W is not None:
+            raise RuntimeError("posterior(): the inducing solver's covariance is K - V^T V + W^T W; use posterior_terms")
+        return mean, V
+
+    def posterior_terms(self, xq: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+        """Flat, unprojected posterior mean ``(M, D)`` at validated poses ``xq`` and ``V``, ``W`` with
+        posterior covariance ``K(xq, xq) - V^T V (+ W^T W)``: ``V = L^-1 K(X, xq)`` and ``W = None`` for
+        the exact solver, the FITC terms of :mod:`viewgp.inducing` for the inducing one."""
         self._require_fit()
+        if self.inducing_ is not None:
+            from viewgp.inducing import inducing_posterior_terms
+
+            return inducing_posterior_terms(self, self.inducing_, self.alpha_, self.mean_, xq)
         Kq = self._K(xq, self.train_poses_)
-        return self.mean_ + Kq @ self.alpha_, torch.linalg.solve_triangular(self.cholesky_, Kq.T, upper=False)
+        # V^T = Kq L^-T: a right-sided solve reads Kq as it is laid out (no transposed copy).
+        Vt = torch.linalg.solve_triangular(self.cholesky_.mT, Kq, upper=True, left=False)
+        return self.mean_ + Kq @ self.alpha_, Vt.mT, None
+
+    def _covariance(self, xq: Tensor, V: Tensor, W: Optional[Tensor]) -> Tensor:
+        cov = self._K(xq, xq) - V.T @ V
+        return cov if W is None else cov + W.T @ W
 
     def predict(self, poses, full_cov: bool = False, include_noise: bool = False) -> tuple[Tensor, Tensor]:
         """Posterior at ``poses`` ``(M, P)``.
@@ -384,19 +693,30 @@ class LatentGP(nn.Module):
         Returns:
             mean ``(M, *latent_shape)`` and the posterior variance ``(M,)`` of the latent function,
             shared by every dimension (``(M, M)`` covariance with ``full_cov=True``); ``include_noise``
-            adds ``s_n^2``.
+            adds ``s_n^2``. Without ``full_cov`` the queries are processed 2,048 at a time, so memory
+            stays O(N x 2048) beyond the fitted factor.
         """
         xq = self.as_poses(poses)
         with torch.no_grad():
-            mean, V = self.posterior(xq)
             if full_cov:
-                cov = self._K(xq, xq) - V.T @ V
+                mean, V, W = self.posterior_terms(xq)
+                out2 = self._covariance(xq, V, W)
                 if include_noise:
-                    cov = cov + self.noise * torch.eye(xq.shape[0], dtype=cov.dtype, device=cov.device)
-                out2 = cov
+                    out2.diagonal().add_(self.noise)
             else:
-                var = (self.kernel_diag(xq) - V.pow(2).sum(0)).clamp_min(0)
-                out2 = var + self.noise if include_noise else var
+                means, variances = [], []
+                for s in range(0, xq.shape[0], _PREDICT_BLOCK):
+                    xb = xq[s : s + _PREDICT_BLOCK]
+                    m, V, W = self.posterior_terms(xb)
+                    var = self.kernel_diag(xb) - V.square().sum(0)
+                    if W is not None:
+                        var = var + W.square().sum(0)
+                    means.append(m)
+                    variances.append(var.clamp_min(0))
+                mean = torch.cat(means) if len(means) != 1 else means[0]
+                out2 = torch.cat(variances) if len(variances) != 1 else variances[0]
+                if include_noise:
+                    out2 = out2 + self.noise
             mean = self.project(mean.reshape((-1,) + self.latent_shape_))
         return mean, out2.detach()
 
@@ -435,8 +755,8 @@ class LatentGP(nn.Module):
         n = int(n)
         xq = self.as_poses(poses)
         with torch.no_grad():
-            mean, V = self.posterior(xq)
-            cov = self._K(xq, xq) - V.T @ V
+            mean, V, W = self.posterior_terms(xq)
+            cov = self._covariance(xq, V, W)
             cov = 0.5 * (cov + cov.T)
             try:
                 Ls = self._cholesky(cov)
@@ -456,3 +776,31 @@ class LatentGP(nn.Module):
                 dev = dev + self.noise.detach().sqrt() * e2
             s = mean + float(scale) * dev
             return self.project(s.reshape((n, m) + self.latent_shape_))
+
+
+def _tiny_fraction(L: Tensor, stride: int = 7) -> float:
+    """Fraction of the lower-triangle entries of ``L`` below 1e-20 of its largest diagonal entry,
+    estimated on every ``stride``-th row and column (a strided sample of a lower-triangular matrix
+    is lower triangular)."""
+    sample = L[::stride, ::stride]
+    lower = torch.ones_like(sample, dtype=torch.bool).tril_()
+    tiny = (sample.abs() < 1e-20 * float(L.diagonal().max())) & lower
+    return float(tiny.sum()) / max(int(lower.sum()), 1)
+
+
+class _Stop(Exception):
+    """L-BFGS cannot start: the loss at the starting parameters is not finite."""
+
+
+def _available_bytes(device: torch.device) -> float:
+    """Free memory of ``device``: the GPU's free memory, or MemAvailable of /proc/meminfo on the CPU."""
+    if device.type == "cuda":
+        return float(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8e9
