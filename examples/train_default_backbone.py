@@ -161,6 +161,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--eval-only", action="store_true", help="skip training; evaluate the newest checkpoint")
+    p.add_argument("--export", action="store_true",
+                   help="with --eval-only: also write the bundled weights and the grid from the newest checkpoint "
+                        "(how a run stopped where its learning curve flattened is shipped)")
     p.add_argument("--grid", default=str(Path(__file__).with_name("pioneer64_tabletop_grid.png")))
     args = p.parse_args()
 
@@ -216,7 +219,7 @@ def report(out: Path, data: Path, args) -> int:
     })
     (out / "eval.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
-    if source != export:
+    if source != export and not args.export:
         return 0
 
     from torchvision.utils import save_image

@@ -68,7 +68,8 @@ def std_to_rgb(std: np.ndarray, top: Optional[float] = None) -> np.ndarray:
 
 def with_colour_scale(heat: np.ndarray, top: float, height: int = 14) -> np.ndarray:
     """Heat-map frames ``(M, h, w, 3)`` with the colour scale along their bottom edge: a gradient
-    from 0 to ``top`` and both values printed (posterior sd, [0, 1] intensity units)."""
+    from 0 to ``top`` and both values printed (posterior sd, [0, 1] intensity units; values above
+    ``top`` show as ``top``)."""
     import cv2
 
     m, h, w = heat.shape[:3]
@@ -139,21 +140,27 @@ def write_frame_outputs(
     (the panels tiled ``columns`` to a row, labelled), ``comparison_strip.png`` (every tenth frame,
     the panels side by side) and ``strip_<label>.png`` per panel.
     """
+    from generative.imageio import write_image
     from sequences.video import write_strip, write_video
 
     show = lambda frames: upscale_for_display(frames, display_size)  # noqa: E731
     panels = {k: show(v) for k, v in panels.items()}
-    write_video(os.path.join(out_dir, "interpolated.mp4"), panels[headline], fps)
+    def video(name: str, frames: np.ndarray) -> None:
+        """The video and its poster (a frame near the middle, shown by report.html before it plays)."""
+        write_video(os.path.join(out_dir, name), frames, fps)
+        write_image(os.path.join(out_dir, name.replace(".mp4", "_poster.png")), np.ascontiguousarray(frames[len(frames) * 5 // 11]))
+
+    video("interpolated.mp4", panels[headline])
     if observed is not None and observed.any() and not observed.all():
         first = next(iter(panels))
         panels[first] = mark_keyframes(panels[first], observed)
     if std is not None:
-        top = float(std.max())
+        top = float(np.percentile(std, 99.5))  # a few extreme pixels would leave the rest of the map black
         heat = with_colour_scale(show(std_to_rgb(std, top)), top)
-        write_video(os.path.join(out_dir, "uncertainty.mp4"), heat, fps)
+        video("uncertainty.mp4", heat)
         panels["uncertainty (sd)"] = heat
     labels = list(panels)
-    write_video(os.path.join(out_dir, "comparison.mp4"), panel_grid(panels, columns), fps)
+    video("comparison.mp4", panel_grid(panels, columns))
     step = max(1, len(panels[labels[0]]) // 10)
     small = min(128, panels[labels[0]].shape[1])  # the strip is an overview: at most 128 px a panel
     side = np.concatenate([np.stack([square_resize(f, small) for f in v[::step]]) for v in panels.values()], axis=2)
@@ -273,7 +280,7 @@ padding:0 16px;color:#222}h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;mar
 td,th{padding:3px 9px;border-bottom:1px solid #eee;text-align:right}th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
 td.kind{text-align:left;color:#666;font-size:12px}.best{font-weight:700;color:#0a6}.lose{color:#b22}
 video{width:100%;border:1px solid #ddd;background:#111}img{max-width:100%;border:1px solid #ddd}.row{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}
-.row>div{flex:1 1 340px}.note{color:#555;font-size:13px}"""
+.row>div{flex:1 1 340px;min-width:0}.note{color:#555;font-size:13px}"""
 
 
 def _cells(rows: list[dict], columns: list[tuple[str, str, str, str]]) -> str:
@@ -333,10 +340,14 @@ def write_html(out_dir: str, metrics: Mapping[str, Any], title: str = "viewgp ru
                                            ("uncertainty.mp4", "Per-pixel predictive sd of the headline method"),
                                            ("interpolated.mp4", "Headline method alone")) if exists(n)]
     if videos:
-        parts.append("<h2>Videos</h2>")
+        parts.append("<h2>Videos</h2><div class=row>")
         for name, label in videos:
-            parts.append(f"<p class=note>{label} (<a href='{name}'>{name}</a>)</p>"
-                         f"<video src='{name}' controls loop muted playsinline preload=metadata></video>")
+            poster = name.replace(".mp4", "_poster.png")
+            poster = f" poster='{poster}'" if exists(poster) else ""
+            wide = " style='flex-basis:100%'" if name == "comparison.mp4" else ""
+            parts.append(f"<div{wide}><p class=note>{label} (<a href='{name}'>{name}</a>)</p>"
+                         f"<video src='{name}'{poster} controls loop muted playsinline preload=metadata></video></div>")
+        parts.append("</div>")
     if rows:
         parts.append("<h2>Held-out frames, every method</h2>")
         parts.append("<p class=note>Best value of each column in green. 'pixel baseline' rows use no backbone at "

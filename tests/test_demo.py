@@ -16,9 +16,9 @@ def test_bundled_backbone_loads_and_reconstructs_better_than_the_mean():
     from sequences.synthetic import phone_run
 
     model = load_default()
-    assert model.kind.endswith("pioneer") and model.resolution == 32 and model.latent_geometry == "sphere"
+    assert model.kind.endswith("pioneer") and model.resolution == 64 and model.latent_geometry == "sphere"
     assert DEFAULT_BACKBONE.stat().st_size < 20 * 2**20  # "a few MB" of package data
-    frames = np.stack([square_resize(f, 32) for f in np.asarray(phone_run(24, size=64, seed=0).frames)])
+    frames = np.stack([square_resize(f, 64) for f in np.asarray(phone_run(24, size=128, seed=0).frames)])
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
     with torch.no_grad():
         z = model.encode(x)
@@ -32,8 +32,8 @@ def test_bundled_backbone_loads_and_reconstructs_better_than_the_mean():
 def test_missing_bundled_weights_name_the_file(tmp_path, monkeypatch):
     import generative.backbone as gb
 
-    monkeypatch.setattr(gb, "DEFAULT_BACKBONE", tmp_path / "pioneer32_tabletop.safetensors")
-    with pytest.raises(FileNotFoundError, match="pioneer32_tabletop.safetensors"):
+    monkeypatch.setattr(gb, "DEFAULT_BACKBONE", tmp_path / "pioneer64_tabletop.safetensors")
+    with pytest.raises(FileNotFoundError, match="pioneer64_tabletop.safetensors"):
         gb.load_default()
     from sequences.cli import main
 

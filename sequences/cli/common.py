@@ -160,7 +160,7 @@ def add_backbone_args(p: argparse.ArgumentParser, backbone_help: str = "checkpoi
         p.add_argument("--backbone", required=True, metavar="CKPT", help=backbone_help)
     else:
         p.add_argument("--backbone", default=None, metavar="CKPT",
-                       help=f"{backbone_help} (default: the bundled 32 px tabletop Balanced Pioneer)")
+                       help=f"{backbone_help} (default: the bundled 64 px tabletop Pioneer)")
     add_device_arg(p)
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass (default 16)")
 

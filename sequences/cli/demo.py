@@ -11,13 +11,16 @@ from .common import UsageError, add_device_arg, listing, positive_int, staged_ou
 
 EPILOG = """what it does:
   1. renders a hand-held phone run over a tabletop scene (pybullet, on the CPU; standstill, back-and-forth
-     motion, a landscape-to-portrait roll), with exact camera poses, and saves it under OUT/run;
-  2. keeps every 10th frame as a keyframe, encodes the keyframes with the bundled 32 px Balanced Pioneer
-     (trained by examples/train_default_backbone.py on other runs; this run was never seen);
+     motion, a landscape-to-portrait roll) at 256 px, with exact camera poses, and saves it under OUT/run;
+  2. keeps every 10th frame as a keyframe and encodes the frames with the bundled 64 px Pioneer (trained by
+     examples/train_default_backbone.py on other runs; this run was never seen);
   3. fits the view-aware latent GP (orientation x translation) and a time-only GP, predicts every frame,
-     and compares both with linear interpolation between keyframes;
-  4. writes interpolated.mp4, comparison.mp4 (ground truth | per-frame | view | time | linear |
-     uncertainty), uncertainty.mp4, strips, latent_trajectories.png, kernel_matrices.png, metrics.json.
+     compares both with linear interpolation between keyframes, brings the view GP to 256 px with the
+     keyframes' own pixels (view+warp, view+detail), and scores everything against the methods that use no
+     backbone (nearest / blended keyframes, a pixel-space GP);
+  4. writes report.html, interpolated.mp4, comparison.mp4 (every method and baseline side by side, keyframes
+     marked, uncertainty with its colour scale), uncertainty.mp4, strips, latent_trajectories.png,
+     kernel_matrices.png, reliability.png, metrics.json.
 
 examples:
   viewgp demo
