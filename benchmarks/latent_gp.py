@@ -21,6 +21,8 @@ solve with the D right-hand sides):
 
 * ``step``: one value-and-gradient evaluation of the likelihood on all N frames (median of a few,
   each paired with a floor measurement; ``step/floor`` is the median of the pairs' ratios);
+  ``hutch/floor`` the same with the gradient's trace term estimated from 64 probes
+  (``gradient_trace="hutchinson"``: no ``K_y^-1``) instead of exact;
 * ``fit``: hyper-parameters by L-BFGS to convergence on an automatic subset of frames
   (``subset="auto"``), then the solve on all N; ``predict``: posterior mean and variance at all N
   poses; ``peak``: the process's resident memory at most during fit + predict (sampled);
@@ -231,33 +233,41 @@ def floor_seconds(gp: LatentGP, x: torch.Tensor, c: torch.Tensor, device: str) -
     return time.perf_counter() - t0
 
 
-def floor_and_step(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, reps: int, device: str) -> tuple[float, float, float]:
-    """Median floor (:func:`floor_seconds`), median step (value + gradient on all frames) and the
-    median of their pairwise ratios, interleaved so load changes hit both; ``reps=0``: the floor only."""
+def floor_and_step(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, reps: int,
+                   device: str) -> tuple[float, float, float, float, float]:
+    """Median floor (:func:`floor_seconds`), median step (value + gradient on all frames, exact trace
+    term) and the median of their pairwise ratios, then the same step's median time and ratio with
+    the Hutchinson trace estimate (``gradient_trace="hutchinson"``, 64 probes); interleaved so load
+    changes hit all; ``reps=0``: the floor only."""
     c = (z - z.mean(0)).to(device)
     x = x.to(device)
-    floors, steps = [], []
+    floors, steps = [], {"exact": [], "hutchinson": []}
     for _ in range(max(reps, 1)):
         floors.append(floor_seconds(gp, x, c, device))
         if not reps:
-            return floors[0], math.nan, math.nan
-        gp.zero_grad()
-        t0 = time.perf_counter()
-        gp.neg_log_marginal_likelihood(x, c, c.shape[1]).backward()
-        _sync(device)
-        steps.append(time.perf_counter() - t0)
-    ratios = [s / f for s, f in zip(steps, floors)]
-    return statistics.median(floors), statistics.median(steps), statistics.median(ratios)
+            return floors[0], math.nan, math.nan, math.nan, math.nan
+        for mode, times in steps.items():
+            gp.gradient_trace = mode
+            gp.zero_grad()
+            t0 = time.perf_counter()
+            gp.neg_log_marginal_likelihood(x, c, c.shape[1]).backward()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    gp.gradient_trace = "exact"
+    out = [statistics.median(floors)]
+    for times in steps.values():
+        out += [statistics.median(times), statistics.median([s / f for s, f in zip(times, floors)])]
+    return tuple(out)
 
 
 def long_rows(sizes: list[int], d: int, reps: int, device: str, max_step_n: int) -> None:
-    print(f"{'N':>6} {'D':>4} {'floor s':>8} {'step s':>8} {'step/floor':>10} {'fit s':>7} {'evals':>5} "
+    print(f"{'N':>6} {'D':>4} {'floor s':>8} {'step s':>8} {'step/floor':>10} {'hutch/floor':>11} {'fit s':>7} {'evals':>5} "
           f"{'subset':>6} {'predict s':>9} {'fit+pred s':>10} {'(fit+pred)/floor':>16} {'peak GB':>7}", flush=True)
     for n in sizes:
         x, z = phone_run(n, d)
         gp = long_gp(x, z, device)
         # Above max_step_n only the floor (for the fit + predict ratio): one step there takes minutes.
-        floor, step, ratio = floor_and_step(gp, x, z, 0 if n > max_step_n else reps if n <= 10000 else 1, device)
+        floor, step, ratio, _, hutch = floor_and_step(gp, x, z, 0 if n > max_step_n else reps if n <= 10000 else 1, device)
         gp = long_gp(x, z, device)
         with PeakRSS(device) as mem:
             t0 = time.perf_counter()
@@ -268,7 +278,7 @@ def long_rows(sizes: list[int], d: int, reps: int, device: str, max_step_n: int)
             _sync(device)
             t2 = time.perf_counter()
         m = n if gp.subset_ is None else len(gp.subset_)
-        print(f"{n:>6} {d:>4} {floor:>8.2f} {step:>8.2f} {ratio:>10.2f} {t1 - t0:>7.2f} {len(gp.history_):>5} "
+        print(f"{n:>6} {d:>4} {floor:>8.2f} {step:>8.2f} {ratio:>10.2f} {hutch:>11.2f} {t1 - t0:>7.2f} {len(gp.history_):>5} "
               f"{m:>6} {t2 - t1:>9.2f} {t2 - t0:>10.2f} {(t2 - t0) / floor:>16.2f} {mem.peak:>7.2f}", flush=True)
         del gp, mean, var
 

@@ -365,3 +365,64 @@ def test_long_run_paths_keep_float64_on_the_requested_device():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_allclose(gp.predict(x[:5])[0].numpy(), gp.predict(x)[0][:5].numpy(), rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------ optimizer="auto"
+def test_auto_optimizer_keeps_the_candidate_with_the_lower_leave_one_out_error():
+    x, z = _trajectory(40, d=6, seed=3, noise=0.01)
+    auto = _gp().fit(x, z, optimizer="auto", steps=60)
+    assert set(auto.loo_errors_) == {"lbfgs", "adam"}
+    kept = min(auto.loo_errors_, key=auto.loo_errors_.get)
+    assert auto.optimizer_ == kept
+    assert auto.loo_error() == pytest.approx(auto.loo_errors_[kept], rel=1e-9)
+    # The kept candidate is exactly the one its optimiser alone gives (same start, same steps).
+    alone = _gp().fit(x, z, optimizer=kept, steps=60)
+    assert auto.hyperparameters() == pytest.approx(alone.hyperparameters(), rel=1e-9)
+    assert torch.allclose(auto.predict(x[:5])[0], alone.predict(x[:5])[0], atol=1e-10)
+
+
+def test_auto_optimizer_is_lbfgs_alone_past_the_comparison_size(monkeypatch):
+    monkeypatch.setattr(latent_gp, "AUTO_COMPARE_MAX_FRAMES", 30)
+    x, z = _trajectory(40, d=6, seed=3)
+    gp = _gp().fit(x, z, optimizer="auto", steps=60)
+    assert gp.optimizer_ == "lbfgs" and gp.loo_errors_ is None
+    assert gp.hyperparameters() == pytest.approx(_gp().fit(x, z, optimizer="lbfgs", steps=60).hyperparameters())
+
+
+# ------------------------------------------------------------------------------------ Hutchinson trace
+def _step_gradient(gp, x, z):
+    c = z - z.mean(0)
+    gp.zero_grad()
+    value = gp.neg_log_marginal_likelihood(x, c, c.shape[1])
+    value.backward()
+    return float(value.detach()), torch.stack([p.grad.reshape(()) for _, p in gp.named_parameters()])
+
+
+def test_hutchinson_trace_estimates_the_exact_gradient_with_the_exact_value():
+    x, z = _trajectory(300, d=16, seed=4)
+    exact = _gp()
+    v_exact, g_exact = _step_gradient(exact, x, z)
+    errors = []
+    for probes in (16, 256):
+        est = _gp(gradient_trace="hutchinson", trace_probes=probes)
+        assert est.trace_method(300) == "hutchinson"
+        v, g = _step_gradient(est, x, z)
+        assert v == pytest.approx(v_exact, rel=1e-12)  # only the gradient's trace term is estimated
+        errors.append(float((g - g_exact).norm() / g_exact.norm()))
+        # Fixed probes: the same estimate at every evaluation.
+        assert torch.equal(_step_gradient(est, x, z)[1], g)
+    assert errors[1] < 0.05 and errors[1] < errors[0]
+
+
+def test_hutchinson_fit_predicts_as_the_exact_fit_and_auto_switches_by_size(monkeypatch):
+    x, z = _trajectory(200, d=16, seed=5, noise=0.05)
+    held = torch.arange(200) % 5 == 2
+    fits = {m: _gp(gradient_trace=m, trace_probes=128).fit(x[~held], z[~held], optimizer="lbfgs", steps=60)
+            for m in ("exact", "hutchinson")}
+    mse = {m: float((gp.predict(x[held])[0] - z[held]).pow(2).mean()) for m, gp in fits.items()}
+    assert mse["hutchinson"] == pytest.approx(mse["exact"], rel=0.005)
+    monkeypatch.setattr(latent_gp, "HUTCHINSON_MIN_N", 100)
+    auto = _gp(gradient_trace="auto")
+    assert auto.trace_method(99) == "exact" and auto.trace_method(100) == "hutchinson"
+    with pytest.raises(ValueError, match="gradient_trace"):
+        _gp(gradient_trace="stochastic")

@@ -185,14 +185,15 @@ class FusedGram:
                lower_only: bool = False) -> Tensor:
         """``K(x1, x2)`` ``(N, M)`` in ``x1``'s dtype (``x2=None``: the symmetric ``K(x1, x1)`` with
         ``add_diagonal`` on its diagonal; ``lower_only`` writes only the lower triangle, which is
-        all a Cholesky reads: above the diagonal blocks the entries are zeros)."""
+        all a Cholesky reads: above the diagonal blocks the entries are left uninitialised, and
+        torch's Cholesky zeroes them in its factor, in place or not)."""
         sym = x2 is None
         x2 = x1 if sym else x2
         scale, ls = self._floats()
         centre = x2.mean(0)
         left, right = self._quadratic(x1, centre, ls, scale, True), self._quadratic(x2, centre, ls, scale, False)
         n = x1.shape[0]
-        out = (torch.zeros if lower_only else torch.empty)((n, x2.shape[0]), dtype=x1.dtype, device=x1.device)
+        out = torch.empty((n, x2.shape[0]), dtype=x1.dtype, device=x1.device)
         for s in range(0, n, self.block):
             e = min(s + self.block, n)
             stop = e if (sym and lower_only) else x2.shape[0]

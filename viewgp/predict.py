@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from viewgp.calibration import shrunk_variance
 from viewgp.hyperparameters import init_hyperparameters
 from viewgp.latent_gp import LatentGP
 from viewgp.sphere import project_to_sphere, slerp
@@ -157,7 +158,7 @@ def gp_predict(
     device: str | torch.device = "cpu",
     progress: bool = False,
     calibrated: bool = True,
-    optimizer: str = "lbfgs",
+    optimizer: str = "auto",
     subset="auto",
     solver: str = "auto",
     **gp_options: Any,
@@ -170,7 +171,8 @@ def gp_predict(
             with ``fixed`` hyper-parameters nothing is optimised.
         n_samples: joint posterior samples over the query frames (seeded by ``seed``): of observations,
             scaled by the leave-one-out scale, with ``calibrated``; of the latent function otherwise.
-        optimizer, subset: of :meth:`LatentGP.fit` (default: L-BFGS on all frames up to 1,500, on a
+        optimizer, subset: of :meth:`LatentGP.fit` (default: ``"auto"``, L-BFGS, compared with the Adam
+            schedule by leave-one-out error up to 512 frames; on all frames up to 1,500, on a
             stratified subset beyond; the solve always uses all frames).
         solver: ``"exact"``, ``"inducing"`` or ``"auto"`` (exact while it fits in memory), and
             ``gp_options`` further :class:`LatentGP` arguments (see :func:`build_gp`).
@@ -342,7 +344,8 @@ def predict_residuals(
 
     The variance is that of an observation (function + noise) scaled per dimension by the closed-form
     leave-one-out scale ``c_d^2 = mean_i alpha_id^2 / [K_y^-1]_ii`` (:meth:`LatentGP.loo_scale`, per
-    dimension): large where residuals are large, and right on the keyframes left out one at a time.
+    dimension, shrunk towards their mean by :func:`viewgp.calibration.shrunk_variance`): large where
+    residuals are large, and right on the keyframes left out one at a time.
     Queries are processed ``chunk`` at a time, so D can be a whole high-resolution frame.
 
     Returns:
@@ -358,6 +361,7 @@ def predict_residuals(
     with torch.no_grad():
         inv_diag = torch.cholesky_inverse(gp.cholesky_).diagonal()
         scale = (gp.alpha_.pow(2) / inv_diag[:, None]).mean(0)  # (D,) per-dimension LOO scale c_d^2
+    scale = torch.from_numpy(shrunk_variance(scale.cpu().numpy(), r.shape[0])).to(scale)
     m = poses_query.shape[0]
     var = np.empty((m, r.shape[1]), np.float32)
     for s in range(0, m, chunk):
