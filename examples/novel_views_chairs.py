@@ -54,7 +54,7 @@ HELD_OUT = set(random_object_names(25, 50))
 def evaluate_object(backbone, obj: str, size: int, steps: int, device: str, background: int) -> dict:
     """The pipeline's ``metrics.json`` method entries for one object's 60 novel views."""
     train, novel = chairs_protocol(obj, size=size, background=(background,) * 3)
-    config = PipelineConfig(methods=METHODS, n_samples=0, fit_steps=steps, device=device, progress=False, media=False,
+    config = PipelineConfig(methods=METHODS, n_samples=8, fit_steps=steps, device=device, progress=False, media=False,
                             output_size=size)
     with tempfile.TemporaryDirectory() as out:
         return run_pipeline(train, backbone, out, config, query=novel)["methods"]

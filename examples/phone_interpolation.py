@@ -56,7 +56,7 @@ PROTOCOLS = ("ends", "every:10", "smoothing")
 def evaluate_run(backbone, seed: int, frames: int, size: int, noise: float, steps, device: str) -> dict:
     """``{protocol: metrics.json method entries}`` for one rendered run."""
     run = phone_run(frames, size=size, seed=seed)
-    config = PipelineConfig(methods=METHODS, n_samples=0, fit_steps=steps, device=device, progress=False, media=False,
+    config = PipelineConfig(methods=METHODS, n_samples=8, fit_steps=steps, device=device, progress=False, media=False,
                             output_size=size)
     out: dict = {}
     for proto in PROTOCOLS:

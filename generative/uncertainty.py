@@ -28,14 +28,18 @@ def reconstruction_variance(keyframes: np.ndarray, reconstructed: np.ndarray, bl
 
     Args:
         keyframes, reconstructed: uint8 ``(N, S, S, 3)`` at the output size (the reconstructions
-            upsampled); squared errors on the [0, 1] scale, averaged over keyframes and channels, then
-            smoothed (Gaussian, ``blur`` pixels) so the estimate generalises to nearby pixels.
+            upsampled); squared errors on the [0, 1] scale, averaged over keyframes and channels,
+            smoothed (Gaussian, ``blur`` pixels) so the estimate generalises to nearby pixels, then
+            shrunk towards its frame mean (:func:`viewgp.calibration.shrunk_variance`).
     """
     import cv2
 
+    from viewgp.calibration import shrunk_variance
+
     err = ((keyframes.astype(np.float32) - reconstructed.astype(np.float32)) / 255.0) ** 2
     var = err.mean(axis=(0, 3))
-    return cv2.GaussianBlur(var, (0, 0), blur) if blur > 0 else var
+    var = cv2.GaussianBlur(var, (0, 0), blur) if blur > 0 else var
+    return shrunk_variance(var, len(keyframes)).astype(np.float32)
 
 
 def combine_sd(latent_sd: Optional[np.ndarray], extra_var: Optional[np.ndarray], size: int) -> np.ndarray:

@@ -210,8 +210,9 @@ def write_metrics(path: str, metrics: dict) -> None:
 
 def methods_table(metrics: Mapping[str, Any]) -> str:
     """The held-out scores of every method in ``metrics`` (as written to ``metrics.json``) as a text
-    table: MSE, PSNR, SSIM (and LPIPS when scored), best value of each column marked ``*``; then how
-    the headline method compares with the best method that uses no backbone."""
+    table: MSE, PSNR, SSIM (and LPIPS when scored), best value of each column marked ``*``, the share
+    of held-out pixels inside the 95% predictive interval (methods with uncertainty; calibrated: 0.95);
+    then how the headline method compares with the best method that uses no backbone."""
     methods = metrics["methods"]
     rows = [(m, e) for m, e in methods.items() if e.get("mse_held_out") is not None]
     if not rows:
@@ -222,12 +223,14 @@ def methods_table(metrics: Mapping[str, Any]) -> str:
         cols.append(("lpips_held_out", "LPIPS", min, "{:.4f}"))
     best = {key: pick(e[key] for _, e in rows if e.get(key) is not None) for key, _, pick, _ in cols}
     width = max(len(m) for m, _ in rows)
-    lines = [f"  {'method':<{width}}  " + "  ".join(f"{label:>9}" for _, label, _, _ in cols) + "  kind"]
+    lines = [f"  {'method':<{width}}  " + "  ".join(f"{label:>9}" for _, label, _, _ in cols) + f"  {'95% int.':>9}  kind"]
     for m, e in rows:
         cells = []
         for key, _, _, fmt in cols:
             v = e.get(key)
             cells.append(f"{(fmt.format(v) + ('*' if v == best[key] else ' ')) if v is not None else '-':>9}")
+        cov = (e.get("calibration") or {}).get("coverage_95")
+        cells.append(f"{'-' if cov is None else f'{cov:.3f}':>9}")
         lines.append(f"  {m:<{width}}  " + "  ".join(cells) + f"  {e.get('kind', '')}")
     head = metrics.get("headline")
     pixel = [(m, e["mse_held_out"]) for m, e in rows if e.get("kind", "").startswith("pixel")]

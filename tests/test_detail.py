@@ -116,7 +116,9 @@ def test_tables_mark_the_best_and_say_who_loses():
     entry = lambda mse, kind: {"mse_held_out": mse, "psnr_held_out": 10 * np.log10(1 / mse), "ssim_held_out": 0.5, "kind": kind}  # noqa: E731
     metrics = {"headline": "view+warp", "methods": {"view+warp": entry(0.02, "latent GP + warp"),
                                                      "px-gp": entry(0.01, "pixel baseline (no backbone)")}}
+    metrics["methods"]["px-gp"]["calibration"] = {"coverage_95": 0.9312}
     text = methods_table(metrics)
     assert "0.01000*" in text and "HIGHER MSE (loses)" in text
+    assert "95% int." in text.splitlines()[0] and "0.931" in text  # coverage where there is uncertainty
     text = aggregate_table({"a": metrics["methods"], "b": metrics["methods"]}, "runs")
     assert "px-gp" in text.splitlines()[3] and "loses" in text  # sorted: best first

@@ -16,12 +16,30 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["LEVELS", "RELIABILITY_LEVELS", "normal_quantile", "coverage", "nlpd", "calibration_summary"]
+__all__ = ["LEVELS", "RELIABILITY_LEVELS", "PRIOR_FRAMES", "normal_quantile", "coverage", "nlpd", "calibration_summary",
+           "shrunk_variance"]
 
 #: Central interval levels reported everywhere.
 LEVELS = (0.5, 0.9, 0.95)
 #: Levels of the reliability diagram.
 RELIABILITY_LEVELS = tuple(np.round(np.arange(0.05, 1.0, 0.05), 2))
+
+
+#: Pseudo-frames of the pooled value in :func:`shrunk_variance`.
+PRIOR_FRAMES = 2.0
+
+
+def shrunk_variance(per_unit, n: int, prior_frames: float = PRIOR_FRAMES) -> np.ndarray:
+    """Per-unit variances (pixels, dimensions), each a mean of ``n`` squared errors, shrunk towards
+    their pooled mean: ``(n v + n0 mean(v)) / (n + n0)``.
+
+    The posterior mean of a variance under a conjugate (inverse-gamma) prior centred on the pooled
+    value with ``n0 = prior_frames`` pseudo-observations. From a few keyframes a per-pixel variance is
+    often exactly 0 (a background the decoder gets right in every keyframe), and a query frame in
+    which something moves there then has errors at sd 0: unbounded log density, lost coverage.
+    """
+    v = np.asarray(per_unit, np.float64)
+    return (n * v + prior_frames * v.mean()) / (n + prior_frames)
 
 
 def normal_quantile(p: float) -> float:

@@ -1,0 +1,189 @@
+"""Uncertainty you can trust: calibration metrics, the leave-one-out scale, the variance terms of the
+decoded frames and the per-run report (metrics.json, reliability.png, report.html)."""
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from viewgp import poses as P
+from viewgp.calibration import calibration_summary, coverage, nlpd, normal_quantile, shrunk_variance
+from viewgp.latent_gp import LatentGP
+from viewgp.predict import gp_predict, predict_residuals
+
+
+# ------------------------------------------------------------------------------------ metrics
+def test_coverage_nlpd_and_sd_ratio_of_gaussian_errors():
+    rng = np.random.default_rng(0)
+    sd = rng.uniform(0.5, 2.0, 200_000)
+    err = rng.normal(size=sd.shape) * sd
+    c = calibration_summary(err, sd)
+    for p in (50, 90, 95):
+        assert c[f"coverage_{p}"] == pytest.approx(p / 100, abs=0.005)
+    assert c["sd_ratio"] == pytest.approx(1.0, abs=0.01)
+    assert c["reliability"]["0.25"] == pytest.approx(0.25, abs=0.005)
+    # Over-confident by 2x: the 95% interval is really a +-0.98 sd one.
+    half = calibration_summary(err, sd / 2)
+    assert half["coverage_95"] == pytest.approx(math.erf(0.98 / math.sqrt(2)), abs=0.005)
+    assert half["sd_ratio"] == pytest.approx(2.0, abs=0.02)
+    assert half["nlpd"] > c["nlpd"]
+    assert nlpd([0.0], [1.0]) == pytest.approx(0.5 * math.log(2 * math.pi))
+    assert coverage([1.0, 3.0], [1.0, 1.0], [0.95]) == {0.95: 0.5}
+    assert normal_quantile(0.975) == pytest.approx(1.959964, abs=1e-6)
+    with pytest.raises(ValueError, match="sd"):
+        calibration_summary([1.0], [-1.0])
+
+
+def test_shrunk_variance_keeps_the_mean_and_lifts_exact_zeros():
+    v = np.array([0.0, 0.0, 1.0, 3.0])
+    s = shrunk_variance(v, n=2)
+    assert s.mean() == pytest.approx(v.mean())
+    assert np.all(s > 0) and s[0] == pytest.approx(0.5)  # (2 * 0 + 2 * 1) / 4
+    assert np.allclose(shrunk_variance(v, n=10_000), v, atol=1e-3)  # many keyframes: their own value
+
+
+# ------------------------------------------------------------------------------------ leave-one-out
+def _fitted(n=25, d=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.linspace(0, 6, n, dtype=torch.float64)
+    rv = torch.stack([0.4 * torch.sin(t), 0.2 * torch.cos(0.5 * t), 0.1 * t], -1)
+    x = P.pose_features(P.so3_exp(rv), torch.stack([t / 3, torch.sin(t), 0 * t], -1), t)
+    z = torch.sin(x[:, :12] @ torch.randn(12, d, generator=g, dtype=torch.float64))
+    z = z + 0.05 * torch.randn(n, d, generator=g, dtype=torch.float64)
+    gp = LatentGP(mean="zero", noise=0.01).fit(x, z, steps=40)
+    return gp, x, z
+
+
+def test_closed_form_leave_one_out_equals_refitting_without_each_frame():
+    gp, x, z = _fitted()
+    mu, var = gp.loo()
+    state = gp.state_dict()
+    for i in (0, 7, 24):
+        keep = torch.arange(len(x)) != i
+        other = LatentGP(mean="zero")
+        other.load_state_dict(state)
+        other.fit(x[keep], z[keep], optimize=False)  # same hyper-parameters, frame i left out
+        m, v = other.predict(x[i : i + 1], include_noise=True)
+        assert torch.allclose(mu[i], m[0], atol=1e-8)
+        assert float(var[i]) == pytest.approx(float(v[0]), rel=1e-8)
+    scaled = ((z - mu) ** 2 / var[:, None]).mean()
+    assert gp.loo_scale() == pytest.approx(float(scaled), rel=1e-10)
+    assert gp.loo_error() == pytest.approx(float(((z - mu) ** 2).mean()), rel=1e-10)
+
+
+def test_gp_predict_is_calibrated_by_the_leave_one_out_scale():
+    gp, x, z = _fitted(n=40, d=6, seed=1)
+    obs, held = torch.arange(40) % 3 != 1, torch.arange(40) % 3 == 1
+    p = gp_predict("view", x[obs], z[obs].numpy(), x[held], n_samples=400, seed=0)
+    assert p.loo_scale == pytest.approx(p.model.loo_scale())
+    assert np.allclose(p.predictive_var, p.loo_scale * (p.var + p.noise))
+    # The samples are of observations at that variance (function + noise, scaled).
+    spread = p.samples.var(axis=0).mean(axis=-1)
+    assert np.allclose(spread, p.predictive_var, rtol=0.25)
+    raw = gp_predict("view", x[obs], z[obs].numpy(), x[held], n_samples=400, seed=0, calibrated=False)
+    assert np.allclose(raw.samples.var(axis=0).mean(axis=-1), raw.var, rtol=0.25)
+
+
+def test_residual_variance_is_never_zero_for_a_pixel_every_keyframe_gets_right():
+    _, x, _ = _fitted()
+    rng = np.random.default_rng(0)
+    res = rng.normal(0, 0.05, (25, 6))
+    res[:, 0] = 0.0  # e.g. a background pixel the decoder reconstructs exactly in every keyframe
+    _, var, _ = predict_residuals("view", x[:25], torch.from_numpy(res), x[:3])
+    assert np.all(var > 0) and var[:, 0].min() > 1e-6
+
+
+def test_reconstruction_variance_is_shrunk_towards_the_frame_mean():
+    from generative.uncertainty import combine_sd, reconstruction_variance
+
+    frames = np.full((3, 16, 16, 3), 255, np.uint8)
+    recon = frames.copy()
+    recon[:, :8] = 127  # the top half reconstructed badly, the bottom half exactly
+    v = reconstruction_variance(frames, recon, blur=0)
+    assert v[12, 5] > 0 and v[2, 5] > v[12, 5]
+    assert v.mean() == pytest.approx(0.5 * (128 / 255) ** 2, rel=1e-5)
+    sd = combine_sd(np.zeros((2, 8, 8), np.float32), v, 16)
+    assert sd.shape == (2, 16, 16) and np.allclose(sd[0] ** 2, v, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------ pipeline outputs
+@pytest.fixture(scope="module")
+def demo_like(tmp_path_factory):
+    from sequences.pipeline import PipelineConfig, run_pipeline
+    from sequences.synthetic import phone_run
+    from tests.test_pipeline_e2e import TinyBackbone
+    from viewgp.keyframes import parse_keyframes
+
+    out = tmp_path_factory.mktemp("run")
+    run = phone_run(n_frames=30, size=32, seed=0)
+    run = run.with_observed(parse_keyframes("every:5", len(run)))
+    cfg = PipelineConfig(methods=("view", "linear", "time"), n_samples=4, progress=False)
+    run_pipeline(run, TinyBackbone(), str(out), cfg)
+    return out
+
+
+def test_metrics_json_carries_calibration_for_every_method_with_uncertainty(demo_like):
+    m = json.loads((demo_like / "metrics.json").read_text())
+    with_sd = {k for k, v in m["methods"].items() if "calibration" in v}
+    assert {"view", "time", "view+warp", "view+detail", "px-gp"} <= with_sd
+    assert not with_sd & {"linear", "px-nearest-time", "px-blend", "per-frame"}  # no uncertainty to score
+    for k in with_sd:
+        c = m["methods"][k]["calibration"]
+        assert 0 <= c["coverage_50"] <= c["coverage_90"] <= c["coverage_95"] <= 1 and math.isfinite(c["nlpd"])
+    parts = [k for k, v in m["calibration_ablation"].items() if isinstance(v, dict)]
+    assert parts[0].startswith("latent function only") and parts[-1].startswith("+ leave-one-out")
+    # Each added variance term widens the intervals.
+    cov = [m["calibration_ablation"][k]["coverage_95"] for k in parts]
+    assert all(b >= a - 1e-9 for a, b in zip(cov, cov[1:-1]))
+    assert set(m["latent_calibration"]) == {"view", "time"}
+
+
+def test_report_html_is_self_contained_and_names_every_method(demo_like):
+    page = (demo_like / "report.html").read_text()
+    m = json.loads((demo_like / "metrics.json").read_text())
+    assert not re.search(r"(src|href)=['\"]?(https?:|//)", page)  # nothing fetched from a network
+    for ref in re.findall(r"(?:src|href|poster)='([^']+)'", page):
+        assert (demo_like / ref).is_file(), ref
+    for name in m["methods"]:
+        assert f"<td>{name}</td>" in page
+    assert "class=\"best\"" in page and "reliability.png" in page and (demo_like / "reliability.png").stat().st_size > 0
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium installed (apt install chromium) to open report.html")
+def test_report_opens_and_its_videos_play_in_headless_chromium(demo_like, tmp_path):
+    browser = _chromium()
+    args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--mute-audio", "--allow-file-access-from-files"]
+    shot = tmp_path / "page.png"
+    subprocess.run(args + [f"--screenshot={shot}", "--window-size=1280,900", (demo_like / "report.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    from generative.imageio import read_image
+
+    img = read_image(str(shot))
+    assert img.shape[:2] == (900, 1280) and img.std() > 10  # rendered, not a blank page
+    # A probe page next to the report: each video decodes (H.264 in MP4) and reports its frame size.
+    probe = demo_like / "probe.html"
+    probe.write_text("<!doctype html><body><pre id=out></pre><script>const out=document.getElementById('out');"
+                     "for (const n of ['comparison.mp4','uncertainty.mp4']) { const v=document.createElement('video');"
+                     "v.muted=true; v.src=n; v.onloadeddata=()=>{out.textContent+=n+' '+v.videoWidth+'x'+v.videoHeight+'\\n'};"
+                     "v.onerror=()=>{out.textContent+=n+' error\\n'}; document.body.appendChild(v);}</script>")
+    try:
+        dom = subprocess.run(args + ["--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+                             check=True, capture_output=True, text=True, timeout=120).stdout
+    finally:
+        os.remove(probe)
+    for name in ("comparison.mp4", "uncertainty.mp4"):
+        found = re.search(re.escape(name) + r" (\d+)x(\d+)", dom)
+        assert found and int(found.group(1)) > 0, f"{name} did not play: {dom[-300:]}"
