@@ -18,6 +18,8 @@ from typing import Optional
 
 import numpy as np
 
+from viewgp.calibration import shrunk_variance
+
 from .detail import resize_maps
 
 __all__ = ["reconstruction_variance", "combine_sd"]
@@ -33,8 +35,6 @@ def reconstruction_variance(keyframes: np.ndarray, reconstructed: np.ndarray, bl
             shrunk towards its frame mean (:func:`viewgp.calibration.shrunk_variance`).
     """
     import cv2
-
-    from viewgp.calibration import shrunk_variance
 
     err = ((keyframes.astype(np.float32) - reconstructed.astype(np.float32)) / 255.0) ** 2
     var = err.mean(axis=(0, 3))

@@ -271,7 +271,9 @@ def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, co
         recon = np.zeros((len(z_all), backbone.resolution, backbone.resolution, 3), np.uint8)
         recon[have] = decode_frames(backbone, z_all[have], config.batch_size)
         outputs["per-frame"] = resize_frames(recon, size)
-    recon_var = reconstruction_variance(keyframes, resize_frames(decode_frames(backbone, z_all[obs], config.batch_size), size))
+    # The keyframes' reconstructions: already decoded above for the run's own frames.
+    recon_obs = recon[obs] if own_frames else decode_frames(backbone, z_all[obs], config.batch_size)
+    recon_var = reconstruction_variance(keyframes, resize_frames(recon_obs, size))
     decoded = {m: decode_frames(backbone, p.mean, config.batch_size) for m, p in preds.items()}
     head_sd = None
     if preds[head].samples is not None:

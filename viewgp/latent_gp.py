@@ -126,11 +126,13 @@ class _FusedNLL(torch.autograd.Function):
     def forward(ctx, gp, plan: FusedGram, x: Tensor, c: Tensor, d: int, noise: Tensor, *hyper: Tensor) -> Tensor:
         L = gp._gram_cholesky(x, plan, float(noise))
         n, k = L.shape[0], c.shape[1]
-        rhs = c.detach()
+        rhs, Z = c.detach(), None
         if gp.trace_method(n) == "hutchinson":  # the probes ride along in the same triangular solves
-            rhs = torch.cat([rhs, _rademacher(n, gp.trace_probes, L.dtype, L.device)], 1)
+            Z = _rademacher(n, gp.trace_probes, L.dtype, L.device)
+            rhs = torch.cat([rhs, Z], 1)
         B = torch.linalg.solve_triangular(L, rhs, upper=False)
         ctx.save_for_backward(L, B)
+        ctx.probes = Z
         ctx.gp, ctx.plan, ctx.x, ctx.d, ctx.k = gp, plan, x, d, k
         ctx.scales = (float(hyper[0]), float(noise))
         return d * torch.log(L.diagonal()).sum() + 0.5 * B[:, :k].square().sum()
@@ -141,12 +143,12 @@ class _FusedNLL(torch.autograd.Function):
         L, B = ctx.saved_tensors
         n, d, k = L.shape[0], ctx.d, ctx.k
         need_c = ctx.needs_input_grad[3]
-        if B.shape[1] > k:
+        Z = ctx.probes
+        if Z is not None:
             # (no subnormal check of L: no product of its entries is formed in float32 here)
             dtype = ctx.gp.gradient_dtype(n, *ctx.scales)
             # tr(K_y^-1 dK) ~ mean_p z_p^T K_y^-1 dK z_p with fixed Rademacher probes Z (n, P): W becomes
             # the low-rank 1/2 (D sym(U Z^T) / P - A A^T), U = K_y^-1 Z, and no inverse is formed.
-            Z = _rademacher(n, B.shape[1] - k, L.dtype, L.device)
             AU = torch.linalg.solve_triangular(L.mT, B, upper=True)
             A, U = AU[:, :k], AU[:, k:]
             gc = A * g if need_c else None
@@ -830,35 +832,36 @@ class LatentGP(nn.Module):
             mean = self.project(mean.reshape((-1,) + self.latent_shape_))
         return mean, out2.detach()
 
+    def _loo_precision(self) -> Tensor:
+        """``[K_y^-1]_ii`` ``(N,)`` of the fitted frames, from the one Cholesky factor (no refit)."""
+        self._require_fit()
+        return torch.cholesky_inverse(self.cholesky_).diagonal()
+
     def loo(self) -> tuple[Tensor, Tensor]:
         """Closed-form leave-one-out predictions at the fitted frames (Rasmussen & Williams eq. 5.12):
         frame ``i`` predicted from all the others has mean ``y_i - [K_y^-1 r]_i / [K_y^-1]_ii`` ``(N, D)``
         (flat, unprojected; the prior mean ``mean_`` held fixed) and the predictive variance of an
         *observation* ``1 / [K_y^-1]_ii`` ``(N,)``;
         from the one Cholesky factor, no refit."""
-        self._require_fit()
         with torch.no_grad():
-            inv_diag = torch.cholesky_inverse(self.cholesky_).diagonal()
+            inv_diag = self._loo_precision()
             r = self._Ky(self.train_poses_) @ self.alpha_  # Z - mean
             return self.mean_ + r - self.alpha_ / inv_diag[:, None], 1.0 / inv_diag
 
     def loo_error(self) -> float:
         """Mean squared leave-one-out error of the fitted frames over frames and dimensions,
         ``mean((alpha / [K_y^-1]_ii)^2)`` (closed form, as :meth:`loo`)."""
-        self._require_fit()
         with torch.no_grad():
-            inv_diag = torch.cholesky_inverse(self.cholesky_).diagonal()
-            return float((self.alpha_ / inv_diag[:, None]).pow(2).mean())
+            return float((self.alpha_ / self._loo_precision()[:, None]).pow(2).mean())
 
-    def loo_scale(self) -> float:
+    def loo_scale(self, per_dimension: bool = False):
         """The variance scale ``c^2`` that calibrates the leave-one-out predictions of the fitted frames:
         the mean over frames and dimensions of ``(y - mu_loo)^2 / var_loo`` ``= alpha^2 / [K_y^-1]_ii``
         (about 1 for a well-specified model). Multiply predictive variances by it; it is chosen from the
-        observed frames alone."""
-        self._require_fit()
+        observed frames alone. ``per_dimension``: the mean over frames only, ``(D,)`` tensor ``c_d^2``."""
         with torch.no_grad():
-            inv_diag = torch.cholesky_inverse(self.cholesky_).diagonal()
-            return float((self.alpha_.pow(2) / inv_diag[:, None]).mean())
+            terms = self.alpha_.pow(2) / self._loo_precision()[:, None]
+            return terms.mean(0) if per_dimension else float(terms.mean())
 
     def sample(self, poses, n: int, generator: Optional[torch.Generator] = None, scale: float = 1.0,
                include_noise: bool = False) -> Tensor:

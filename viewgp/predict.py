@@ -358,10 +358,8 @@ def predict_residuals(
     gp.fit(poses_obs, r, steps=steps, optimize=steps > 0)
     hyper = gp.hyperparameters()
     noise = float(gp.noise.detach())
-    with torch.no_grad():
-        inv_diag = torch.cholesky_inverse(gp.cholesky_).diagonal()
-        scale = (gp.alpha_.pow(2) / inv_diag[:, None]).mean(0)  # (D,) per-dimension LOO scale c_d^2
-    scale = torch.from_numpy(shrunk_variance(scale.cpu().numpy(), r.shape[0])).to(scale)
+    c2 = gp.loo_scale(per_dimension=True)  # (D,) per-dimension LOO scale c_d^2
+    scale = torch.from_numpy(shrunk_variance(c2.cpu().numpy(), r.shape[0])).to(c2)
     m = poses_query.shape[0]
     var = np.empty((m, r.shape[1]), np.float32)
     for s in range(0, m, chunk):
