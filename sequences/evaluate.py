@@ -173,13 +173,15 @@ def pixel_baselines(
     return out
 
 
-def pixel_calibration(frames: np.ndarray, truth: np.ndarray, sd: np.ndarray, held: np.ndarray) -> Optional[dict]:
+def pixel_calibration(frames: np.ndarray, truth: np.ndarray, sd: np.ndarray, held: np.ndarray,
+                      dof: Optional[float] = None) -> Optional[dict]:
     """Calibration of per-pixel predictive sd over the ``held`` ``(M,)`` out frames
-    (:func:`viewgp.calibration.calibration_summary`): ``frames``, ``truth`` uint8 ``(M, S, S, 3)``,
-    ``sd`` ``(M, S, S)`` on the [0, 1] scale (one sd for the three channels). ``None`` without held-out frames."""
+    (:func:`viewgp.calibration.calibration_summary`, Student-t with ``dof`` or Gaussian): ``frames``,
+    ``truth`` uint8 ``(M, S, S, 3)``, ``sd`` ``(M, S, S)`` on the [0, 1] scale (one sd for the three
+    channels). ``None`` without held-out frames."""
     from viewgp.calibration import calibration_summary
 
     if not held.any():
         return None
     err = (frames[held].astype(np.float32) - truth[held].astype(np.float32)) / 255.0
-    return calibration_summary(err, np.broadcast_to(sd[held][..., None], err.shape))
+    return calibration_summary(err, np.broadcast_to(sd[held][..., None], err.shape), dof)

@@ -30,7 +30,7 @@ from sequences.report import write_frame_outputs, write_html, write_metrics, wri
 from sequences.video import video_codec
 from sequences.views import azimuth_sweep  # noqa: F401  (re-exported: the CLI builds novel-view queries here)
 from viewgp.keyframes import parse_keyframes  # noqa: F401  (re-exported for the CLI)
-from viewgp.predict import BASELINES, Prediction, predict_latents
+from viewgp.predict import BASELINES, Prediction, predict_latents, scale_dof
 
 __all__ = ["PipelineConfig", "run_pipeline", "output_size", "parse_keyframes", "azimuth_sweep"]
 
@@ -115,10 +115,15 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
                "output_size": int(size), "headline": headline, "panels": labels, "timings": timings,
                "video": {"codec": video_codec(), "fps": round(fps, 6)}}
     held = ~obs if query is None else np.ones(len(times_q), bool)
-    metrics |= _scores(outputs, preds, truth, held, have, sd_maps, config)
+    # Every calibrated variance here (latent GPs, residual detail, pixel GP) is scaled from the same
+    # keyframes: Student-t with that many degrees of freedom (viewgp.calibration).
+    dof = scale_dof(int(obs.sum()))
+    metrics |= _scores(outputs, preds, truth, held, have, sd_maps, config, dof)
     if truth is not None and ablation:
-        metrics["calibration_ablation"] = {"method": headline, **{label: pixel_calibration(outputs[headline], truth, sd, held)
-                                                                  for label, sd in ablation.items()}}
+        rows = {label: pixel_calibration(outputs[headline], truth, sd, held) for label, sd in ablation.items()}
+        last = list(ablation)[-1]
+        rows[f"+ Student-t ({int(obs.sum())} keyframes)"] = pixel_calibration(outputs[headline], truth, ablation[last], held, dof)
+        metrics["calibration_ablation"] = {"method": headline, **rows}
     if query is None:
         metrics["latent_calibration"] = _latent_calibration(preds, z_all, held)
     _write_report(out_dir, metrics, config.media)
@@ -149,7 +154,7 @@ def _pixel_baselines(run, obs, keyframes, poses_q, times_q, head: str, config: P
                            device=config.device, novel=novel)
 
 
-def _scores(outputs, preds, truth, held, have, sd_maps, config: PipelineConfig) -> dict[str, Any]:
+def _scores(outputs, preds, truth, held, have, sd_maps, config: PipelineConfig, dof: Optional[float] = None) -> dict[str, Any]:
     """``metrics.json``'s scores: every method's entry (:func:`sequences.evaluate.method_metrics`, with its
     kind and fitted hyper-parameters), LPIPS availability and the per-frame reconstruction error (over the
     frames that have a latent; an inverted backbone's per-frame panel is not scored as a method)."""
@@ -165,7 +170,7 @@ def _scores(outputs, preds, truth, held, have, sd_maps, config: PipelineConfig) 
                  "fit_seconds": pred.fit_seconds if pred else 0.0}
         entry |= method_metrics(frames, truth, held, pred.var if pred else None, lpips)
         if truth is not None and m in sd_maps:
-            entry["calibration"] = pixel_calibration(frames, truth, sd_maps[m], held)
+            entry["calibration"] = pixel_calibration(frames, truth, sd_maps[m], held, dof)
         out["methods"][m] = entry
     return out
 
@@ -181,7 +186,7 @@ def _latent_calibration(preds, z_all, held) -> dict[str, Optional[dict]]:
         if p.predictive_var is None or not have.any():
             continue
         err = (z_all[have] - p.mean[have]).reshape(int(have.sum()), -1)
-        out[m] = calibration_summary(err, np.sqrt(p.predictive_var[have])[:, None])
+        out[m] = calibration_summary(err, np.sqrt(p.predictive_var[have])[:, None], p.dof)
     return out
 
 

@@ -355,16 +355,18 @@ def write_html(out_dir: str, metrics: Mapping[str, Any], title: str = "viewgp ru
         parts.append("<h2>Held-out frames, every method</h2>")
         parts.append("<p class=note>Best value of each column in green. 'pixel baseline' rows use no backbone at "
                      "all. Interval coverage: the fraction of held-out pixels inside the central 50% / 95% "
-                     "predictive interval (calibrated: 0.50 / 0.95).</p>")
+                     "predictive interval (calibrated: 0.50 / 0.95); Student-t intervals with the number of "
+                     "keyframes as degrees of freedom, since the variance scale is estimated from them.</p>")
         parts.append(_cells(rows, columns))
     abl = metrics.get("calibration_ablation")
     if abl:
         arows = [{"part": _html.escape(k), "cov50": v["coverage_50"], "cov90": v["coverage_90"], "cov95": v["coverage_95"],
-                  "nlpd": v["nlpd"], "ratio": v["sd_ratio"]} for k, v in abl.items() if isinstance(v, dict)]
+                  "nlpd": v["nlpd"], "rmsz": v.get("rms_z"), "ratio": v["sd_ratio"]}
+                 for k, v in abl.items() if isinstance(v, dict)]
         parts.append(f"<h2>Uncertainty of {_html.escape(str(abl.get('method')))}, built up part by part</h2>")
         parts.append(_cells(arows, [("part", "sd map", "", ""), ("cov50", "50%", "", "{:.3f}"), ("cov90", "90%", "", "{:.3f}"),
                                     ("cov95", "95%", "", "{:.3f}"), ("nlpd", "NLPD", "min", "{:.3g}"),
-                                    ("ratio", "rms error / rms sd", "", "{:.2f}")]))
+                                    ("rmsz", "rms(error / sd)", "", "{:.2f}"), ("ratio", "rms error / rms sd", "", "{:.2f}")]))
     images = [(n, label) for n, label in (("reliability.png", "Reliability diagram"),
                                            ("latent_trajectories.png", "Latent trajectories (2-sigma bands)"),
                                            ("kernel_matrices.png", "Pose kernel matrices")) if exists(n)]

@@ -183,7 +183,7 @@ def tracking_table(
             from viewgp.calibration import calibration_summary
 
             flat = err.reshape(len(err), -1)
-            row["calibration"] = calibration_summary(flat, np.sqrt(pred.predictive_var)[:, None])
+            row["calibration"] = calibration_summary(flat, np.sqrt(pred.predictive_var)[:, None], pred.dof)
             row["calibration_before"] = calibration_summary(flat, np.sqrt(np.asarray(pred.var))[:, None])
         rows.append(row)
     return rows

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from viewgp import poses as P
-from viewgp.calibration import calibration_summary, coverage, nlpd, normal_quantile, shrunk_variance
+from viewgp.calibration import calibration_summary, coverage, interval_half_width, nlpd, normal_quantile, shrunk_variance
 from viewgp.latent_gp import LatentGP
 from viewgp.predict import gp_predict, predict_residuals
 
@@ -38,6 +38,42 @@ def test_coverage_nlpd_and_sd_ratio_of_gaussian_errors():
     assert normal_quantile(0.975) == pytest.approx(1.959964, abs=1e-6)
     with pytest.raises(ValueError, match="sd"):
         calibration_summary([1.0], [-1.0])
+
+
+def test_student_t_intervals_and_density():
+    from scipy import stats
+
+    assert interval_half_width(0.95) == pytest.approx(1.959964, abs=1e-6)
+    assert interval_half_width(0.95, dof=2) == pytest.approx(4.302653, abs=1e-6)
+    assert interval_half_width(0.95, dof=float("inf")) == pytest.approx(1.959964, abs=1e-6)
+    with pytest.raises(ValueError, match="dof"):
+        interval_half_width(0.95, dof=0)
+    # Errors from a t_3 with scale sd: Gaussian intervals under-cover (heavy tails); the t intervals
+    # are right at every level.
+    rng = np.random.default_rng(1)
+    sd = rng.uniform(0.5, 2.0, 200_000)
+    err = stats.t.rvs(3, size=sd.shape, random_state=rng) * sd
+    gauss, t = calibration_summary(err, sd), calibration_summary(err, sd, dof=3)
+    assert gauss["coverage_95"] < 0.9 and gauss["dof"] is None
+    for p in (50, 90, 95):
+        assert t[f"coverage_{p}"] == pytest.approx(p / 100, abs=0.005)
+    assert t["nlpd"] < gauss["nlpd"] and t["dof"] == 3.0
+    e = np.array([0.3, -2.0, 5.0])
+    assert nlpd(e, [1.0, 2.0, 0.5], dof=4) == pytest.approx(-np.mean(stats.t.logpdf(e, 4, scale=[1.0, 2.0, 0.5])))
+    assert nlpd(e, [1.0] * 3, dof=1e8) == pytest.approx(nlpd(e, [1.0] * 3), rel=1e-5)
+    # rms_z is the factor the sd is off by, frame by frame; sd_ratio pools errors and sds.
+    c = calibration_summary([0.1, 1.0], [1.0, 0.1])
+    assert c["sd_ratio"] == pytest.approx(1.0) and c["rms_z"] == pytest.approx(math.sqrt((0.01 + 100) / 2))
+
+
+def test_gp_prediction_is_student_t_with_the_observed_frames_as_degrees_of_freedom():
+    from viewgp.predict import LOO_MAX_FRAMES, scale_dof
+
+    gp, x, z = _fitted(n=12)
+    p = gp_predict("view", x[::2], z[::2].numpy(), x[1::2], steps=0)
+    assert p.dof == 6.0
+    assert gp_predict("view", x[::2], z[::2].numpy(), x[1::2], steps=0, calibrated=False).dof is None
+    assert scale_dof(1) is None and scale_dof(LOO_MAX_FRAMES + 1) is None and scale_dof(2) == 2.0
 
 
 def test_shrunk_variance_keeps_the_mean_and_lifts_exact_zeros():
@@ -137,10 +173,16 @@ def test_metrics_json_carries_calibration_for_every_method_with_uncertainty(demo
         c = m["methods"][k]["calibration"]
         assert 0 <= c["coverage_50"] <= c["coverage_90"] <= c["coverage_95"] <= 1 and math.isfinite(c["nlpd"])
     parts = [k for k, v in m["calibration_ablation"].items() if isinstance(v, dict)]
-    assert parts[0].startswith("latent function only") and parts[-1].startswith("+ leave-one-out")
-    # Each added variance term widens the intervals.
+    assert parts[0].startswith("latent function only") and parts[-2].startswith("+ leave-one-out")
+    n = m["n_observed"]
+    assert n == 7 and parts[-1] == f"+ Student-t ({n} keyframes)"
+    # Each added variance term widens the intervals, and so do the t intervals of the same sd.
     cov = [m["calibration_ablation"][k]["coverage_95"] for k in parts]
-    assert all(b >= a - 1e-9 for a, b in zip(cov, cov[1:-1]))
+    assert all(b >= a - 1e-9 for a, b in zip(cov, cov[1:-2]))
+    assert cov[-1] >= cov[-2] and m["calibration_ablation"][parts[-1]]["dof"] == n
+    # Every calibrated method's intervals are Student-t with the keyframe count as degrees of freedom.
+    assert {m["methods"][k]["calibration"]["dof"] for k in with_sd} == {n}
+    assert {c["dof"] for c in m["latent_calibration"].values()} == {n}
     assert set(m["latent_calibration"]) == {"view", "time"}
 
 

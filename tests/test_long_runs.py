@@ -104,6 +104,43 @@ def test_fused_likelihood_and_gradient_equal_autograd_through_gpytorch(translati
     assert float((g32 - ref_g).abs().max() / ref_g.abs().max()) < 1e-4
 
 
+@pytest.mark.parametrize("translation,temporal", FACTORS)
+def test_fused_gradient_from_the_kept_kernel_blocks_equals_recomputing_them(translation, temporal):
+    x = _poses(70)
+    plan = FusedGram.from_kernel(_kernel(translation, temporal))
+    plan.block = 16  # several blocks, the last one short
+    W = torch.randn(70, 70, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    W = W + W.mT
+    K = plan.matrix(x, add_diagonal=0.3, lower_only=True)
+    lower = K.tril().clone()
+    recomputed = plan.gradient(x, W)
+    reused = plan.gradient(x, W, gram=K)
+    torch.testing.assert_close(torch.stack(reused), torch.stack(recomputed), rtol=1e-12, atol=1e-12)
+    assert torch.equal(K.tril(), lower)  # read, not overwritten (the noise stays out of the gradient)
+    gp = LatentGP(kernel=_kernel(translation, temporal), noise=0.3)
+    L, kept = gp._gram_cholesky(x, plan, 0.3, keep=True)
+    assert kept is not None and torch.equal(kept.tril(), lower)
+
+
+def test_kernel_blocks_are_not_kept_when_memory_is_short(monkeypatch):
+    import viewgp.latent_gp as lg
+
+    x, z = _trajectory(40)
+    gp = _gp()
+    plan = gp._plan()
+    monkeypatch.setattr(lg, "_available_bytes", lambda device: 5 * 40 * 40 * 8)  # 2 buffers fit, 3 do not
+    L, kept = gp._gram_cholesky(x, plan, 0.05, keep=True)
+    assert kept is None
+    loss = -gp.log_marginal_likelihood(x, z)
+    loss.backward()
+    g_short = torch.cat([p.grad.reshape(-1) for p in gp.parameters()])
+    monkeypatch.undo()
+    gp.zero_grad()
+    (-gp.log_marginal_likelihood(x, z)).backward()
+    g = torch.cat([p.grad.reshape(-1) for p in gp.parameters()])
+    torch.testing.assert_close(g_short, g, rtol=1e-10, atol=1e-10)
+
+
 def test_fused_gradient_with_respect_to_latents():
     x = _poses(25)
     z = torch.randn(25, 4, dtype=torch.float64, requires_grad=True)

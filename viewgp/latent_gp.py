@@ -116,7 +116,8 @@ def _rademacher(n: int, p: int, dtype: torch.dtype, device) -> Tensor:
 class _FusedNLL(torch.autograd.Function):
     """``-log p(Z)`` without the constant for a kernel covered by :class:`FusedGram`.
 
-    Forward: ``K_y`` built block-wise into one buffer and factorised in place, ``B = L^-1 C``, value
+    Forward: ``K_y`` built block-wise into one buffer and factorised (in place when memory is short;
+    else ``K_y`` is kept, and its blocks serve the backward pass), ``B = L^-1 C``, value
     ``D sum(log diag L) + 1/2 ||B||^2``. Backward: ``W = 1/2 (D K_y^-1 - A A^T)`` with
     ``A = L^-T B`` (in the GP's :meth:`LatentGP.gradient_dtype`), then the fused kernel gradient;
     inputs ``(gp, plan, x, c, d, noise, outputscale, *lengthscales)``.
@@ -124,7 +125,7 @@ class _FusedNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gp, plan: FusedGram, x: Tensor, c: Tensor, d: int, noise: Tensor, *hyper: Tensor) -> Tensor:
-        L = gp._gram_cholesky(x, plan, float(noise))
+        L, gram = gp._gram_cholesky(x, plan, float(noise), keep=True)
         n, k = L.shape[0], c.shape[1]
         rhs, Z = c.detach(), None
         if gp.trace_method(n) == "hutchinson":  # the probes ride along in the same triangular solves
@@ -132,7 +133,7 @@ class _FusedNLL(torch.autograd.Function):
             rhs = torch.cat([rhs, Z], 1)
         B = torch.linalg.solve_triangular(L, rhs, upper=False)
         ctx.save_for_backward(L, B)
-        ctx.probes = Z
+        ctx.probes, ctx.gram = Z, gram  # the kernel's blocks serve the gradient again
         ctx.gp, ctx.plan, ctx.x, ctx.d, ctx.k = gp, plan, x, d, k
         ctx.scales = (float(hyper[0]), float(noise))
         return d * torch.log(L.diagonal()).sum() + 0.5 * B[:, :k].square().sum()
@@ -155,7 +156,8 @@ class _FusedNLL(torch.autograd.Function):
             w = 0.25 * d / Z.shape[1]
             left = torch.cat([U * w, Z * w, A * -0.5], 1).to(dtype)
             right = torch.cat([Z, U, A], 1).to(dtype)
-            grads = ctx.plan.gradient(ctx.x, lambda s, e: left[s:e] @ right[:e].mT)
+            grads = ctx.plan.gradient(ctx.x, lambda s, e: left[s:e] @ right[:e].mT, gram=ctx.gram)
+            ctx.gram = None
             g_noise = (0.5 * d / Z.shape[1]) * (Z * U).sum() - 0.5 * A.square().sum()
             out = [g * v.to(L.dtype) for v in [g_noise] + grads]
             return (None, None, None, gc, None, *out)
@@ -168,7 +170,9 @@ class _FusedNLL(torch.autograd.Function):
         # W = d(-log p)/dK_y = 1/2 (D K_y^-1 - A A^T), formed block by block on the lower triangle only:
         # A A^T then costs half a full product and W never exists whole.
         grads = ctx.plan.gradient(
-            ctx.x, lambda s, e: torch.addmm(Kinv[s:e, :e], A[s:e], A[:e].mT, beta=0.5 * d, alpha=-0.5))
+            ctx.x, lambda s, e: torch.addmm(Kinv[s:e, :e], A[s:e], A[:e].mT, beta=0.5 * d, alpha=-0.5),
+            gram=ctx.gram)
+        ctx.gram = None
         g_noise = 0.5 * d * Kinv.diagonal().sum(dtype=torch.float64) - 0.5 * A.square().sum(dtype=torch.float64)
         out = [g * v.to(L.dtype) for v in [g_noise] + grads]
         return (None, None, None, gc, None, *out)
@@ -399,17 +403,28 @@ class LatentGP(nn.Module):
     def _plan(self) -> Optional[FusedGram]:
         return FusedGram.from_kernel(self.kernel) if self.fused else None
 
-    def _gram_cholesky(self, x: Tensor, plan: FusedGram, noise: float) -> Tensor:
-        """Cholesky factor of ``K(x, x) + noise I`` built by ``plan``, factorised in place."""
+    def _gram_cholesky(self, x: Tensor, plan: FusedGram, noise: float, keep: bool = False):
+        """Cholesky factor of ``K(x, x) + noise I`` built by ``plan`` (factorised in place when memory
+        is short). ``keep``: return ``(L, K_y)``, with ``K_y`` (lower triangle written) ``None`` unless
+        it could be kept beside the factor and the gradient's ``K_y^-1`` (three N x N buffers)."""
         hyper = [float(v.detach()) for v in plan.hyperparameters()] + [noise]
         if not all(math.isfinite(v) and v > 0 for v in hyper):
             raise ValueError(f"kernel hyper-parameters must be finite and positive, got {self.hyperparameters()}")
         # In place only when a second N x N buffer does not fit: LAPACK through an aliased output is
         # 27-35% slower than into a fresh buffer (measured at N = 2,000-10,000).
         n = x.shape[0]
-        in_place = 2 * n * n * x.element_size() > 0.5 * _available_bytes(self._device)
-        return self._factor_with_jitter(lambda j: plan.matrix(x, add_diagonal=noise + j, lower_only=True),
-                                        in_place=in_place, check=False)
+        avail = 0.5 * _available_bytes(self._device)
+        in_place = 2 * n * n * x.element_size() > avail
+        built: list[Tensor] = []
+
+        def build(j: float) -> Tensor:
+            built[:] = [plan.matrix(x, add_diagonal=noise + j, lower_only=True)]
+            return built[0]
+
+        L = self._factor_with_jitter(build, in_place=in_place, check=False)
+        if not keep:
+            return L
+        return L, (None if in_place or 3 * n * n * x.element_size() > avail else built[0])
 
     def gradient_dtype(self, n: int, outputscale: float, noise: float, factor: Optional[Tensor] = None) -> torch.dtype:
         """Dtype of ``K_y^-1`` in the likelihood gradient at ``n`` frames (fused kernels).

@@ -66,7 +66,9 @@ class Prediction:
     ``noise`` the fitted observation-noise variance ``s_n^2``; ``loo_scale`` the closed-form
     leave-one-out variance scale ``c^2`` (:meth:`LatentGP.loo_scale`). :attr:`predictive_var` is the
     calibrated variance of an observation, ``c^2 (var + s_n^2)``; ``samples`` (with ``calibrated``, the
-    default) are draws of observations from it."""
+    default) are draws of observations from it. ``dof``: the scale was estimated from that many frames,
+    so the predictive distribution is Student-t with ``dof`` degrees of freedom and scale
+    ``sqrt(predictive_var)`` (:mod:`viewgp.calibration`; ``None``: Gaussian)."""
 
     method: str
     mean: np.ndarray  # (M, *latent_shape)
@@ -77,6 +79,7 @@ class Prediction:
     noise: Optional[float] = None
     model: Optional[LatentGP] = field(default=None, repr=False)  # the fitted GP (GP methods)
     loo_scale: float = 1.0
+    dof: Optional[float] = None
 
     @property
     def predictive_var(self) -> Optional[np.ndarray]:
@@ -84,6 +87,14 @@ class Prediction:
         if self.var is None:
             return None
         return self.loo_scale * (self.var + (self.noise or 0.0))
+
+
+def scale_dof(n_obs: int) -> Optional[float]:
+    """Degrees of freedom of the predictive distribution when the variance is scaled by the
+    leave-one-out scale of ``n_obs`` observed frames: ``n_obs`` (Student-t; see
+    :mod:`viewgp.calibration`), or ``None`` where no such scale is computed (one frame, or more than
+    ``LOO_MAX_FRAMES``: the ML scale, Gaussian)."""
+    return float(n_obs) if 1 < n_obs <= LOO_MAX_FRAMES else None
 
 
 def set_hyperparameters(gp: LatentGP, fixed: dict) -> None:
@@ -187,14 +198,15 @@ def gp_predict(
     mean, var = gp.predict(poses_query)
     # The closed-form LOO scale needs diag(K_y^-1): one more O(N^3) pass, affordable while the exact
     # factor exists and N is moderate; longer runs (and the inducing solver) keep the ML scale.
-    c2 = gp.loo_scale() if 1 < len(z) <= LOO_MAX_FRAMES and gp.cholesky_ is not None else 1.0
+    dof = scale_dof(len(z)) if gp.cholesky_ is not None else None
+    c2 = gp.loo_scale() if dof is not None else 1.0
     samples = None
     if n_samples > 0:
         g = torch.Generator().manual_seed(seed)
         samples = gp.sample(poses_query, n_samples, generator=g, scale=math.sqrt(c2) if calibrated else 1.0,
                             include_noise=calibrated).cpu().numpy()
     return Prediction(method, mean.cpu().numpy(), var.cpu().numpy(), samples, gp.hyperparameters(), fit_s,
-                      float(gp.noise.detach()), gp, c2)
+                      float(gp.noise.detach()), gp, c2, dof if calibrated else None)
 
 
 def gp_predict_nuts(
