@@ -115,14 +115,12 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
                "output_size": int(size), "headline": headline, "panels": labels, "timings": timings,
                "video": {"codec": video_codec(), "fps": round(fps, 6)}}
     held = ~obs if query is None else np.ones(len(times_q), bool)
-    # Every calibrated variance here (latent GPs, residual detail, pixel GP) is scaled from the same
-    # keyframes: Student-t with that many degrees of freedom (viewgp.calibration).
-    dof = scale_dof(int(obs.sum()))
-    metrics |= _scores(outputs, preds, truth, held, have, sd_maps, config, dof)
+    metrics |= _scores(outputs, preds, truth, held, have, sd_maps, config, scale_dof(int(obs.sum())))
     if truth is not None and ablation:
         rows = {label: pixel_calibration(outputs[headline], truth, sd, held) for label, sd in ablation.items()}
-        last = list(ablation)[-1]
-        rows[f"+ Student-t ({int(obs.sum())} keyframes)"] = pixel_calibration(outputs[headline], truth, ablation[last], held, dof)
+        last, dof = list(ablation)[-1], preds[head].dof
+        if dof is not None:
+            rows[f"+ Student-t ({dof:g} keyframes)"] = pixel_calibration(outputs[headline], truth, ablation[last], held, dof)
         metrics["calibration_ablation"] = {"method": headline, **rows}
     if query is None:
         metrics["latent_calibration"] = _latent_calibration(preds, z_all, held)
@@ -154,10 +152,13 @@ def _pixel_baselines(run, obs, keyframes, poses_q, times_q, head: str, config: P
                            device=config.device, novel=novel)
 
 
-def _scores(outputs, preds, truth, held, have, sd_maps, config: PipelineConfig, dof: Optional[float] = None) -> dict[str, Any]:
+def _scores(outputs, preds, truth, held, have, sd_maps, config: PipelineConfig, pixel_gp_dof: Optional[float] = None) -> dict[str, Any]:
     """``metrics.json``'s scores: every method's entry (:func:`sequences.evaluate.method_metrics`, with its
     kind and fitted hyper-parameters), LPIPS availability and the per-frame reconstruction error (over the
-    frames that have a latent; an inverted backbone's per-frame panel is not scored as a method)."""
+    frames that have a latent; an inverted backbone's per-frame panel is not scored as a method).
+    Calibration is Student-t where the variance scale was estimated from the keyframes: a latent
+    method's ``dof`` (also for its detail layers, scaled from the same keyframes), ``pixel_gp_dof`` for
+    the pixel GP."""
     lpips, reason = lpips_distance(config.lpips_weights, config.device)
     out: dict[str, Any] = {"lpips": "alexnet v0.1" if lpips is not None else f"unavailable: {reason}", "methods": {}}
     if have is not None and truth is not None:
@@ -170,6 +171,7 @@ def _scores(outputs, preds, truth, held, have, sd_maps, config: PipelineConfig, 
                  "fit_seconds": pred.fit_seconds if pred else 0.0}
         entry |= method_metrics(frames, truth, held, pred.var if pred else None, lpips)
         if truth is not None and m in sd_maps:
+            dof = pred.dof if pred else pixel_gp_dof if m == "px-gp" else None
             entry["calibration"] = pixel_calibration(frames, truth, sd_maps[m], held, dof)
         out["methods"][m] = entry
     return out

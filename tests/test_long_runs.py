@@ -122,6 +122,21 @@ def test_fused_gradient_from_the_kept_kernel_blocks_equals_recomputing_them(tran
     assert kept is not None and torch.equal(kept.tril(), lower)
 
 
+def test_probe_right_hand_sides_are_kept_for_the_same_residuals_only():
+    gp = _gp(gradient_trace="hutchinson", trace_probes=8)
+    c = torch.randn(30, 4, dtype=torch.float64)
+    rhs, Z = gp._probe_rhs(c.detach())
+    assert gp._probe_rhs(c.detach())[0] is rhs  # a new detached view of the same residuals: kept
+    assert torch.equal(rhs, torch.cat([c, Z], 1)) and set(Z.unique().tolist()) == {-1.0, 1.0}
+    c.mul_(2.0)  # changed in place: built again
+    rhs2, Z2 = gp._probe_rhs(c.detach())
+    assert rhs2 is not rhs and torch.equal(rhs2[:, :4], c) and torch.equal(Z2, Z)
+    assert gp._probe_rhs(c[:20].detach())[0].shape == (20, 12)
+    x, z = _trajectory(40)
+    gp.fit(x, z, steps=3, optimizer="lbfgs")
+    assert gp._probe_cache is None  # freed with the fit
+
+
 def test_kernel_blocks_are_not_kept_when_memory_is_short(monkeypatch):
     import viewgp.latent_gp as lg
 

@@ -237,9 +237,11 @@ class FusedGram:
                 k, kept = self._block(left[s:e], right[:e], x[s:e], x[:e], centre, ls, scale, s, keep=True)
                 m = k.to(dtype).mul_(w_block(s, e))
             else:
-                m = gram[s:e, :e].to(dtype, copy=True)
-                m.diagonal(s).fill_(scale)  # K without the noise: k(x, x) = s^2
-                m.mul_(w_block(s, e))
+                m = w_block(s, e)
+                m = m.clone() if not callable(W) else m  # a view of the caller's W is not overwritten
+                wd = m.diagonal(s).clone()
+                m.mul_(gram[s:e, :e])
+                m.diagonal(s).copy_(wd.mul_(scale))  # K without the noise: k(x, x) = s^2
                 kept = []
                 for f, l in zip(self.factors, ls):
                     if f.nu is not None:

@@ -129,8 +129,7 @@ class _FusedNLL(torch.autograd.Function):
         n, k = L.shape[0], c.shape[1]
         rhs, Z = c.detach(), None
         if gp.trace_method(n) == "hutchinson":  # the probes ride along in the same triangular solves
-            Z = _rademacher(n, gp.trace_probes, L.dtype, L.device)
-            rhs = torch.cat([rhs, Z], 1)
+            rhs, Z = gp._probe_rhs(rhs)
         B = torch.linalg.solve_triangular(L, rhs, upper=False)
         ctx.save_for_backward(L, B)
         ctx.probes, ctx.gram = Z, gram  # the kernel's blocks serve the gradient again
@@ -154,8 +153,11 @@ class _FusedNLL(torch.autograd.Function):
             A, U = AU[:, :k], AU[:, k:]
             gc = A * g if need_c else None
             w = 0.25 * d / Z.shape[1]
-            left = torch.cat([U * w, Z * w, A * -0.5], 1).to(dtype)
-            right = torch.cat([Z, U, A], 1).to(dtype)
+            # [Z, U, A] and their weighted copy, converted to the gradient dtype once
+            A32, U32, Z32 = A.to(dtype), U.to(dtype), Z.to(dtype)
+            left = torch.cat([U32 * w, Z32 * w, A32 * -0.5], 1)
+            right = torch.cat([Z32, U32, A32], 1)
+            del A32, U32, Z32
             grads = ctx.plan.gradient(ctx.x, lambda s, e: left[s:e] @ right[:e].mT, gram=ctx.gram)
             ctx.gram = None
             g_noise = (0.5 * d / Z.shape[1]) * (Z * U).sum() - 0.5 * A.square().sum()
@@ -400,6 +402,18 @@ class LatentGP(nn.Module):
             f"(now {float(self.noise.detach()):.3g}) or check for a kernel that is not positive definite"
         )
 
+    def _probe_rhs(self, c: Tensor) -> tuple[Tensor, Tensor]:
+        """``([c, Z], Z)``: the residual factor beside the fixed Hutchinson probes ``Z`` ``(N, P)``, kept
+        between the evaluations of one fit (the same ``c``) instead of being concatenated anew."""
+        # Keyed by storage address; holding c keeps that storage alive, so no other tensor can take it.
+        key = (c.data_ptr(), tuple(c.shape), c.stride(), c.dtype, c.device, c._version, self.trace_probes)
+        cached = getattr(self, "_probe_cache", None)
+        if cached is None or cached[1] != key:
+            Z = _rademacher(c.shape[0], self.trace_probes, c.dtype, c.device)
+            cached = (c, key, torch.cat([c, Z], 1), Z)
+            self._probe_cache = cached
+        return cached[2], cached[3]
+
     def _plan(self) -> Optional[FusedGram]:
         return FusedGram.from_kernel(self.kernel) if self.fused else None
 
@@ -576,7 +590,10 @@ class LatentGP(nn.Module):
         if optimize and steps > 0:
             params = [p for name, p in self.named_parameters() if name != "raw_noise" or self.learn_noise]
             run = self._adam if optimizer == "adam" else self._lbfgs
-            best = run(params, xs, cs, d, steps, lr, progress, callback)
+            try:
+                best = run(params, xs, cs, d, steps, lr, progress, callback)
+            finally:
+                self._probe_cache = None  # the probes' right-hand sides live for one fit only
         solved_as_fitted = idx is None and self._resolve_solver(x.shape[0]) == "exact"
         if not solved_as_fitted and best[1] is not None:
             # The solve below is not the likelihood that was optimised (it is on all frames, or by
