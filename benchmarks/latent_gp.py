@@ -242,6 +242,7 @@ def floor_and_step(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, reps: int,
     c = (z - z.mean(0)).to(device)
     x = x.to(device)
     floors, steps = [], {"exact": [], "hutchinson": []}
+    gp._probe_cache = {}  # as inside fit(): the probes' right-hand sides are kept between evaluations
     for _ in range(max(reps, 1)):
         floors.append(floor_seconds(gp, x, c, device))
         if not reps:
@@ -253,7 +254,7 @@ def floor_and_step(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, reps: int,
             gp.neg_log_marginal_likelihood(x, c, c.shape[1]).backward()
             _sync(device)
             times.append(time.perf_counter() - t0)
-    gp.gradient_trace = "exact"
+    gp.gradient_trace, gp._probe_cache = "exact", None
     out = [statistics.median(floors)]
     for times in steps.values():
         out += [statistics.median(times), statistics.median([s / f for s, f in zip(times, floors)])]

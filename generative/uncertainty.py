@@ -10,6 +10,10 @@ The predicted frame's error has three sources, each with its own variance term, 
   (:func:`reconstruction_variance`);
 * or, for the detail layers, the residual GP's predictive variance instead (the residuals *are* the
   reconstruction error, predicted at the query).
+
+The result is the *scale* of the predictive distribution: its variance terms are scaled from the
+keyframes, so intervals are Student-t with the keyframe count as degrees of freedom
+(:mod:`viewgp.calibration`, :attr:`viewgp.predict.Prediction.dof`).
 """
 
 from __future__ import annotations

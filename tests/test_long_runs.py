@@ -125,6 +125,9 @@ def test_fused_gradient_from_the_kept_kernel_blocks_equals_recomputing_them(tran
 def test_probe_right_hand_sides_are_kept_for_the_same_residuals_only():
     gp = _gp(gradient_trace="hutchinson", trace_probes=8)
     c = torch.randn(30, 4, dtype=torch.float64)
+    outside = gp._probe_rhs(c.detach())[0]
+    assert gp._probe_rhs(c.detach())[0] is not outside  # outside fit() nothing is kept
+    gp._probe_cache = {}  # as fit() sets it
     rhs, Z = gp._probe_rhs(c.detach())
     assert gp._probe_rhs(c.detach())[0] is rhs  # a new detached view of the same residuals: kept
     assert torch.equal(rhs, torch.cat([c, Z], 1)) and set(Z.unique().tolist()) == {-1.0, 1.0}

@@ -403,16 +403,18 @@ class LatentGP(nn.Module):
         )
 
     def _probe_rhs(self, c: Tensor) -> tuple[Tensor, Tensor]:
-        """``([c, Z], Z)``: the residual factor beside the fixed Hutchinson probes ``Z`` ``(N, P)``, kept
-        between the evaluations of one fit (the same ``c``) instead of being concatenated anew."""
+        """``([c, Z], Z)``: the residual factor beside the fixed Hutchinson probes ``Z`` ``(N, P)``; during
+        :meth:`fit` kept between evaluations with the same ``c`` instead of being concatenated anew."""
         # Keyed by storage address; holding c keeps that storage alive, so no other tensor can take it.
         key = (c.data_ptr(), tuple(c.shape), c.stride(), c.dtype, c.device, c._version, self.trace_probes)
-        cached = getattr(self, "_probe_cache", None)
-        if cached is None or cached[1] != key:
-            Z = _rademacher(c.shape[0], self.trace_probes, c.dtype, c.device)
-            cached = (c, key, torch.cat([c, Z], 1), Z)
-            self._probe_cache = cached
-        return cached[2], cached[3]
+        cache = getattr(self, "_probe_cache", None)  # a dict while fit() runs, else None
+        if cache is not None and cache.get("key") == key:
+            return cache["rhs"], cache["Z"]
+        Z = _rademacher(c.shape[0], self.trace_probes, c.dtype, c.device)
+        rhs = torch.cat([c, Z], 1)
+        if cache is not None:
+            cache.update(key=key, c=c, rhs=rhs, Z=Z)
+        return rhs, Z
 
     def _plan(self) -> Optional[FusedGram]:
         return FusedGram.from_kernel(self.kernel) if self.fused else None
@@ -590,6 +592,7 @@ class LatentGP(nn.Module):
         if optimize and steps > 0:
             params = [p for name, p in self.named_parameters() if name != "raw_noise" or self.learn_noise]
             run = self._adam if optimizer == "adam" else self._lbfgs
+            self._probe_cache = {}
             try:
                 best = run(params, xs, cs, d, steps, lr, progress, callback)
             finally:
