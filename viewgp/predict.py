@@ -206,7 +206,7 @@ def gp_predict(
         samples = gp.sample(poses_query, n_samples, generator=g, scale=math.sqrt(c2) if calibrated else 1.0,
                             include_noise=calibrated).cpu().numpy()
     return Prediction(method, mean.cpu().numpy(), var.cpu().numpy(), samples, gp.hyperparameters(), fit_s,
-                      float(gp.noise.detach()), gp, c2, dof if calibrated else None)
+                      float(gp.noise.detach()), gp, c2, dof)
 
 
 def gp_predict_nuts(
