@@ -150,11 +150,14 @@ class FusedGram:
         return d.mul_(math.sqrt(2 * f.nu) / l)
 
     def _block(self, left: Tensor, right: Tensor, xa: Tensor, xb: Tensor, centre: Tensor, ls: list[float],
-               scale: float, diag_offset: Optional[int], keep: bool) -> tuple[Tensor, list[tuple[_Factor, Tensor]]]:
-        """``K`` for one block (rows ``xa``, columns ``xb``) and, with ``keep``, the Matern factors'
-        ``a`` blocks; ``diag_offset``: the block holds rows ``offset..`` of a symmetric matrix, whose
-        self-distances are exactly 0."""
-        logk = (left @ right.mT).clamp_max_(math.log(scale))
+               scale: float, diag_offset: Optional[int], keep: bool,
+               out: Optional[Tensor] = None) -> tuple[Tensor, list[tuple[_Factor, Tensor]]]:
+        """``K`` for one block (rows ``xa``, columns ``xb``; written into ``out`` when given, e.g. a view
+        of the whole matrix) and, with ``keep``, the Matern factors' ``a`` blocks; ``diag_offset``: the
+        block holds rows ``offset..`` of a symmetric matrix, whose self-distances are exactly 0."""
+        # The product straight into the caller's buffer: a temporary and its copy cost 3x as much.
+        logk = torch.mm(left, right.mT, out=out) if out is not None else left @ right.mT
+        logk.clamp_max_(math.log(scale))
         if diag_offset is not None:
             logk.diagonal(diag_offset).fill_(math.log(scale))
         polys, kept = [], []
@@ -197,9 +200,8 @@ class FusedGram:
         for s in range(0, n, self.block):
             e = min(s + self.block, n)
             stop = e if (sym and lower_only) else x2.shape[0]
-            k, _ = self._block(left[s:e], right[:stop], x1[s:e], x2[:stop], centre, ls, scale,
-                               s if sym else None, keep=False)
-            out[s:e, :stop] = k
+            self._block(left[s:e], right[:stop], x1[s:e], x2[:stop], centre, ls, scale, s if sym else None,
+                        keep=False, out=out[s:e, :stop])
         if sym and add_diagonal:
             out.diagonal().add_(add_diagonal)
         return out
@@ -240,7 +242,7 @@ class FusedGram:
                 m = w_block(s, e)
                 m = m.clone() if not callable(W) else m  # a view of the caller's W is not overwritten
                 wd = m.diagonal(s).clone()
-                m.mul_(gram[s:e, :e])
+                m.mul_(gram[s:e, :e].to(dtype))  # (converting first is faster than a mixed-dtype product)
                 m.diagonal(s).copy_(wd.mul_(scale))  # K without the noise: k(x, x) = s^2
                 kept = []
                 for f, l in zip(self.factors, ls):
