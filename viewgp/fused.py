@@ -252,7 +252,9 @@ class FusedGram:
                         kept.append((f, a))
             # Off-diagonal blocks stand for their mirror image too; the diagonal block is whole.
             m[:, :s].mul_(2.0)
-            acc[0] += m.sum(dtype=torch.float64)
+            # Summed in m's dtype (torch's cascade summation: float32 stays accurate to ~1e-7 of the
+            # sum); sum(dtype=float64) would first copy the whole block to float64.
+            acc[0] += m.sum().to(torch.float64)
             g = (m @ rhs[:e]).to(torch.float64)  # (B, q)
             rows = rhs[s:e].to(torch.float64)
             col, sq = 0, sum(a.shape[1] for _, _, a in quad)
@@ -268,5 +270,5 @@ class FusedGram:
                 col += w
             for f, a in kept:
                 i = self.factors.index(f)
-                acc[1 + i] += (m * _MATERN_RHO[f.nu](a.to(dtype))).sum(dtype=torch.float64)
+                acc[1 + i] += (m * _MATERN_RHO[f.nu](a.to(dtype))).sum().to(torch.float64)
         return [acc[0] / scale] + [acc[1 + i] / l for i, l in enumerate(ls)]
