@@ -132,16 +132,17 @@ def pixel_baselines(
     steps: Optional[int] = None,
     device: str | torch.device = "cpu",
     novel: bool = False,
-) -> dict[str, tuple[np.ndarray, Optional[np.ndarray]]]:
-    """Frames predicted from the keyframes' pixels alone (no backbone), ``{name: (frames, var)}``.
+) -> dict[str, tuple[np.ndarray, Optional[np.ndarray], Optional[float]]]:
+    """Frames predicted from the keyframes' pixels alone (no backbone), ``{name: (frames, var, dof)}``.
 
     * ``px-nearest-time``: the keyframe nearest in time; ``px-nearest-pose``: nearest in pose;
     * ``px-blend``: linear blend in time of the two neighbouring keyframes; for ``novel`` views (query
       poses with no place in the run's time) instead ``px-blend-pose``: the two keyframes nearest in
       pose, blended by inverse distance, and no time-based method;
     * ``px-gp``: the same :class:`~viewgp.latent_gp.LatentGP` and kernel as the latent GP, on the
-      flattened pixels (one Cholesky for all ``S x S x 3`` values); ``var`` is its posterior variance
-      ``(M,)`` per value.
+      flattened pixels (one Cholesky for all ``S x S x 3`` values); ``var`` is its calibrated
+      predictive variance ``(M,)`` per value and ``dof`` that of its Student-t
+      (:attr:`viewgp.predict.Prediction.dof`); ``None`` for the other methods.
 
     Args:
         keyframes: uint8 ``(N, S, S, 3)``; poses ``(N, 13)`` / ``(M, 13)`` pose features with time.
@@ -156,20 +157,20 @@ def pixel_baselines(
     def frames(values: np.ndarray) -> np.ndarray:
         return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8).reshape((-1,) + shape)
 
-    out: dict[str, tuple[np.ndarray, Optional[np.ndarray]]] = {}
+    out: dict[str, tuple[np.ndarray, Optional[np.ndarray], Optional[float]]] = {}
     if not novel:
-        out["px-nearest-time"] = (frames(nearest_in_time(times_obs, flat, times_query)), None)
-    out["px-nearest-pose"] = (frames(nearest_view(poses_obs, flat, poses_query)), None)
+        out["px-nearest-time"] = (frames(nearest_in_time(times_obs, flat, times_query)), None, None)
+    out["px-nearest-pose"] = (frames(nearest_view(poses_obs, flat, poses_query)), None, None)
     if novel:
         idx, w = pose_neighbours(poses_obs, poses_query)
-        out["px-blend-pose"] = (frames(np.einsum("mk,mkd->md", w, flat[idx])), None)
+        out["px-blend-pose"] = (frames(np.einsum("mk,mkd->md", w, flat[idx])), None, None)
     else:
-        out["px-blend"] = (frames(linear_interpolation(times_obs, flat, times_query)), None)
+        out["px-blend"] = (frames(linear_interpolation(times_obs, flat, times_query)), None, None)
     # Adam from the median-heuristic start, as the latent GPs had it: on pixels, full type-II ML (which
     # L-BFGS reaches) drives the lengthscales to zero, since raw pixels of moving frames barely correlate,
     # and then predicts the mean image (demo run: held-out MSE 0.0245 vs 0.0161 with Adam's 150 steps).
     gp = gp_predict(kernel, poses_obs, flat, poses_query, steps=steps, device=device, optimizer="adam", subset=None)
-    out["px-gp"] = (frames(gp.mean), gp.predictive_var)
+    out["px-gp"] = (frames(gp.mean), gp.predictive_var, gp.dof)
     return out
 
 

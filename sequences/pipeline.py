@@ -30,7 +30,7 @@ from sequences.report import write_frame_outputs, write_html, write_metrics, wri
 from sequences.video import video_codec
 from sequences.views import azimuth_sweep  # noqa: F401  (re-exported: the CLI builds novel-view queries here)
 from viewgp.keyframes import parse_keyframes  # noqa: F401  (re-exported for the CLI)
-from viewgp.predict import BASELINES, Prediction, predict_latents, scale_dof
+from viewgp.predict import BASELINES, Prediction, predict_latents
 
 __all__ = ["PipelineConfig", "run_pipeline", "output_size", "parse_keyframes", "azimuth_sweep"]
 
@@ -91,12 +91,16 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     outputs, sd_maps, have, ablation = _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, config,
                                                query is None)
     timings["decode_s"] = time.perf_counter() - t0
+    # Student-t degrees of freedom of each sd map: a latent method's, also for its detail layers
+    # (their variances are scaled from the same keyframes).
+    dofs = {m: preds[m.split("+")[0]].dof for m in sd_maps}
     if config.pixel_baselines:
         t0 = time.perf_counter()
         found = _pixel_baselines(run, obs, keyframes, poses_q, times_q, head, config, query is not None)
-        outputs |= {name: frames for name, (frames, _) in found.items()}
+        outputs |= {name: frames for name, (frames, _, _) in found.items()}
         sd_maps |= {name: np.broadcast_to(np.sqrt(var)[:, None, None], (len(var), size, size))
-                    for name, (_, var) in found.items() if var is not None}
+                    for name, (_, var, _) in found.items() if var is not None}
+        dofs |= {name: dof for name, (_, var, dof) in found.items() if var is not None}
         timings["pixel_baselines_s"] = time.perf_counter() - t0
     panels = ({"ground truth": truth} if truth is not None else {}) | outputs
     headline = f"{head}+warp" if f"{head}+warp" in outputs else head
@@ -115,12 +119,11 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
                "output_size": int(size), "headline": headline, "panels": labels, "timings": timings,
                "video": {"codec": video_codec(), "fps": round(fps, 6)}}
     held = ~obs if query is None else np.ones(len(times_q), bool)
-    metrics |= _scores(outputs, preds, truth, held, have, sd_maps, config, scale_dof(int(obs.sum())))
+    metrics |= _scores(outputs, preds, truth, held, have, sd_maps, dofs, config)
     if truth is not None and ablation:
         rows = {label: pixel_calibration(outputs[headline], truth, sd, held) for label, sd in ablation.items()}
-        last, dof = list(ablation)[-1], preds[head].dof
-        if dof is not None:
-            rows[f"+ Student-t ({dof:g} keyframes)"] = pixel_calibration(outputs[headline], truth, ablation[last], held, dof)
+        if dofs.get(headline) is not None:  # the headline's own calibration: its sd map with t intervals
+            rows[f"+ Student-t ({dofs[headline]:g} keyframes)"] = metrics["methods"][headline]["calibration"]
         metrics["calibration_ablation"] = {"method": headline, **rows}
     if query is None:
         metrics["latent_calibration"] = _latent_calibration(preds, z_all, held)
@@ -152,13 +155,11 @@ def _pixel_baselines(run, obs, keyframes, poses_q, times_q, head: str, config: P
                            device=config.device, novel=novel)
 
 
-def _scores(outputs, preds, truth, held, have, sd_maps, config: PipelineConfig, pixel_gp_dof: Optional[float] = None) -> dict[str, Any]:
+def _scores(outputs, preds, truth, held, have, sd_maps, dofs, config: PipelineConfig) -> dict[str, Any]:
     """``metrics.json``'s scores: every method's entry (:func:`sequences.evaluate.method_metrics`, with its
     kind and fitted hyper-parameters), LPIPS availability and the per-frame reconstruction error (over the
     frames that have a latent; an inverted backbone's per-frame panel is not scored as a method).
-    Calibration is Student-t where the variance scale was estimated from the keyframes: a latent
-    method's ``dof`` (also for its detail layers, scaled from the same keyframes), ``pixel_gp_dof`` for
-    the pixel GP."""
+    Calibration of each sd map is Student-t with its ``dofs`` entry (``None``: Gaussian)."""
     lpips, reason = lpips_distance(config.lpips_weights, config.device)
     out: dict[str, Any] = {"lpips": "alexnet v0.1" if lpips is not None else f"unavailable: {reason}", "methods": {}}
     if have is not None and truth is not None:
@@ -171,8 +172,7 @@ def _scores(outputs, preds, truth, held, have, sd_maps, config: PipelineConfig, 
                  "fit_seconds": pred.fit_seconds if pred else 0.0}
         entry |= method_metrics(frames, truth, held, pred.var if pred else None, lpips)
         if truth is not None and m in sd_maps:
-            dof = pred.dof if pred else pixel_gp_dof if m == "px-gp" else None
-            entry["calibration"] = pixel_calibration(frames, truth, sd_maps[m], held, dof)
+            entry["calibration"] = pixel_calibration(frames, truth, sd_maps[m], held, dofs.get(m))
         out["methods"][m] = entry
     return out
 

@@ -81,7 +81,7 @@ def test_pixel_baselines_own_frames_and_novel_views():
     keep = np.arange(0, 10, 3)
     own = pixel_baselines(frames[keep], keep / 10.0, x[keep], np.arange(10) / 10.0, x, steps=5)
     assert set(own) == {"px-nearest-time", "px-nearest-pose", "px-blend", "px-gp"}
-    for name, (f, _) in own.items():
+    for name, (f, _, _) in own.items():
         assert f.shape == (10, 24, 24, 3) and f.dtype == np.uint8
         if name != "px-gp":
             assert np.array_equal(f[keep], frames[keep]), name

@@ -39,6 +39,7 @@ __all__ = [
     "Prediction",
     "build_gp",
     "set_hyperparameters",
+    "scale_dof",
     "default_fit_steps",
     "gp_predict",
     "gp_predict_nuts",
