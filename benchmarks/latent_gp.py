@@ -16,13 +16,16 @@ Targets: >= 100x faster than the baseline; the 50-step fit under 20 s on 2 cores
 
 ``--long`` prints, instead, rows for long runs (N = 2,000, 5,000, 10,000, 20,000 frames of a hand-held
 phone trajectory, D = 512 smooth latents plus noise), each against the floor measured in the same
-process, interleaved with the measurements (one torch Cholesky of ``K + s_n^2 I`` plus one triangular
-solve with the D right-hand sides):
+process, interleaved with the measurements (``floor``: one torch Cholesky of ``K + s_n^2 I`` plus one
+triangular solve with the D right-hand sides, as a user would call them; ``raw``: the same flops with
+none of torch's copies, LAPACK's ``potrf`` in place and a solve with column-major right-hand sides
+into memory written beforehand):
 
-* ``step``: one value-and-gradient evaluation of the likelihood on all N frames (median of a few,
-  each paired with a floor measurement; ``step/floor`` is the median of the pairs' ratios);
-  ``hutch/floor`` the same with the gradient's trace term estimated from 64 probes
-  (``gradient_trace="hutchinson"``: no ``K_y^-1``) instead of exact;
+* ``step``: one value-and-gradient evaluation of the likelihood on all N frames with the exact trace
+  term (``gradient_trace="exact"``, the default below 1,024 frames; median of a few, each paired with
+  a floor measurement; ``step/floor`` is the median of the pairs' ratios); ``hutch`` the same with
+  the trace term estimated from 64 probes (``"hutchinson"``, the default from 1,024 frames on: no
+  ``K_y^-1``), against both floors;
 * ``fit``: hyper-parameters by L-BFGS to convergence on an automatic subset of frames
   (``subset="auto"``), then the solve on all N; ``predict``: posterior mean and variance at all N
   poses; ``peak``: the process's resident memory at most during fit + predict (sampled);
@@ -220,33 +223,46 @@ def long_gp(x: torch.Tensor, z: torch.Tensor, device: str, **options) -> LatentG
     return build_gp("view", x, x, z, device=device, **options)
 
 
-def floor_seconds(gp: LatentGP, x: torch.Tensor, c: torch.Tensor, device: str) -> float:
-    """One torch Cholesky of ``K + s_n^2 I`` plus one triangular solve with the columns of ``c``."""
+def floor_seconds(gp: LatentGP, x: torch.Tensor, c: torch.Tensor, device: str, raw: bool = False) -> float:
+    """One torch Cholesky of ``K + s_n^2 I`` plus one triangular solve with the columns of ``c``, as a
+    user calls them; ``raw``: the stricter floor of LAPACK's ``potrf`` in place on a copy of ``K``
+    made beforehand (:mod:`viewgp.lapack`; torch's Cholesky where it is not found) and the solve with
+    column-major right-hand sides into memory written beforehand (no copy, no page fault timed)."""
+    from viewgp.lapack import cholesky_lower_
+
     with torch.no_grad():
         K = gp._K(x, x)
         K.diagonal().add_(float(gp.noise))
+    if raw:
+        A, cf = K.clone(), c.mT.contiguous().mT
+        out = torch.zeros_like(cf.mT).mT
     _sync(device)
     t0 = time.perf_counter()
-    L = torch.linalg.cholesky(K)
-    torch.linalg.solve_triangular(L, c, upper=False)
+    if raw:
+        L = A if cholesky_lower_(A) == 0 else torch.linalg.cholesky(K)
+        torch.linalg.solve_triangular(L, cf, upper=False, out=out)
+    else:
+        L = torch.linalg.cholesky(K)
+        torch.linalg.solve_triangular(L, c, upper=False)
     _sync(device)
     return time.perf_counter() - t0
 
 
-def floor_and_step(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, reps: int,
-                   device: str) -> tuple[float, float, float, float, float]:
-    """Median floor (:func:`floor_seconds`), median step (value + gradient on all frames, exact trace
-    term) and the median of their pairwise ratios, then the same step's median time and ratio with
-    the Hutchinson trace estimate (``gradient_trace="hutchinson"``, 64 probes); interleaved so load
-    changes hit all; ``reps=0``: the floor only."""
+def floor_and_step(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, reps: int, device: str) -> dict:
+    """Medians of the floor and the raw floor (:func:`floor_seconds`) and of the step (value + gradient
+    on all frames) with the exact trace term (``gradient_trace="exact"``) and with the Hutchinson
+    estimate (``"hutchinson"``, 64 probes), each with the median of its ratios to the floors measured
+    beside it; interleaved so load changes hit all; ``reps=0``: the floor only."""
     c = (z - z.mean(0)).to(device)
     x = x.to(device)
-    floors, steps = [], {"exact": [], "hutchinson": []}
-    gp._probe_cache = {}  # as inside fit(): the probes' right-hand sides are kept between evaluations
+    floors, raws, steps = [], [], {"exact": [], "hutchinson": []}
+    trace = gp.gradient_trace
+    gp._step_cache = {}  # as inside fit(): residuals, probes and buffers are kept between evaluations
     for _ in range(max(reps, 1)):
         floors.append(floor_seconds(gp, x, c, device))
         if not reps:
-            return floors[0], math.nan, math.nan, math.nan, math.nan
+            break
+        raws.append(floor_seconds(gp, x, c, device, raw=True))
         for mode, times in steps.items():
             gp.gradient_trace = mode
             gp.zero_grad()
@@ -254,21 +270,25 @@ def floor_and_step(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, reps: int,
             gp.neg_log_marginal_likelihood(x, c, c.shape[1]).backward()
             _sync(device)
             times.append(time.perf_counter() - t0)
-    gp.gradient_trace, gp._probe_cache = "exact", None
-    out = [statistics.median(floors)]
-    for times in steps.values():
-        out += [statistics.median(times), statistics.median([s / f for s, f in zip(times, floors)])]
-    return tuple(out)
+    gp.gradient_trace, gp._step_cache = trace, None
+    med = statistics.median
+    out = {"floor": med(floors), "raw": med(raws) if raws else math.nan}
+    for mode, times in steps.items():
+        out[mode] = med(times) if times else math.nan
+        out[mode + "/floor"] = med([s / f for s, f in zip(times, floors)]) if times else math.nan
+        out[mode + "/raw"] = med([s / f for s, f in zip(times, raws)]) if times else math.nan
+    return out
 
 
 def long_rows(sizes: list[int], d: int, reps: int, device: str, max_step_n: int) -> None:
-    print(f"{'N':>6} {'D':>4} {'floor s':>8} {'step s':>8} {'step/floor':>10} {'hutch/floor':>11} {'fit s':>7} {'evals':>5} "
-          f"{'subset':>6} {'predict s':>9} {'fit+pred s':>10} {'(fit+pred)/floor':>16} {'peak GB':>7}", flush=True)
+    print(f"{'N':>6} {'D':>4} {'floor s':>8} {'raw s':>7} {'step s':>7} {'step/floor':>10} {'hutch s':>7} "
+          f"{'hutch/floor':>11} {'hutch/raw':>9} {'fit s':>7} {'evals':>5} {'subset':>6} {'predict s':>9} "
+          f"{'fit+pred s':>10} {'(fit+pred)/floor':>16} {'peak GB':>7}", flush=True)
     for n in sizes:
         x, z = phone_run(n, d)
         gp = long_gp(x, z, device)
         # Above max_step_n only the floor (for the fit + predict ratio): one step there takes minutes.
-        floor, step, ratio, _, hutch = floor_and_step(gp, x, z, 0 if n > max_step_n else reps if n <= 10000 else 1, device)
+        r = floor_and_step(gp, x, z, 0 if n > max_step_n else reps if n <= 10000 else 1, device)
         gp = long_gp(x, z, device)
         with PeakRSS(device) as mem:
             t0 = time.perf_counter()
@@ -279,8 +299,10 @@ def long_rows(sizes: list[int], d: int, reps: int, device: str, max_step_n: int)
             _sync(device)
             t2 = time.perf_counter()
         m = n if gp.subset_ is None else len(gp.subset_)
-        print(f"{n:>6} {d:>4} {floor:>8.2f} {step:>8.2f} {ratio:>10.2f} {hutch:>11.2f} {t1 - t0:>7.2f} {len(gp.history_):>5} "
-              f"{m:>6} {t2 - t1:>9.2f} {t2 - t0:>10.2f} {(t2 - t0) / floor:>16.2f} {mem.peak:>7.2f}", flush=True)
+        print(f"{n:>6} {d:>4} {r['floor']:>8.3f} {r['raw']:>7.3f} {r['exact']:>7.3f} {r['exact/floor']:>10.2f} "
+              f"{r['hutchinson']:>7.3f} {r['hutchinson/floor']:>11.2f} {r['hutchinson/raw']:>9.2f} {t1 - t0:>7.2f} "
+              f"{len(gp.history_):>5} {m:>6} {t2 - t1:>9.2f} {t2 - t0:>10.2f} {(t2 - t0) / r['floor']:>16.2f} "
+              f"{mem.peak:>7.2f}", flush=True)
         del gp, mean, var
 
 

@@ -112,7 +112,8 @@ class FusedGram:
         return hp[0], hp[1:]
 
     def _columns(self, x: Tensor, f: _Factor, centre: Tensor) -> Tensor:
-        xf = x[:, f.cols]
+        contiguous = f.cols == list(range(f.cols[0], f.cols[-1] + 1))
+        xf = x[:, f.cols[0]:f.cols[-1] + 1] if contiguous else x[:, f.cols]  # a view: no gather
         # Euclidean columns centred: the norm expansion of squared distances then loses no digits.
         return xf if f.trace else xf - centre[f.cols]
 
@@ -175,8 +176,7 @@ class FusedGram:
                 kept.append((f, a))
         # Entries below 1e-300 s^2 would be subnormal numbers, whose arithmetic is many times slower
         # (in the Cholesky too): exactly 0 instead.
-        logk.masked_fill_(logk < math.log(scale) - 690.0, -math.inf)
-        k = logk.exp_()
+        k = torch.nn.functional.threshold_(logk, math.log(scale) - 690.0, -math.inf).exp_()  # one pass
         for p in polys:
             k.mul_(p)
         if diag_offset is not None:
@@ -185,18 +185,23 @@ class FusedGram:
 
     @torch.no_grad()
     def matrix(self, x1: Tensor, x2: Optional[Tensor] = None, add_diagonal: float = 0.0,
-               lower_only: bool = False) -> Tensor:
+               lower_only: bool = False, out: Optional[Tensor] = None) -> Tensor:
         """``K(x1, x2)`` ``(N, M)`` in ``x1``'s dtype (``x2=None``: the symmetric ``K(x1, x1)`` with
         ``add_diagonal`` on its diagonal; ``lower_only`` writes only the lower triangle, which is
         all a Cholesky reads: above the diagonal blocks the entries are left uninitialised, and
-        torch's Cholesky zeroes them in its factor, in place or not)."""
+        torch's Cholesky zeroes them in its factor, in place or not); ``out``: a contiguous ``(N, M)``
+        tensor of ``x1``'s dtype and device to write into)."""
         sym = x2 is None
         x2 = x1 if sym else x2
         scale, ls = self._floats()
         centre = x2.mean(0)
         left, right = self._quadratic(x1, centre, ls, scale, True), self._quadratic(x2, centre, ls, scale, False)
         n = x1.shape[0]
-        out = torch.empty((n, x2.shape[0]), dtype=x1.dtype, device=x1.device)
+        if out is None:
+            out = torch.empty((n, x2.shape[0]), dtype=x1.dtype, device=x1.device)
+        elif out.shape != (n, x2.shape[0]) or out.dtype != x1.dtype or not out.is_contiguous():
+            raise ValueError(f"out: expected a contiguous {(n, x2.shape[0])} {x1.dtype} tensor, got "
+                             f"{tuple(out.shape)} {out.dtype}")
         for s in range(0, n, self.block):
             e = min(s + self.block, n)
             stop = e if (sym and lower_only) else x2.shape[0]
