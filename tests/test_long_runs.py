@@ -71,6 +71,22 @@ def test_fused_matrix_equals_the_gpytorch_kernel(translation, temporal):
     assert torch.equal(plan.matrix(x).diagonal(), ref.diagonal())  # k(x, x) = s^2 exactly
 
 
+def test_fused_matrix_has_no_subnormal_entries_and_writes_into_a_given_buffer():
+    x = _poses(30)
+    x[15:, 9:12] += 200.0  # two groups 200 lengthscales apart: their correlation is far below 1e-300
+    plan = FusedGram.from_kernel(_kernel())
+    K = plan.matrix(x)
+    tiny = K.abs() < 1e-300 * 1.7
+    assert bool(tiny.any()) and bool((K[tiny] == 0).all())  # exactly 0, never a (slow) subnormal number
+    out = torch.full((30, 30), 7.0, dtype=torch.float64)
+    plan.block = 8
+    assert plan.matrix(x, lower_only=True, out=out) is out
+    assert torch.equal(out.tril(), K.tril())
+    assert all(bool((out[s:s + 8, s + 8:] == 7.0).all()) for s in range(0, 30, 8))  # right of the blocks: not written
+    with pytest.raises(ValueError, match="out"):
+        plan.matrix(x, out=torch.empty(30, 29, dtype=torch.float64))
+
+
 def test_kernels_not_covered_fall_back_to_their_gpytorch_graph():
     assert FusedGram.from_kernel(ScaleKernel(ViewKernel(orientation="exp"))) is None
     assert FusedGram.from_kernel(ScaleKernel(ViewKernel(orientation="heat"))) is None
