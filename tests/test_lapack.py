@@ -73,7 +73,7 @@ def test_latent_gp_gives_the_same_likelihood_and_gradient_without_it(monkeypatch
     x = P.pose_features(P.so3_exp(rv), torch.stack([t, torch.sin(t), 0 * t], -1), t)
     z = torch.randn(n, 5, dtype=torch.float64, generator=g)
     ref = _fit(x, z)
-    monkeypatch.setattr(latent_gp, "cholesky_lower_", lambda A: None)
+    monkeypatch.setattr(latent_gp, "cholesky_lower_", lambda A, clean=True: None)
     if memory == "short":
         monkeypatch.setattr(latent_gp, "_available_bytes", lambda device: 3 * n * n * 8)
     calls = []
@@ -83,3 +83,23 @@ def test_latent_gp_gives_the_same_likelihood_and_gradient_without_it(monkeypatch
     assert calls and all(calls) == (memory == "short")  # the column-major upper view only when memory is short
     assert value == pytest.approx(ref[0], rel=1e-12)
     torch.testing.assert_close(grad, ref[1], rtol=1e-9, atol=1e-9)
+
+
+@needs_lapack
+def test_an_unclean_factor_serves_the_triangular_routines_the_gradient_uses():
+    """clean=False leaves what lay above the diagonal (NaN here); torch's triangular solves and
+    cholesky_inverse read only their triangle, so they give what the clean factor gives."""
+    K = _spd(40)
+    A = K.tril()
+    A[torch.ones_like(A, dtype=torch.bool).triu(1)] = math.nan
+    assert lapack.cholesky_lower_(A, clean=False) == 0
+    assert bool(A.triu(1).isnan()[torch.ones_like(A, dtype=torch.bool).triu(1)].all())
+    L = torch.linalg.cholesky(K)
+    b = torch.randn(40, 3, dtype=torch.float64).mT.contiguous().mT
+    torch.testing.assert_close(torch.linalg.solve_triangular(A, b, upper=False),
+                               torch.linalg.solve_triangular(L, b, upper=False))
+    torch.testing.assert_close(torch.linalg.solve_triangular(A.mT, b, upper=True),
+                               torch.linalg.solve_triangular(L.mT, b, upper=True))
+    A32 = A.float()
+    torch.testing.assert_close(torch.cholesky_inverse(A32.mT, upper=True).tril(), torch.cholesky_inverse(L.float()).tril(),
+                               rtol=1e-4, atol=1e-4)

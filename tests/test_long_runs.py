@@ -135,11 +135,13 @@ def test_fused_gradient_from_the_kept_kernel_blocks_equals_recomputing_them(tran
     assert torch.equal(K.tril(), lower)  # read, not overwritten (the noise stays out of the gradient)
     gp = LatentGP(kernel=_kernel(translation, temporal), noise=0.3)
     L, kept = gp._gram_cholesky(x, plan, 0.3, keep=torch.float64)
-    assert kept is not None and torch.equal(kept.tril(), lower)  # a copy: L took the built matrix's place
+    # a copy (L took the built matrix's place), without the noise: the gradient's diagonal is s^2
+    assert kept is not None and torch.equal(kept.tril(-1), lower.tril(-1))
+    assert torch.equal(kept.diagonal(), torch.full((70,), plan._floats()[0], dtype=torch.float64))  # s^2
     torch.testing.assert_close(L, torch.linalg.cholesky(lower + lower.tril(-1).mT), rtol=0, atol=1e-12)
     # kept in float32 for a float32 gradient: the same as converting the float64 blocks one by one
     _, kept32 = gp._gram_cholesky(x, plan, 0.3, keep=torch.float32)
-    assert kept32.dtype == torch.float32 and torch.equal(kept32.tril(), lower.float())
+    assert kept32.dtype == torch.float32 and torch.equal(kept32.tril(-1), lower.tril(-1).float())
     W32 = W.float()
     torch.testing.assert_close(torch.stack(plan.gradient(x, W32, gram=kept32)), torch.stack(plan.gradient(x, W32, gram=K)),
                                rtol=0, atol=0)

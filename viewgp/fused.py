@@ -185,12 +185,13 @@ class FusedGram:
 
     @torch.no_grad()
     def matrix(self, x1: Tensor, x2: Optional[Tensor] = None, add_diagonal: float = 0.0,
-               lower_only: bool = False, out: Optional[Tensor] = None) -> Tensor:
+               lower_only: bool = False, out: Optional[Tensor] = None, copy: Optional[Tensor] = None) -> Tensor:
         """``K(x1, x2)`` ``(N, M)`` in ``x1``'s dtype (``x2=None``: the symmetric ``K(x1, x1)`` with
         ``add_diagonal`` on its diagonal; ``lower_only`` writes only the lower triangle, which is
         all a Cholesky reads: above the diagonal blocks the entries are left uninitialised, and
         torch's Cholesky zeroes them in its factor, in place or not); ``out``: a contiguous ``(N, M)``
-        tensor of ``x1``'s dtype and device to write into)."""
+        tensor of ``x1``'s dtype and device to write into; ``copy``: an ``(N, M)`` tensor (any dtype)
+        that gets the same blocks before ``add_diagonal``, each while it is still in cache)."""
         sym = x2 is None
         x2 = x1 if sym else x2
         scale, ls = self._floats()
@@ -205,8 +206,10 @@ class FusedGram:
         for s in range(0, n, self.block):
             e = min(s + self.block, n)
             stop = e if (sym and lower_only) else x2.shape[0]
-            self._block(left[s:e], right[:stop], x1[s:e], x2[:stop], centre, ls, scale, s if sym else None,
-                        keep=False, out=out[s:e, :stop])
+            k, _ = self._block(left[s:e], right[:stop], x1[s:e], x2[:stop], centre, ls, scale, s if sym else None,
+                               keep=False, out=out[s:e, :stop])
+            if copy is not None:
+                copy[s:e, :stop].copy_(k)
         if sym and add_diagonal:
             out.diagonal().add_(add_diagonal)
         return out

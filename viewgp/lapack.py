@@ -49,9 +49,10 @@ def available(dtype: torch.dtype) -> bool:
     return dtype in _PREFIX and _routine(_PREFIX[dtype]) is not None
 
 
-def cholesky_lower_(A: Tensor) -> Optional[int]:
+def cholesky_lower_(A: Tensor, clean: bool = True) -> Optional[int]:
     """Overwrite the lower triangle of the row-major ``A`` ``(N, N)`` (the entries above the diagonal
-    are not read) with the lower Cholesky factor ``L`` and zero the entries above it; returns LAPACK's
+    are not read) with the lower Cholesky factor ``L`` and, with ``clean``, zero the entries above it
+    (else they keep what they held: for callers that only pass ``L`` to triangular routines); returns LAPACK's
     ``info`` (0: done; ``k > 0``: the leading minor of order ``k`` is not positive definite, and ``A``
     is then partly overwritten), or ``None``, leaving ``A`` untouched, when this cannot be done here
     (not a contiguous CPU float32/float64 matrix, or no LAPACK found in torch's library)."""
@@ -70,6 +71,6 @@ def cholesky_lower_(A: Tensor) -> Optional[int]:
     info = itype(0)
     fn(ctypes.c_char_p(b"U"), ctypes.byref(itype(n)), ctypes.c_void_p(A.data_ptr()), ctypes.byref(itype(n)),
        ctypes.byref(info))
-    if info.value == 0:
+    if info.value == 0 and clean:
         A.tril_()  # row-major, so a cheap pass (0.6 ms at N = 2,000), unlike torch's on its column-major factor
     return int(info.value)

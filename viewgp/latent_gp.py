@@ -131,7 +131,8 @@ class _FusedNLL(torch.autograd.Function):
         probes = gp.trace_method(n) == "hutchinson"
         # The kernel is kept in the gradient's dtype, known before the factor exists (but for the
         # exact path's check of the factor for subnormal products, which may ask for float64 later).
-        L, gram = gp._gram_cholesky(x, plan, scales[1], keep=gp.gradient_dtype(n, *scales))
+        # L is read by triangular solves only: what lies above its diagonal need not be zeroed.
+        L, gram = gp._gram_cholesky(x, plan, scales[1], keep=gp.gradient_dtype(n, *scales), clean=False)
         rhs = gp._step_operand("c", c.detach(), _column_major)
         B = torch.linalg.solve_triangular(L, rhs, upper=False, out=gp._buffer("B", (k, n), L.dtype, L.device).mT)
         ctx.save_for_backward(L, B)
@@ -383,13 +384,15 @@ class LatentGP(nn.Module):
         eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
         return self._factor_with_jitter(lambda j: A if j == 0 else A + j * eye, in_place=False)
 
-    def _factor_with_jitter(self, build: Callable[[float], Tensor], in_place: bool, check: bool = True) -> Tensor:
+    def _factor_with_jitter(self, build: Callable[[float], Tensor], in_place: bool, check: bool = True,
+                            clean: bool = True) -> Tensor:
         """Cholesky of ``build(j)`` (the matrix with ``j`` added to its diagonal): first ``j = 0``, then
         ``jitter`` times the mean diagonal, 10x larger at each retry. ``in_place``: ``build`` returns a
         fresh matrix (its lower triangle suffices) that is overwritten by its factor: by LAPACK
         directly where :mod:`viewgp.lapack` finds it, else by torch when a second N x N buffer does
-        not fit. ``check=False`` skips
-        the pass over the matrix for NaN/inf (the caller has checked the hyper-parameters instead)."""
+        not fit. ``check=False`` skips the pass over the matrix for NaN/inf (the caller has checked
+        the hyper-parameters instead); ``clean=False`` may leave the entries above the diagonal of an
+        in-place factor as they were (for a factor that only triangular routines read)."""
         A = build(0.0)
         if check and not bool(torch.isfinite(A).all()):
             raise ValueError(
@@ -404,7 +407,7 @@ class LatentGP(nn.Module):
                 jitter *= 10
             L = info = None
             if in_place:
-                code = cholesky_lower_(A)  # LAPACK where A lies: none of torch's copies (viewgp.lapack)
+                code = cholesky_lower_(A, clean=clean)  # LAPACK where A lies: none of torch's copies (viewgp.lapack)
                 if code is not None:
                     L, info = A, torch.tensor(code)
                 elif 2 * A.numel() * A.element_size() > 0.5 * _available_bytes(A.device):
@@ -464,11 +467,12 @@ class LatentGP(nn.Module):
     def _plan(self) -> Optional[FusedGram]:
         return FusedGram.from_kernel(self.kernel) if self.fused else None
 
-    def _gram_cholesky(self, x: Tensor, plan: FusedGram, noise: float, keep: Optional[torch.dtype] = None):
+    def _gram_cholesky(self, x: Tensor, plan: FusedGram, noise: float, keep: Optional[torch.dtype] = None,
+                       clean: bool = True):
         """Cholesky factor of ``K(x, x) + noise I`` built by ``plan`` and factorised in place. ``keep``
         (a dtype): return ``(L, K_y)`` with a copy of ``K_y`` in that dtype (lower triangle written)
         for the gradient's blocks, ``None`` unless it fits beside the factor and the gradient's N x N
-        buffer."""
+        buffer. ``clean``: see :meth:`_factor_with_jitter`."""
         hyper = [float(v.detach()) for v in plan.hyperparameters()] + [noise]
         if not all(math.isfinite(v) and v > 0 for v in hyper):
             raise ValueError(f"kernel hyper-parameters must be finite and positive, got {self.hyperparameters()}")
@@ -477,13 +481,13 @@ class LatentGP(nn.Module):
         kept: list[Optional[Tensor]] = [None]
 
         def build(j: float) -> Tensor:
-            K = plan.matrix(x, add_diagonal=noise + j, lower_only=True,
-                            out=self._buffer("gram", (n, n), x.dtype, x.device))
-            if keep is not None and j == 0 and 2 * n * n * x.element_size() + copy_bytes <= 0.5 * _available_bytes(self._device):
-                kept[0] = self._buffer("gram-copy", (n, n), keep, x.device).copy_(K)
-            return K
+            fits = 2 * n * n * x.element_size() + copy_bytes <= 0.5 * _available_bytes(self._device)
+            if keep is not None and j == 0 and fits:  # (the copy is without the noise: the gradient's is s^2)
+                kept[0] = self._buffer("gram-copy", (n, n), keep, x.device)
+            return plan.matrix(x, add_diagonal=noise + j, lower_only=True,
+                               out=self._buffer("gram", (n, n), x.dtype, x.device), copy=kept[0] if j == 0 else None)
 
-        L = self._factor_with_jitter(build, in_place=True, check=False)
+        L = self._factor_with_jitter(build, in_place=True, check=False, clean=clean)
         return L if keep is None else (L, kept[0])
 
     def gradient_dtype(self, n: int, outputscale: float, noise: float, factor: Optional[Tensor] = None) -> torch.dtype:
