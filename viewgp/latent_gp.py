@@ -28,9 +28,12 @@ Long runs (thousands of frames):
 
 * ``ScaleKernel(ViewKernel(...))`` kernels are evaluated and differentiated by
   :class:`viewgp.fused.FusedGram` (one buffer, no autograd graph of N x N temporaries); ``K_y`` is
-  factorised in place and every solve is a triangular solve. The gradient's ``K_y^-1`` is formed in
-  float32 where that is accurate enough (``gradient_precision="auto"``, see
-  :meth:`LatentGP.gradient_dtype`).
+  factorised in place by LAPACK (:mod:`viewgp.lapack`) and every solve is a triangular solve. From
+  1,024 frames on the gradient's trace term is estimated from fixed probes solved in the same
+  float32 back-substitution as the data term (``gradient_trace="auto"``, see
+  :meth:`LatentGP.trace_method`), so no ``K_y^-1`` is formed; below, ``K_y^-1`` is exact (float32
+  where that is accurate enough, ``gradient_precision="auto"``, see :meth:`LatentGP.gradient_dtype`).
+  While ``fit`` runs, the step's buffers are kept between evaluations.
 * ``fit(subset=...)`` fits the hyper-parameters on a subset of frames (stratified in time and pose,
   :mod:`viewgp.subset`), then solves once on all frames; ``optimizer="lbfgs"`` (quasi-Newton with a
   strong-Wolfe line search) converges in far fewer evaluations than Adam.
@@ -117,11 +120,12 @@ def _rademacher(n: int, p: int, dtype: torch.dtype, device) -> Tensor:
 class _FusedNLL(torch.autograd.Function):
     """``-log p(Z)`` without the constant for a kernel covered by :class:`FusedGram`.
 
-    Forward: ``K_y`` built block-wise into one buffer and factorised (in place when memory is short;
-    else ``K_y`` is kept, and its blocks serve the backward pass), ``B = L^-1 C``, value
+    Forward: ``K_y`` built block-wise into one buffer (a copy in the gradient's dtype taken block by
+    block when it fits, for the backward pass) and factorised there, ``B = L^-1 C``, value
     ``D sum(log diag L) + 1/2 ||B||^2``. Backward: ``W = 1/2 (D K_y^-1 - A A^T)`` with
-    ``A = L^-T B`` (in the GP's :meth:`LatentGP.gradient_dtype`), then the fused kernel gradient;
-    inputs ``(gp, plan, x, c, d, noise, outputscale, *lengthscales)``.
+    ``A = L^-T B`` (in the GP's :meth:`LatentGP.gradient_dtype`), ``K_y^-1`` exact or estimated
+    (:meth:`LatentGP.trace_method`), then the fused kernel gradient; inputs
+    ``(gp, plan, x, c, d, noise, outputscale, *lengthscales)``.
     """
 
     @staticmethod
