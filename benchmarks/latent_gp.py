@@ -26,9 +26,11 @@ into memory written beforehand):
   a floor measurement; ``step/floor`` is the median of the pairs' ratios); ``hutch`` the same with
   the trace term estimated from 64 probes (``"hutchinson"``, the default from 1,024 frames on: no
   ``K_y^-1``), against both floors;
-* ``fit``: hyper-parameters by L-BFGS to convergence on an automatic subset of frames
-  (``subset="auto"``), then the solve on all N; ``predict``: posterior mean and variance at all N
+* ``fit``: ``gp.fit(X, Z)`` with the public defaults, i.e. hyper-parameters by L-BFGS to convergence
+  on an automatic subset of frames (``subset="auto"``), then the solve on all N; ``predict``: posterior mean and variance at all N
   poses; ``peak``: the process's resident memory at most during fit + predict (sampled);
+* ``--public N,...``: the plain public call ``LatentGP().fit(X, Z).predict(X)`` (default kernel, start
+  values and fit) against one Cholesky + solve of the matrix it fitted;
 * ``--accuracy``: held-out error of the subset fit against the full fit where both run, and the
   error of the inducing-point solver against the exact posterior at N = 10,000.
 
@@ -115,7 +117,7 @@ def time_ours(x: torch.Tensor, z: torch.Tensor, steps: int) -> dict:
     stamps: list[float] = []
     gp = LatentGP(kernel=make_kernel())
     t0 = time.perf_counter()
-    gp.fit(x, z, steps=steps, callback=lambda s, v: stamps.append(time.perf_counter()))
+    gp.fit(x, z, steps=steps, optimizer="adam", subset=None, callback=lambda s, v: stamps.append(time.perf_counter()))
     fit = time.perf_counter() - t0
     t0 = time.perf_counter()
     gp.predict(x)
@@ -293,7 +295,7 @@ def long_rows(sizes: list[int], d: int, reps: int, device: str, max_step_n: int)
         gp = long_gp(x, z, device)
         with PeakRSS(device) as mem:
             t0 = time.perf_counter()
-            gp.fit(x, z, steps=150, optimizer="lbfgs", subset="auto")
+            gp.fit(x, z)  # the public defaults: L-BFGS on an automatic subset (here no Adam comparison: N > 512)
             _sync(device)
             t1 = time.perf_counter()
             mean, var = gp.predict(x)
@@ -305,6 +307,31 @@ def long_rows(sizes: list[int], d: int, reps: int, device: str, max_step_n: int)
               f"{len(gp.history_):>5} {m:>6} {t2 - t1:>9.2f} {t2 - t0:>10.2f} {(t2 - t0) / r['floor']:>16.2f} "
               f"{mem.peak:>7.2f}", flush=True)
         del gp, mean, var
+
+
+def public_rows(sizes: list[int], d: int, device: str) -> None:
+    """``LatentGP().fit(X, Z).predict(X)`` with no option at all (the default kernel and its default
+    start values, the default fit), against one torch Cholesky + solve of the fitted ``K + s_n^2 I``
+    (the floor, measured after it in the same process)."""
+    print(f"\nplain public call: LatentGP().fit(X, Z) + predict(X), D = {d}")
+    print(f"{'N':>6} {'fit s':>7} {'evals':>5} {'subset':>6} {'optimizer':>9} {'predict s':>9} {'fit+pred s':>10} "
+          f"{'floor s':>8} {'(fit+pred)/floor':>16} {'peak GB':>7}", flush=True)
+    for n in sizes:
+        x, z = phone_run(n, d)
+        x, z = x.to(device), z.to(device)
+        with PeakRSS(device) as mem:
+            t0 = time.perf_counter()
+            gp = LatentGP(device=device).fit(x, z)
+            _sync(device)
+            t1 = time.perf_counter()
+            gp.predict(x)
+            _sync(device)
+            t2 = time.perf_counter()
+        floor = floor_seconds(gp, x, (z - z.mean(0)), device)
+        m = n if gp.subset_ is None else len(gp.subset_)
+        print(f"{n:>6} {t1 - t0:>7.2f} {len(gp.history_):>5} {m:>6} {gp.optimizer_:>9} {t2 - t1:>9.2f} {t2 - t0:>10.2f} "
+              f"{floor:>8.3f} {(t2 - t0) / floor:>16.2f} {mem.peak:>7.2f}", flush=True)
+        del gp
 
 
 def held_out_mse(gp: LatentGP, x: torch.Tensor, z: torch.Tensor, held: torch.Tensor) -> float:
@@ -376,6 +403,8 @@ def main() -> None:
     ap.add_argument("--max-step-n", type=int, default=20000, help="--long: no full-data step above this N")
     ap.add_argument("--reps", type=int, default=3, help="--long: paired floor/step measurements per N")
     ap.add_argument("--accuracy", action="store_true", help="--long: subset and inducing-point accuracy")
+    ap.add_argument("--public", default="", metavar="SIZES",
+                    help="--long: also rows of the plain LatentGP().fit(X, Z).predict(X) at these N (e.g. 10000)")
     ap.add_argument("--device", default="cpu", help="--long: cpu or cuda")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--max-gb", type=float, default=12.0, help="skip combinations estimated above this memory")
@@ -388,6 +417,9 @@ def main() -> None:
         sizes = [int(v) for v in args.sizes.split(",") if v]
         if sizes:
             long_rows(sizes, 512, args.reps, args.device, args.max_step_n)
+        public = [int(v) for v in args.public.split(",") if v]
+        if public:
+            public_rows(public, 512, args.device)
         if args.accuracy:
             accuracy([(2500, 1000, 1.5), (5000, "auto", 1.5), (2500, 1000, 6.0), (5000, "auto", 6.0)], 512, args.device)
             inducing_error(10000, 512, args.device, [1e-2, 1e-3, 1e-4, 1e-5])

@@ -27,12 +27,15 @@ def adapt(
     seed: int = 0,
     progress: bool = True,
     flip: bool = True,
+    bf16: bool = False,
 ) -> tuple[object, list[float]]:
     """A copy of ``backbone`` fine-tuned for ``steps`` Adam steps on ``images`` ``(N, 3, r, r)`` in
     [-1, 1]; returns ``(adapted backbone in eval mode, per-step L1 losses)``.
 
     Batches of ``batch_size`` are drawn with replacement from a seeded generator (random horizontal
-    flips with ``flip``). ``steps = 0`` returns an unchanged copy.
+    flips with ``flip``). ``steps = 0`` returns an unchanged copy. ``bf16``: forward passes under
+    bfloat16 autocast (weights and optimizer stay float32; see :mod:`generative.precision` for where
+    that is faster).
     """
     if not getattr(backbone, "has_encoder", False):
         raise ValueError(f"test-time adaptation needs an encoder; this backbone (kind '{getattr(backbone, 'kind', '?')}') has none")
@@ -57,7 +60,8 @@ def adapt(
             if flip:
                 mirror = (torch.rand(x.shape[0], generator=g) < 0.5).to(device)
                 x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
-            loss = (model.decode(model.encode(x)) - x).abs().mean()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = (model.decode(model.encode(x)).float() - x).abs().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -16,6 +16,7 @@ Two file formats hold a model; both carry its ``kind`` so :func:`generative.load
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -150,7 +151,8 @@ def load_error_reason(exc: BaseException) -> str:
     if "WeightsUnpickler error:" in text:
         detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].strip()
         return f"not a PyTorch file, or one holding objects other than tensors and plain values ({detail})"
-    if "zip archive" in text or "central directory" in text:
+    # A zip file cut short early makes the reader seek past its end: EINVAL from the OS, not a zip error.
+    if "zip archive" in text or "central directory" in text or (isinstance(exc, OSError) and exc.errno == errno.EINVAL):
         return "a corrupt or truncated PyTorch (zip) file"
     if isinstance(exc, EOFError) or not text.strip():
         return "the file ends early (truncated)"

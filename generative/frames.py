@@ -83,8 +83,10 @@ def encode_frames(
 def decode_frames(backbone, z, batch_size: int = 32, progress: bool = False, bf16: bool = False) -> np.ndarray:
     """Decode latents ``(N, *latent_shape)`` into uint8 frames ``(N, r, r, 3)``.
 
-    ``bf16`` decodes under bfloat16 autocast (about 1.6x faster on a CPU with AMX, within a few
-    intensity levels): for posterior samples, whose spread is all that is used, not for predictions."""
+    ``bf16`` decodes under bfloat16 autocast (2x faster where the device computes bfloat16 natively,
+    many times slower where it does not: choose it with :func:`generative.precision.choose_precision`;
+    within a few intensity levels): for posterior samples, whose spread is all that is used, not for
+    predictions."""
     from tqdm.auto import tqdm
 
     z = torch.as_tensor(np.asarray(z), dtype=torch.float32)
@@ -98,8 +100,8 @@ def decode_frames(backbone, z, batch_size: int = 32, progress: bool = False, bf1
     return np.concatenate(out, 0)
 
 
-def pixel_std_maps(backbone, samples, batch_size: int = 32, bf16: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Decode posterior samples ``(S, M, *latent_shape)`` (in bfloat16 unless ``bf16=False``); return
+def pixel_std_maps(backbone, samples, batch_size: int = 32, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Decode posterior samples ``(S, M, *latent_shape)`` (under bfloat16 autocast with ``bf16``); return
     (per-pixel std ``(M, r, r)`` in [0, 1] units of the image range, decoded sample frames uint8
     ``(S, M, r, r, 3)``)."""
     samples = np.asarray(samples)

@@ -22,12 +22,23 @@ def psnr_of(mse: float) -> float:
     return float(10 * np.log10(1.0 / max(float(mse), 1e-12)))
 
 
+def _frame_mse(pred: np.ndarray, truth: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """Per-frame MSE on the [0, 1] scale of uint8 stacks ``(N, H, W, 3)``: squared differences summed
+    exactly in integers (no float64 copies of whole stacks), a chunk of frames at a time."""
+    if pred.shape != truth.shape:
+        raise ValueError(f"frames of shape {pred.shape} cannot be scored against ground truth of shape {truth.shape}")
+    n, per = len(pred), int(np.prod(pred.shape[1:]))
+    out = np.empty(n, np.float64)
+    for s in range(0, n, chunk):
+        d = pred[s : s + chunk].astype(np.int32) - truth[s : s + chunk].astype(np.int32)
+        out[s : s + chunk] = np.square(d, out=d).reshape(len(d), -1).sum(1, dtype=np.int64)
+    return out / (per * 255.0**2)
+
+
 def frame_errors(pred: np.ndarray, truth: np.ndarray, ssim: bool = False) -> dict[str, list[float]]:
     """Per-frame MSE (images scaled to [0, 1]), PSNR (dB) and, with ``ssim``, SSIM (Gaussian window,
     :func:`generative.metrics.ssim`) between uint8 frame stacks ``(N, H, W, 3)``."""
-    a = pred.astype(np.float64) / 255.0
-    b = truth.astype(np.float64) / 255.0
-    mse = ((a - b) ** 2).reshape(len(a), -1).mean(1)
+    mse = _frame_mse(pred, truth)
     psnr = 10 * np.log10(1.0 / np.maximum(mse, 1e-12))
     out = {"mse": mse.tolist(), "psnr": psnr.tolist()}
     if ssim:
@@ -48,7 +59,7 @@ def delta_smoothness(frames: np.ndarray, delta: int = 5, distance=None) -> Optio
         return None
     a, b = frames[:-delta], frames[delta:]
     if distance is None:
-        d = np.sqrt((((a.astype(np.float64) - b.astype(np.float64)) / 255.0) ** 2).reshape(len(a), -1).mean(1))
+        d = np.sqrt(_frame_mse(a, b))
     else:
         d = np.asarray(distance(a, b), np.float64)
     return float(np.mean(d))
@@ -185,4 +196,4 @@ def pixel_calibration(frames: np.ndarray, truth: np.ndarray, sd: np.ndarray, hel
     if not held.any():
         return None
     err = (frames[held].astype(np.float32) - truth[held].astype(np.float32)) / 255.0
-    return calibration_summary(err, np.broadcast_to(sd[held][..., None], err.shape), dof)
+    return calibration_summary(err, sd[held][..., None], dof)  # one sd for the three channels, broadcast

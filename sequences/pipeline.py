@@ -23,6 +23,7 @@ import torch
 
 from generative.detail import add_detail, resize_frames
 from generative.frames import decode_frames, encode_frames, frames_to_model, invert_observed, pixel_std_maps
+from generative.precision import choose_precision
 from generative.uncertainty import combine_sd, reconstruction_variance
 from sequences.evaluate import PIXEL_BASELINES, frame_errors, lpips_distance, method_metrics, pixel_baselines, pixel_calibration
 from sequences.plots import plot_reliability
@@ -60,6 +61,9 @@ class PipelineConfig:
     pixel_baselines: bool = True  # also score nearest / blended / GP-interpolated keyframe pixels
     adapt_steps: int = 0  # fine-tune the backbone on the observed frames first (generative.adapt)
     media: bool = True  # write videos, strips and plots (False: metrics.json only, for batch evaluations)
+    # "auto": bfloat16 for posterior samples and adaptation only where the device computes it natively
+    # (generative.precision); "fp32" / "bf16" force one. Scored predictions are always decoded in float32.
+    precision: str = "auto"
 
 
 def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineConfig(), query=None) -> dict:
@@ -74,9 +78,10 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     torch.manual_seed(config.seed)
     obs = _observed_mask(run)
     timings: dict[str, float] = {}
+    precision = choose_precision(config.precision, config.device)
     size = output_size(run, config.output_size)
     keyframes = resize_frames(run.frames[np.flatnonzero(obs)], size)
-    backbone, adapt_info = _adapted(backbone, keyframes, config, timings)
+    backbone, adapt_info = _adapted(backbone, keyframes, config, timings, precision.bf16)
 
     t0 = time.perf_counter()
     z_all = _latents(run, backbone, obs, out_dir, config)
@@ -89,8 +94,8 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     t0 = time.perf_counter()
     head = config.methods[0]
     outputs, sd_maps, have, ablation = _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, config,
-                                               query is None)
-    timings["decode_s"] = time.perf_counter() - t0
+                                               query is None, precision.bf16, timings)
+    timings["decode_s"] = time.perf_counter() - t0  # all of it: means, samples, detail layers
     # Student-t degrees of freedom of each sd map: a latent method's, also for its detail layers
     # (their variances are scaled from the same keyframes).
     dofs = {m: preds[m.split("+")[0]].dof for m in sd_maps}
@@ -108,34 +113,42 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     fps = float(config.fps or run.frame_rate or 30.0)
     labels = [k for k in panels if k != "independent"]
     if config.media:
+        t0 = time.perf_counter()
         labels = write_frame_outputs(out_dir, {k: panels[k] for k in labels}, headline, std,
                                      obs if query is None else None, fps, config.display_size)
+        timings["videos_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         trajectories = {m: (p.mean, p.var) for m, p in preds.items() if m != "independent"}
         write_plots(out_dir, times_q, trajectories or {"per-frame": (z_all, None)},
                     obs if query is None else np.zeros(len(times_q), bool), z_all if query is None else None, poses_q)
+        timings["plots_s"] = time.perf_counter() - t0
 
     metrics = {"n_frames": int(len(times_q)), "n_observed": int(obs.sum()), "observed": obs.tolist() if query is None else None,
                "backbone": {"kind": backbone.kind, "resolution": int(backbone.resolution), "adaptation": adapt_info},
                "output_size": int(size), "headline": headline, "panels": labels, "timings": timings,
+               "precision": precision.to_dict() | {"used_for": "posterior samples and adaptation (scored frames: fp32)"},
                "video": {"codec": video_codec(), "fps": round(fps, 6)}}
     held = ~obs if query is None else np.ones(len(times_q), bool)
+    t0 = time.perf_counter()
     metrics |= _scores(outputs, preds, truth, held, have, sd_maps, dofs, config)
-    if truth is not None and ablation:
+    if truth is not None and ablation and held.any():  # nothing held out (all frames observed): nothing to calibrate
         rows = {label: pixel_calibration(outputs[headline], truth, sd, held) for label, sd in ablation.items()}
         if dofs.get(headline) is not None:  # the headline's own calibration: its sd map with t intervals
             rows[f"+ Student-t ({dofs[headline]:g} keyframes)"] = metrics["methods"][headline]["calibration"]
         metrics["calibration_ablation"] = {"method": headline, **rows}
     if query is None:
         metrics["latent_calibration"] = _latent_calibration(preds, z_all, held)
-    _write_report(out_dir, metrics, config.media)
+    timings["metrics_s"] = time.perf_counter() - t0
+    if config.media:
+        t0 = time.perf_counter()
+        _write_report(out_dir, metrics)
+        timings["report_s"] = time.perf_counter() - t0
+    write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
     return metrics
 
 
-def _write_report(out_dir: str, metrics: dict, media: bool) -> None:
-    """``metrics.json`` and, with ``media``, the reliability diagram and ``report.html``."""
-    write_metrics(os.path.join(out_dir, "metrics.json"), metrics)
-    if not media:
-        return
+def _write_report(out_dir: str, metrics: dict) -> None:
+    """The reliability diagram and ``report.html``."""
     curves = {m: e["calibration"]["reliability"] for m, e in metrics["methods"].items() if e.get("calibration")}
     ablation = metrics.get("calibration_ablation")
     if ablation:
@@ -251,7 +264,7 @@ def _predict(run, obs, z_all, poses_q, times_q, geometry, config: PipelineConfig
     return preds
 
 
-def _adapted(backbone, keyframes: np.ndarray, config: PipelineConfig, timings: dict):
+def _adapted(backbone, keyframes: np.ndarray, config: PipelineConfig, timings: dict, bf16: bool):
     """The backbone fine-tuned on the observed frames when ``config.adapt_steps`` asks for it."""
     if not config.adapt_steps:
         return backbone, None
@@ -259,18 +272,21 @@ def _adapted(backbone, keyframes: np.ndarray, config: PipelineConfig, timings: d
 
     t0 = time.perf_counter()
     x = frames_to_model(keyframes, backbone.resolution)
-    adapted, losses = adapt(backbone, x, config.adapt_steps, seed=config.seed, progress=config.progress)
+    adapted, losses = adapt(backbone, x, config.adapt_steps, seed=config.seed, progress=config.progress, bf16=bf16)
     timings["adapt_s"] = time.perf_counter() - t0
     return adapted, {"steps": int(config.adapt_steps), "frames": int(len(keyframes)),
                      "l1_first": losses[0], "l1_last": losses[-1]}
 
 
-def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, config, own_frames: bool):
+def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, config, own_frames: bool, bf16: bool,
+            timings: dict):
     """Every method's frames at the output size (decoded, upsampled; the headline method also with the
     keyframes' detail) and the per-frame reconstruction (``"per-frame"``, for the run's own frames);
     per-pixel sd maps ``(M, S, S)`` of every method with uncertainty (:mod:`generative.uncertainty`);
     which frames have a reconstruction (``None`` for novel views); and the headline's sd built up one
-    principled part at a time (``ablation``: label -> sd map)."""
+    principled part at a time (``ablation``: label -> sd map). Samples are decoded under bfloat16
+    autocast with ``bf16``; everything that is scored in float32. ``timings`` gets the phases' seconds."""
+    t0 = time.perf_counter()
     outputs: dict[str, np.ndarray] = {}
     have = None
     if own_frames:  # per-frame reconstructions where a latent exists (inverted backbones: keyframes only)
@@ -282,9 +298,13 @@ def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, co
     recon_obs = recon[obs] if own_frames else decode_frames(backbone, z_all[obs], config.batch_size)
     recon_var = reconstruction_variance(keyframes, resize_frames(recon_obs, size))
     decoded = {m: decode_frames(backbone, p.mean, config.batch_size) for m, p in preds.items()}
+    timings["decode_means_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     head_sd = None
     if preds[head].samples is not None:
-        head_sd = pixel_std_maps(backbone, preds[head].samples, config.batch_size)[0]
+        head_sd = pixel_std_maps(backbone, preds[head].samples, config.batch_size, bf16=bf16)[0]
+    timings["decode_samples_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     latent_sd = {m: _rescaled_sd(head_sd, preds[head], p) for m, p in preds.items()
                  if head_sd is not None and p.predictive_var is not None}
     sd_maps = {m: combine_sd(v, recon_var, size) for m, v in latent_sd.items()}
@@ -300,6 +320,7 @@ def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, co
             ablation = _ablation(head_sd, preds[head], res_var, spread, size)
     for m, frames in decoded.items():
         outputs[m] = resize_frames(frames, size)
+    timings["detail_s"] = time.perf_counter() - t0  # the detail layers (warp, residual GP) and the sd maps
     return outputs, sd_maps, have, ablation
 
 

@@ -39,9 +39,12 @@ Camera conventions (exact, tested in ``tests/test_synthetic.py``):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -137,13 +140,43 @@ def random_object_names(start: int = 0, stop: int = RANDOM_OBJECTS) -> list[str]
 
 def _pybullet():
     try:
-        import pybullet
-        import pybullet_data
+        with _quiet_c_output():  # pybullet's C code prints "pybullet build time: ..." on import
+            import pybullet
+            import pybullet_data
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
             "synthetic camera runs need pybullet (CPU TinyRenderer and its bundled meshes): pip install pybullet"
         ) from e
     return pybullet, pybullet_data
+
+
+@contextlib.contextmanager
+def _quiet_c_output():
+    """File descriptors 1 and 2 point at /dev/null inside, so C-level prints go nowhere (Python's
+    streams are flushed first, C's own stdio buffers before the descriptors are restored)."""
+    import ctypes
+
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no such descriptors: nothing to keep quiet
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        try:
+            ctypes.CDLL(None).fflush(None)
+        except (OSError, AttributeError, TypeError):  # pragma: no cover - no C library to flush (not POSIX)
+            pass
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(null)
 
 
 @functools.lru_cache(maxsize=None)

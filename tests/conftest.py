@@ -21,3 +21,16 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def cpu_without_bf16(monkeypatch):
+    """``precision="auto"`` decides as on a CPU without bfloat16 instructions (AVX2 only), whatever this
+    machine has: for tests that compare command outputs with the float32 library calls bit for bit."""
+    from generative import precision
+
+    precision._auto.cache_clear()
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"sse4_2", "avx", "avx2", "fma"})
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    yield
+    precision._auto.cache_clear()

@@ -230,3 +230,32 @@ def test_report_opens_and_its_videos_play_in_headless_chromium(demo_like, tmp_pa
     for name in ("comparison.mp4", "uncertainty.mp4"):
         found = re.search(re.escape(name) + r" (\d+)x(\d+)", dom)
         assert found and int(found.group(1)) > 0, f"{name} did not play: {dom[-300:]}"
+
+
+@pytest.mark.parametrize("dof", [None, 3.0])
+def test_summary_equals_the_direct_formulas_with_one_sd_per_rgb_pixel(dof):
+    """The one-pass summary (sorted half-widths, sd broadcast inside the division) against the
+    definitions evaluated value by value on the materialised sd."""
+    from scipy import stats
+
+    from viewgp.calibration import LEVELS, RELIABILITY_LEVELS, calibration_summary, interval_half_width
+
+    rng = np.random.default_rng(4)
+    err = (rng.standard_normal((5, 6, 7, 3)) * 0.1).astype(np.float32)
+    sd = np.abs(rng.standard_normal((5, 6, 7, 1))) * 0.1
+    sd[0, 0, 0] = 0.0  # clamped to 1e-12
+    full = np.maximum(np.broadcast_to(sd, err.shape), 1e-12).reshape(-1)
+    e = np.abs(err.astype(np.float64)).reshape(-1)
+    got = calibration_summary(err, sd, dof)
+    for p in LEVELS:
+        assert got[f"coverage_{round(100 * p)}"] == np.mean(e / full <= interval_half_width(p, dof))
+    for p in RELIABILITY_LEVELS:
+        assert got["reliability"][str(p)] == np.mean(e / full <= interval_half_width(p, dof))
+    dist = stats.norm(scale=full) if dof is None else stats.t(dof, scale=full)
+    assert got["nlpd"] == pytest.approx(-np.mean(dist.logpdf(e)), rel=1e-12)
+    assert got["rms_z"] == pytest.approx(np.sqrt(np.mean((e / full) ** 2)), rel=1e-12)
+    assert got["sd_ratio"] == pytest.approx(np.sqrt(np.mean(e**2)) / np.sqrt(np.mean(full**2)), rel=1e-12)
+    with pytest.raises(ValueError, match="broadcast"):
+        calibration_summary(err, sd[:, :, :3], dof)
+    with pytest.raises(ValueError, match="finite"):
+        calibration_summary(err, -sd, dof)

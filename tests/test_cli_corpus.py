@@ -133,7 +133,12 @@ def _checkpoints(d: Path, f: dict) -> None:
     torch.save({"weights": torch.zeros(3)}, d / "dict.pt")
     ours = DEFAULT_BACKBONE.read_bytes()
     (d / "truncated.safetensors").write_bytes(ours[: len(ours) // 3])
-    for name in ("random.pt", "empty.pt", "foreign.safetensors", "tensor.pt", "dict.pt", "truncated.safetensors"):
+    # A training checkpoint cut short early (the reader's seek past its end fails with EINVAL).
+    buffer = __import__("io").BytesIO()
+    torch.save({"format": 1, "kind": "pioneer", "w": torch.zeros(100_000)}, buffer)
+    (d / "truncated.pt").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 100])
+    for name in ("random.pt", "empty.pt", "foreign.safetensors", "tensor.pt", "dict.pt", "truncated.safetensors",
+                 "truncated.pt"):
         f[name] = d / name
 
 
@@ -185,7 +190,10 @@ def _argument_cases():
         ("time-offset", ["interpolate", "--video", "{video}", "--poses", "{poses}", "--time-offset", "nan"], "--time-offset"),
         ("device-tpu", run + ["--device", "tpu9"], "tpu9"), ("device-cuda", run + ["--device", cuda], "--device"),
         ("fps", run + ["--fps", "0"], "--fps"), ("keyframes-0", run + ["--keyframes", "every:0"], "every:0"),
-        ("keyframes-word", run + ["--keyframes", "sometimes"], "sometimes"), ("method", run + ["--method", "magic"], "magic"),
+        ("keyframes-word", run + ["--keyframes", "sometimes"], "sometimes"),
+        ("keyframes-greedy-1", run + ["--keyframes", "greedy:1"], "--keyframes"),
+        ("keyframes-greedy-all", run + ["--keyframes", "greedy:100000"], "--keyframes greedy:100000 keeps all"),
+        ("keyframes-all", run + ["--keyframes", "all"], "nothing is left to interpolate"), ("method", run + ["--method", "magic"], "magic"),
         ("nuts", run + ["--bayes", "--nuts", "1,2"], "--nuts"), ("unknown-option", run + ["--frobnicate"], "--frobnicate"),
         ("azimuths", ["views", "--run", "{run}", "--azimuths", "0:360:0"], "--azimuths"),
         ("invert-lr", run + ["--invert-lr", "-1"], "--invert-lr"),
@@ -207,6 +215,7 @@ def _train_cases():
     for name, argv, fragment in usage:
         yield f"train:{name}", argv, 2, fragment
     yield "train:resume-junk", train + ["--resume", "{random.pt}"], 1, "random.pt"
+    yield "train:resume-truncated", train + ["--resume", "{truncated.pt}"], 1, "truncated.pt: a corrupt or truncated"
 
 
 CASES = [*_pose_cases(), *_video_cases(), *_run_cases(), *_checkpoint_cases(), *_argument_cases(), *_train_cases()]

@@ -15,6 +15,12 @@ from sequences import cli
 from sequences.cli import common
 from sequences.cli import images as cli_images
 
+
+@pytest.fixture(autouse=True)
+def _float32_decoding(cpu_without_bf16):
+    """Outputs are compared with float32 library calls bit for bit: decide precision as an AVX2 CPU would."""
+
+
 R = 16  # backbone resolution
 PAD = 2  # grid border in pixels
 
@@ -214,3 +220,21 @@ def test_help_has_examples(capsys):
         assert exc.value.code == 0
         text = capsys.readouterr().out
         assert "examples:" in text and f"viewgp {command}" in text and "--device" in text
+
+
+def test_reconstruct_decodes_in_bfloat16_where_the_cpu_has_it_unless_told_fp32(backbone, tmp_path, monkeypatch):
+    from generative import precision
+
+    precision._auto.cache_clear()
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    src = _folder(tmp_path / "in", 2, seed=1)
+    frames = np.stack([square_resize(_read_rgb(src / f"img{i}.png"), R) for i in range(2)])
+    expected = to_uint8(edit.reconstruct(backbone, to_model_images(frames)))
+    for flag, exact in (("auto", False), ("fp32", True)):
+        out = tmp_path / flag
+        assert cli.main(["reconstruct", "--backbone", "m.pt", "--images", str(src), "--out", str(out),
+                         "--precision", flag]) == 0
+        got = np.stack([_read_rgb(out / f"img{i}.png") for i in range(2)])
+        diff = np.abs(got.astype(int) - expected.astype(int))
+        assert (diff.max() == 0) == exact and diff.max() <= 8  # bfloat16: within a few intensity levels
+    precision._auto.cache_clear()

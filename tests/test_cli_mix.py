@@ -14,6 +14,12 @@ from sequences import cli
 from sequences.cli import common
 from sequences.cli.common import load_images
 
+
+@pytest.fixture(autouse=True)
+def _float32_decoding(cpu_without_bf16):
+    """Outputs are compared with float32 library calls bit for bit: decide precision as an AVX2 CPU would."""
+
+
 R = 16
 PAD = 2  # grid border
 

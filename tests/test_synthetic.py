@@ -242,3 +242,16 @@ def test_random_objects_render_in_their_urdf_colour():
         random_object_names(0, 1001)
     with pytest.raises(ValueError, match="random_000 ... random_999"):
         turntable_run("random_x", size=16)
+
+
+def test_rendering_prints_nothing_of_its_own():
+    """pybullet's C code announces its build time on import: a fresh process must print only its own."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "from sequences.synthetic import phone_run; phone_run(20, size=16, seed=0); print('done')"
+    r = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=Path(__file__).resolve().parents[1],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "done\n" and "pybullet" not in r.stderr, (r.stdout, r.stderr)

@@ -1,3 +1,4 @@
+import json
 import os
 import socket
 
@@ -193,7 +194,10 @@ def test_train_writes_outputs_and_refuses_to_overwrite(tmp_path):
     for name in ("model.safetensors", "metrics.jsonl", "train_config.json", "samples/latest.png", "checkpoints/latest"):
         assert (tmp_path / "run" / name).exists(), name
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 6 and '"resolution": 8' in lines[-1]
+    assert len(lines) == 7 and '"resolution": 8' in lines[-1]
+    start = json.loads(lines[0])  # the start record: which precision this run trains in, and why
+    assert start["event"] == "start" and start["precision"] == "fp32" and start["reason"] == "requested"
+    assert json.loads(lines[-1])["precision"] == "fp32"
     with pytest.raises(ValueError, match="already holds checkpoints"):
         train(_tiny_run(tmp_path / "run", 24))
 

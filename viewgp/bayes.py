@@ -329,7 +329,7 @@ def nuts_latent_gp(
     for hp in layout:
         if hp.name == "raw_noise":
             prior_scale[hp.offset : hp.offset + hp.size] = noise_log_sd
-    gp.fit(poses, latents, steps=ml_steps, optimize=ml_steps > 0)
+    gp.fit(poses, latents, steps=ml_steps, optimize=ml_steps > 0, optimizer="adam", subset=None)
     ml = current_log_values(gp, layout)
     potential = make_potential(gp, layout, prior_loc, prior_scale)
     result = BayesResult(gp, layout, gp.train_poses_, torch.as_tensor(latents), ml, None,

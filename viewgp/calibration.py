@@ -72,45 +72,80 @@ def interval_half_width(p: float, dof: Optional[float] = None) -> float:
     return float(stdtrit(dof, (1 + p) / 2))
 
 
-def _pair(err, sd) -> tuple[np.ndarray, np.ndarray]:
-    e = np.abs(np.asarray(err, np.float64))
-    s = np.broadcast_to(np.asarray(sd, np.float64), e.shape)
+def _checked_sd(sd, shape: tuple) -> np.ndarray:
+    """``max(sd, 1e-12)`` as float64, unbroadcast, after checking it is finite, non-negative and
+    broadcasts to the errors' ``shape``."""
+    s = np.asarray(sd, np.float64)
     if np.any(~np.isfinite(s)) or np.any(s < 0):
         raise ValueError("predictive sd must be finite and non-negative")
-    return e.reshape(-1), np.maximum(s.reshape(-1), 1e-12)
+    if np.broadcast_shapes(s.shape, shape) != tuple(shape):
+        raise ValueError(f"predictive sd of shape {s.shape} does not broadcast to the errors' {tuple(shape)}")
+    return np.maximum(s, 1e-12)
+
+
+def _ratio(err, sd, own: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(``|err| / max(sd, 1e-12)`` flat float64, the checked unbroadcast sd). The sd is broadcast
+    inside the division, never materialised at the errors' size (one sd per RGB pixel is a third of it).
+    Means over the unbroadcast sd equal means over the broadcast one: broadcasting repeats every entry
+    equally often. ``own``: ``err`` is the caller's float64 scratch copy, overwritten (no new copy)."""
+    e = np.asarray(err, np.float64)
+    e = np.abs(e, out=e) if own else np.abs(e)
+    s = _checked_sd(sd, e.shape)
+    np.divide(e, s, out=e)
+    return e.reshape(-1), s
+
+
+def _coverage_of_ratio(ratio: np.ndarray, levels: Sequence[float], dof: Optional[float]) -> dict[float, float]:
+    """Coverage at every level from ``|e| / sd`` in one pass: each ratio is placed among the sorted
+    half-widths once (``ratio <= h`` exactly as a comparison would say), then counts accumulate."""
+    widths = np.array([interval_half_width(p, dof) for p in levels])
+    order = np.argsort(widths, kind="stable")
+    slot = np.searchsorted(widths[order], ratio, side="left")  # number of half-widths below the ratio
+    inside = np.cumsum(np.bincount(slot, minlength=len(levels) + 1))[: len(levels)]  # ratio <= widths[order][j]
+    n = max(ratio.size, 1)
+    out = np.empty(len(levels))
+    out[order] = inside / n
+    return {float(p): float(v) for p, v in zip(levels, out)} if ratio.size else {float(p): float("nan") for p in levels}
 
 
 def coverage(err, sd, levels: Sequence[float] = LEVELS, dof: Optional[float] = None) -> dict[float, float]:
     """Fraction of values inside their central ``p`` interval, for every ``p`` in ``levels`` (Gaussian,
     or Student-t with ``dof`` degrees of freedom)."""
-    e, s = _pair(err, sd)
-    ratio = e / s
-    return {float(p): float(np.mean(ratio <= interval_half_width(p, dof))) for p in levels}
+    return _coverage_of_ratio(_ratio(err, sd)[0], levels, dof)
+
+
+def _nlpd_of(ratio: np.ndarray, mean_log_sd: float, dof: Optional[float]) -> float:
+    if dof is None or not math.isfinite(dof):
+        return float(0.5 * math.log(2 * math.pi) + mean_log_sd + 0.5 * np.dot(ratio, ratio) / max(ratio.size, 1))
+    from scipy.special import gammaln
+
+    const = gammaln((dof + 1) / 2) - gammaln(dof / 2) - 0.5 * math.log(dof * math.pi)
+    return float(-const + mean_log_sd + 0.5 * (dof + 1) * np.mean(np.log1p(np.square(ratio) / dof)))
 
 
 def nlpd(err, sd, dof: Optional[float] = None) -> float:
     """Mean negative log density of the errors under ``N(0, sd^2)``, or under the Student-t with
     ``dof`` degrees of freedom and scale ``sd``."""
-    e, s = _pair(err, sd)
-    if dof is None or not math.isfinite(dof):
-        return float(np.mean(0.5 * math.log(2 * math.pi) + np.log(s) + 0.5 * (e / s) ** 2))
-    from scipy.special import gammaln
-
-    const = gammaln((dof + 1) / 2) - gammaln(dof / 2) - 0.5 * math.log(dof * math.pi)
-    return float(np.mean(-const + np.log(s) + 0.5 * (dof + 1) * np.log1p((e / s) ** 2 / dof)))
+    ratio, s = _ratio(err, sd)
+    return _nlpd_of(ratio, float(np.mean(np.log(s))), dof)
 
 
 def calibration_summary(err, sd, dof: Optional[float] = None) -> dict:
     """Everything the reports show: ``coverage_50 / _90 / _95``, ``nlpd``, ``sd_ratio``, ``rms_z``, the
     reliability curve (``reliability``: expected level -> observed coverage) and ``dof`` (``None``:
     Gaussian intervals; else Student-t)."""
-    e, s = _pair(err, sd)
-    cov = coverage(e, s, LEVELS, dof)
+    e = np.abs(np.asarray(err, np.float64)).reshape(-1)
+    n = max(e.size, 1)
+    rms_e = np.sqrt(np.dot(e, e) / n)  # sums of squares as BLAS dot products: one pass, no temporaries
+    ratio, s = _ratio(e.reshape(np.shape(err)), sd, own=True)
+    rms_s = np.sqrt(np.mean(np.square(s)))
+    levels = tuple(LEVELS) + tuple(p for p in RELIABILITY_LEVELS if p not in LEVELS)
+    cov = _coverage_of_ratio(ratio, levels, dof)
     return {
-        **{f"coverage_{round(100 * p)}": v for p, v in cov.items()},
-        "nlpd": nlpd(e, s, dof),
-        "sd_ratio": float(np.sqrt(np.mean(e**2)) / max(np.sqrt(np.mean(s**2)), 1e-300)),
-        "rms_z": float(np.sqrt(np.mean((e / s) ** 2))),
+        **{f"coverage_{round(100 * p)}": cov[float(p)] for p in LEVELS},
+        "nlpd": _nlpd_of(ratio, float(np.mean(np.log(s))), dof),
+        "sd_ratio": float(rms_e / max(rms_s, 1e-300)),
+        "rms_z": float(np.sqrt(np.dot(ratio, ratio) / n)) if ratio.size else float("nan"),
         "dof": None if dof is None or not math.isfinite(dof) else float(dof),
-        "reliability": {str(p): v for p, v in coverage(e, s, RELIABILITY_LEVELS, dof).items()},
+        "reliability": {str(p): cov[float(p)] for p in RELIABILITY_LEVELS},
     }

@@ -81,7 +81,7 @@ def parse_keyframes(spec: str, n: int, poses: Optional[Tensor] = None) -> np.nda
     """Observed-frame mask ``(n,)`` from ``'every:K'`` (every K-th frame and the last), ``'ends'``
     (first and last frame only), ``'all'``, or ``'greedy:K'``: K frames (first and last included)
     chosen one by one where the view-aware GP's posterior variance is largest (needs ``poses``,
-    ``(n, 13)`` pose features; see :func:`greedy_keyframes`)."""
+    ``(n, 13)`` pose features; see :func:`greedy_keyframes`; K beyond ``n`` keeps all frames)."""
     mask = np.zeros(n, bool)
     kind, _, arg = spec.partition(":")
     if spec == "all":
@@ -95,6 +95,9 @@ def parse_keyframes(spec: str, n: int, poses: Optional[Tensor] = None) -> np.nda
             k = 0
         if k < 1:
             raise ValueError(f"keyframes {spec!r}: K in '{kind}:K' must be a positive integer")
+        if kind == "greedy" and k < 2 <= n:
+            raise ValueError(f"keyframes {spec!r}: K in 'greedy:K' must be at least 2 (the first and last frames "
+                             "are always kept)")
         if kind == "every":
             mask[::k] = True
             mask[n - 1] = True

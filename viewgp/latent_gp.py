@@ -58,7 +58,7 @@ from viewgp.fused import FusedGram
 from viewgp.lapack import cholesky_lower_
 from viewgp.sphere import project_to_sphere
 
-__all__ = ["LatentGP", "NotPSDError"]
+__all__ = ["LatentGP", "NotPSDError", "default_fit_steps"]
 
 # Queries per block in predict(): bounds the (block, N) cross-covariance and its solve.
 _PREDICT_BLOCK = 2048
@@ -70,6 +70,12 @@ HUTCHINSON_MIN_N = 1024
 LBFGS_ESTIMATED_TOLERANCE = 1e-6
 # optimizer="auto" compares L-BFGS with the Adam schedule by leave-one-out error up to this many frames.
 AUTO_COMPARE_MAX_FRAMES = 512
+
+
+def default_fit_steps(n_obs: int) -> int:
+    """Type-II ML steps (the most L-BFGS iterations, or Adam steps) for ``n_obs`` observations: none
+    below 6 (not identifiable; the data-driven start values stay), else 150."""
+    return 0 if n_obs < 6 else 150
 
 
 class NotPSDError(ValueError):
@@ -591,25 +597,31 @@ class LatentGP(nn.Module):
         self,
         poses,
         latents,
-        steps: int = 100,
+        steps: Optional[int] = None,
         lr: Optional[float] = None,
         optimize: bool = True,
         progress: bool = False,
         callback: Optional[Callable[[int, float], None]] = None,
-        optimizer: str = "adam",
-        subset=None,
+        optimizer: str = "auto",
+        subset="auto",
         seed: int = 0,
     ) -> "LatentGP":
         """Type-II maximum likelihood of the hyper-parameters, then cache the solve on all frames for
         prediction.
 
+        The defaults are the fast path the pipeline uses (:func:`viewgp.predict.gp_predict`): L-BFGS
+        on a stratified subset of at most ``auto_subset_size(N)`` frames (all up to 1,500), compared
+        with the Adam schedule on fits of up to 512 frames; at N = 10,000 fit + predict take seconds.
+        ``optimizer="adam", subset=None`` is the plain full-data Adam schedule (minutes at that N).
+
         Args:
             poses: ``(N, P)`` pose features (e.g. ``(N, 12)`` or ``(N, 13)``).
             latents: ``(N, D)`` or ``(N, *latent_shape)``; the shape is restored on output.
-            steps: Adam steps, or the most L-BFGS iterations; ``optimize=False`` keeps the current
-                hyper-parameters (e.g. fixed values of the paper) and only solves.
+            steps: Adam steps, or the most L-BFGS iterations (default :func:`default_fit_steps`: 150,
+                none below 6 frames); ``optimize=False`` keeps the current hyper-parameters (e.g. fixed
+                values of the paper) and only solves.
             lr: Adam's learning rate (default 0.05) or L-BFGS's initial step (default 1).
-            optimizer: ``"adam"``, ``"lbfgs"`` (quasi-Newton with a strong-Wolfe line search; it
+            optimizer: ``"auto"`` (the default, below), ``"adam"``, ``"lbfgs"`` (quasi-Newton with a strong-Wolfe line search; it
                 stops when the gradient or the change of the loss vanishes, typically after 15-40
                 evaluations where Adam takes its full ``steps``) or ``"auto"``: L-BFGS, and on fits of
                 at most ``AUTO_COMPARE_MAX_FRAMES`` frames (all of them fitted) also ``steps`` Adam steps
@@ -618,8 +630,8 @@ class LatentGP(nn.Module):
                 its converged optimum can interpolate noise-free with short lengthscales; the
                 early-stopped Adam schedule then predicts better (measured on 8(c)). ``optimizer_``
                 says which was kept, ``loo_errors_`` both errors.
-            subset: frames to fit the hyper-parameters on: ``None`` (all), ``"auto"``
-                (:func:`viewgp.subset.auto_subset_size` frames, all up to 1,500), a number of frames
+            subset: frames to fit the hyper-parameters on: ``"auto"`` (the default:
+                :func:`viewgp.subset.auto_subset_size` frames, all up to 1,500), ``None`` (all), a number of frames
                 (chosen by :func:`viewgp.subset.stratified_subset`, seeded by ``seed``), or explicit
                 indices. The solve for prediction always uses all frames.
             progress: tqdm bar; callback: called as ``callback(step, nll_per_value)`` after each step
@@ -632,6 +644,8 @@ class LatentGP(nn.Module):
         """
         if optimizer not in ("adam", "lbfgs", "auto"):
             raise ValueError(f"optimizer must be 'adam', 'lbfgs' or 'auto', got {optimizer!r}")
+        if steps is None:
+            steps = default_fit_steps(len(poses))
         if optimizer == "auto":
             return self._fit_auto(poses, latents, steps, lr, optimize, progress, callback, subset, seed)
         self.optimizer_, self.loo_errors_ = (optimizer if optimize and steps > 0 else None), None

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from viewgp.calibration import shrunk_variance
 from viewgp.hyperparameters import init_hyperparameters
-from viewgp.latent_gp import LatentGP
+from viewgp.latent_gp import LatentGP, default_fit_steps
 from viewgp.sphere import project_to_sphere, slerp
 
 __all__ = [
@@ -144,12 +144,6 @@ def build_gp(
     if fixed:
         set_hyperparameters(gp, fixed)
     return gp
-
-
-def default_fit_steps(n_obs: int) -> int:
-    """Type-II ML steps for ``n_obs`` observations: none below 6 (not identifiable; the data-driven
-    values stay), else 150."""
-    return 0 if n_obs < 6 else 150
 
 
 def _flat(z_obs) -> tuple[np.ndarray, Tensor]:
@@ -368,7 +362,7 @@ def predict_residuals(
     r = r.reshape(r.shape[0], -1)
     gp = build_gp(method, poses_obs, poses_query, r, device=device)
     steps = default_fit_steps(r.shape[0]) if steps is None else steps
-    gp.fit(poses_obs, r, steps=steps, optimize=steps > 0)
+    gp.fit(poses_obs, r, steps=steps, optimize=steps > 0, optimizer="adam", subset=None)  # the schedule its tables were measured with
     hyper = gp.hyperparameters()
     noise = float(gp.noise.detach())
     c2 = gp.loo_scale(per_dimension=True)  # (D,) per-dimension LOO scale c_d^2

@@ -29,6 +29,7 @@ import functools
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ from ..data import ImageFolderDataset, IndexStream, StreamBatchSampler, Syntheti
 from ..fileio import atomic_write_json, remove_stale_temporaries
 from ..metrics import rmse
 from ..pioneer import PioneerAutoencoder, PioneerConfig
+from ..precision import PRECISIONS, Precision, choose_precision
 from .buffer import SamplePool
 from .distributed import DistContext, init_distributed
 from .ema import ema_update, warmed_up_decay
@@ -122,7 +124,9 @@ class TrainConfig(ConfigDict):
     log_every: int = 20  # steps
     progress: bool = True
     # "bf16": forward passes under bfloat16 autocast (weights, optimizer and losses stay float32); on CPUs
-    # with AMX/AVX-512-BF16 (and on recent GPUs) 2-3x more images/s. "fp32": everything in float32.
+    # with AMX/AVX-512-BF16 (and on recent GPUs) 2-3x more images/s, on CPUs without them many times
+    # slower. "fp32": everything in float32. "auto": bf16 exactly where the device computes it natively
+    # (generative.precision), decided again on every start, so a run resumed on other hardware re-decides.
     precision: str = "fp32"
     channels_last: bool = False  # NHWC activations: another ~1.3x for bf16 convolutions on CPU
 
@@ -144,8 +148,8 @@ class TrainConfig(ConfigDict):
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.betas is not None and (len(self.betas) != 2 or not all(0.0 <= float(b) < 1.0 for b in self.betas)):
             raise ValueError(f"betas must be two numbers in [0, 1), e.g. (0.5, 0.99); got {self.betas}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {self.precision!r}")
         entry = trainer_entry(self.variant)  # ValueError listing the variants
         self.model_config()  # validates resolution / widths
         if entry.losses_class is not None:
@@ -163,9 +167,13 @@ class TrainConfig(ConfigDict):
             min_channels=self.min_channels,
         )
 
+    def resolved_precision(self, device: torch.device) -> Precision:
+        """``precision`` resolved for ``device`` (``"auto"`` by capability), with the reason."""
+        return choose_precision(self.precision, device)
+
     def autocast(self, device: torch.device):
-        """The mixed-precision context of the forward passes (a no-op for ``precision='fp32'``)."""
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        """The mixed-precision context of the forward passes (a no-op where the precision resolves to fp32)."""
+        return self.resolved_precision(device).autocast(device)
 
     def schedule(self) -> ProgressiveSchedule:
         return ProgressiveSchedule(
@@ -508,6 +516,14 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
 
     bar = tqdm(total=total, initial=min(samples, total), unit="img", disable=not (main and config.progress), dynamic_ncols=True)
     log_file = open(out / "metrics.jsonl", "a") if main else None
+    precision = config.resolved_precision(ctx.device)
+    if main:  # which precision this start runs in and why: the log's own record, and one line on stderr
+        log_file.write(json.dumps({"event": "start", "samples": samples, "step": step, "device": str(ctx.device),
+                                   **precision.to_dict(),
+                                   "channels_last": config.channels_last}) + "\n")
+        log_file.flush()
+        if config.progress:
+            print(f"training precision: {precision}", file=sys.stderr)
     loader_key, batches = None, None
     window = torch.zeros(len(trainer.loss_names), device=ctx.device)
     window_steps, window_t0, window_images = 0, time.perf_counter(), 0
@@ -529,7 +545,7 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
                 x = x.contiguous(memory_format=torch.channels_last)
             data_offset += ps.batch_size
             trainer.set_phase(ps)
-            with config.autocast(ctx.device):
+            with precision.autocast(ctx.device):
                 losses = trainer.train_step(fade_images(x, ps.alpha) if ps.fading else x, ps)
             prev = samples
             samples += ps.batch_size * ctx.world_size
@@ -545,7 +561,7 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
                 eta = eta_seconds(schedule, samples, total, rate, ps.resolution)
                 record = {"samples": samples, "step": step, "phase": ps.phase, "resolution": ps.resolution,
                           "alpha": round(ps.alpha, 4), "batch": ps.batch_size, "lr": ps.lr, "margin": ps.margin,
-                          "images_per_s": round(rate, 2), "eta_s": round(eta, 1),
+                          "images_per_s": round(rate, 2), "eta_s": round(eta, 1), "precision": precision.name,
                           **{k: round(v, 6) for k, v in zip(trainer.loss_names, mean)}}
                 if main:
                     log_file.write(json.dumps(record) + "\n")

@@ -11,8 +11,9 @@ A recipe fixes the losses, optimiser and EMA; the network size, schedule and dat
   needs GPU-length runs (millions of images) to reconstruct well.
 * ``reconstruction``: what trains in a short CPU run: the KL game off, AGE's generator-side L1
   reconstruction on (``decoder_recon_weight=1``), Adam betas (0.5, 0.99), lr 1e-3, one decoder update,
-  EMA 0.995, bfloat16 autocast with channels-last activations (2.3x the float32 images/s on an AMX CPU;
-  use ``precision="fp32"`` on CPUs without bfloat16 support). Measured: the same 32 px turntable setting
+  EMA 0.995, channels-last activations and ``precision="auto"``: bfloat16 autocast where the device
+  computes it natively (2.3x the float32 images/s on AVX512-BF16 and AMX CPUs), float32 elsewhere, where
+  bfloat16 is emulated and many times slower (``benchmarks/training_precision.py``; README). Measured: the same 32 px turntable setting
   reached 0.079 against 0.141 for the mean image in 26 min on one CPU thread (with the KL game at 0.02);
   the bundled default backbone was trained with it; and a 16 px run of ``viewgp train balanced --recipe
   reconstruction`` on 12,000 procedural images (32-channel nets, README) reached a held-out RMSE of 0.159
@@ -30,7 +31,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "paper": dict(kl_weight=0.1, betas=None, lr=None, decoder_updates=2, decoder_recon_weight=0.0,
                   ema_decay=0.999, precision="fp32", channels_last=False),
     "reconstruction": dict(kl_weight=0.0, betas=(0.5, 0.99), lr=1e-3, decoder_updates=1, decoder_recon_weight=1.0,
-                           ema_decay=0.995, precision="bf16", channels_last=True),
+                           ema_decay=0.995, precision="auto", channels_last=True),
 }
 
 

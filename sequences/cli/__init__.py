@@ -12,6 +12,7 @@ only gathers them and turns failures into one clear line and an exit code:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -137,6 +138,16 @@ class _Warnings:
         self._saved.__exit__(*exc)
 
 
+def _command_precision(args):
+    """The autocast context of a command whose backbone passes all follow ``--precision``
+    (:func:`sequences.cli.common.add_precision_arg` with ``whole_command``); else a no-op."""
+    if not getattr(args, "precision_whole_command", False):
+        return contextlib.nullcontext()
+    from generative.precision import choose_precision
+
+    return choose_precision(args.precision, getattr(args, "device", None) or "cpu").autocast(getattr(args, "device", None) or "cpu")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -151,7 +162,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 from .common import choose_device
 
                 args.device = choose_device(args.device)
-            rc = int(args.func(args) or 0)
+            with _command_precision(args):
+                rc = int(args.func(args) or 0)
         except KeyboardInterrupt:
             print(f"viewgp {command}: interrupted", file=sys.stderr)
             return 130

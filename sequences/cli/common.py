@@ -34,6 +34,8 @@ __all__ = [
     "non_negative_float",
     "unit_interval",
     "add_device_arg",
+    "add_precision_arg",
+    "PIPELINE_PRECISION",
     "choose_device",
     "load_backbone",
     "backbone_from_args",
@@ -115,6 +117,22 @@ def add_device_arg(p: argparse.ArgumentParser, default: str = "auto") -> None:
                    help=f"cpu, cuda, cuda:N, or auto = cuda when available, else cpu (default {default})")
 
 
+#: generative.precision.PRECISIONS, spelled out: building the parser must not import torch (a test checks both).
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+#: What ``--precision`` governs in the pipeline commands.
+PIPELINE_PRECISION = "the posterior samples' decoding and --adapt-steps (scored frames are always decoded in float32)"
+
+
+def add_precision_arg(p: argparse.ArgumentParser, what: str, whole_command: bool = False) -> None:
+    """``--precision {auto,fp32,bf16}`` for ``what`` (:func:`generative.precision.choose_precision`);
+    ``whole_command``: the command's backbone passes all run under it (the CLI's ``main`` sets it up)."""
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help=f"precision of {what}: auto = bfloat16 only where the device computes it natively "
+                        "(a CPU with AVX512-BF16 or AMX, a recent GPU), else float32 (default auto)")
+    if whole_command:
+        p.set_defaults(precision_whole_command=True)
+
+
 def choose_device(name: str) -> str:
     """``--device`` value -> a torch device name that works here; ``auto`` is ``cuda`` when available.
 
@@ -155,13 +173,15 @@ def backbone_from_args(args: argparse.Namespace):
 
 def add_backbone_args(p: argparse.ArgumentParser, backbone_help: str = "checkpoint of a trained backbone",
                       required: bool = True) -> None:
-    """``--backbone CKPT`` (required, or the bundled default), ``--device`` (default auto) and ``--batch-size``."""
+    """``--backbone CKPT`` (required, or the bundled default), ``--device`` (default auto), ``--precision``
+    and ``--batch-size``."""
     if required:
         p.add_argument("--backbone", required=True, metavar="CKPT", help=backbone_help)
     else:
         p.add_argument("--backbone", default=None, metavar="CKPT",
                        help=f"{backbone_help} (default: the bundled 64 px tabletop Pioneer)")
     add_device_arg(p)
+    add_precision_arg(p, "the encoder and decoder passes", whole_command=True)
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass (default 16)")
 
 

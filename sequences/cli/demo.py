@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from .common import UsageError, add_device_arg, listing, positive_int, staged_output
+from .common import PIPELINE_PRECISION, UsageError, add_device_arg, add_precision_arg, listing, positive_int, staged_output
 
 EPILOG = """what it does:
   1. renders a hand-held phone run over a tabletop scene (pybullet, on the CPU; standstill, back-and-forth
@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     p.add_argument("--run-seed", type=int, default=0, help="scene and trajectory seed (default 0; the "
                    "bundled backbone was trained on seeds 1-64)")
     add_device_arg(p, "cpu")
+    add_precision_arg(p, PIPELINE_PRECISION)
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -71,12 +72,14 @@ def run(args) -> int:
             raise UsageError(f"--keyframes: {exc}") from None
         camera_run = camera_run.with_observed(keys)
         config = PipelineConfig(methods=tuple(args.method), device=args.device, seed=args.seed, fps=camera_run.frame_rate,
-                                progress=not args.quiet, cache_dir=os.path.join(args.out, "cache"), output_size=args.size)
+                                progress=not args.quiet, cache_dir=os.path.join(args.out, "cache"), output_size=args.size,
+                                precision=args.precision)
         metrics = run_pipeline(camera_run, backbone, str(staging), config)
     wall = time.perf_counter() - t0
 
     print(f"viewgp demo: {len(camera_run)} frames, {int(metrics['n_observed'])} keyframes ({args.keyframes}), "
           f"backbone {backbone.kind} {backbone.resolution} px, {wall:.1f} s")
+    print(f"precision of the posterior samples: {metrics['precision']['precision']} ({metrics['precision']['reason']})")
     print(f"held-out frames scored at {metrics['output_size']} px (centre square):")
     print(methods_table(metrics))
     out = os.path.abspath(args.out)

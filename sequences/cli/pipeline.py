@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (LPIPS_ALEX_FILES, LPIPS_VGG_FILES, UsageError, add_capture_args, add_device_arg, add_output_args,
-                     capture_from_args, check_output_folder, listing, non_negative_int, positive_float, positive_int,
-                     require_weights, staged_output)
+from .common import (LPIPS_ALEX_FILES, LPIPS_VGG_FILES, PIPELINE_PRECISION, UsageError, add_capture_args, add_device_arg,
+                     add_output_args, add_precision_arg, capture_from_args, check_output_folder, listing,
+                     non_negative_int, positive_float, positive_int, require_weights, staged_output)
 
 COMMON_EPILOG = """
 kernels (--method, first is decoded with uncertainty): view (orientation x translation, default),
@@ -59,6 +59,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="frame rate of the written videos (default: the run's own, from its timestamps; 30 when "
                    "it has none)")
     add_device_arg(p, "cpu")
+    add_precision_arg(p, PIPELINE_PRECISION)
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples and of inversion (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     out = p.add_argument_group("output frames")
@@ -143,7 +144,7 @@ def _config(args, backbone):
                           progress=not args.quiet, cache_dir=os.path.join(args.out, "cache"),
                           lpips_weights=args.lpips_weights, output_size=args.output_size or None,
                           detail=not args.no_detail, pixel_baselines=not args.no_pixel_baselines,
-                          adapt_steps=args.adapt_steps)
+                          adapt_steps=args.adapt_steps, precision=args.precision)
 
 
 def _nuts(args) -> dict | None:
@@ -201,18 +202,28 @@ def _keyframes(args, run):
         mask = parse_keyframes(spec, len(run), run.pose_features(with_time=True))
     except ValueError as exc:
         raise UsageError(f"--keyframes: {exc}") from None
+    if mask.all() and args.command == "interpolate":
+        raise UsageError(f"--keyframes {spec} keeps all {len(run)} frames of the run: nothing is left to interpolate; "
+                         "choose fewer keyframes, or smooth every frame with 'viewgp smooth'")
     extra = " (the last frame is always kept)" if spec.startswith("every:") and (len(run) - 1) % int(spec[6:]) else ""
     return mask, f"keyframes {spec}: {int(mask.sum())} of {len(run)} frames{extra}"
 
 
 def _report(out: str, metrics: dict) -> None:
+    """The same summary as ``viewgp demo``: precision, the methods table with the 95% interval column
+    (held-out frames), or each method's error over all frames when smoothing."""
+    from sequences.report import methods_table
+
+    p = metrics["precision"]
+    print(f"precision of the posterior samples: {p['precision']} ({p['reason']})")
+    if any(e.get("mse_held_out") is not None for e in metrics["methods"].values()):
+        print(f"held-out frames scored at {metrics['output_size']} px (centre square):")
+        print(methods_table(metrics))
+    else:
+        for m, e in metrics["methods"].items():
+            if e.get("mse_all") is not None:
+                print(f"  {m:>12}: MSE {e['mse_all']:.5f} over all frames")
     print(f"wrote {out}: {listing(Path(out))}")
-    for m, e in metrics["methods"].items():
-        lp = f"  LPIPS {e['lpips_held_out']:.4f}" if e.get("lpips_held_out") is not None else ""
-        if e.get("mse_held_out") is not None:
-            print(f"  {m:>12}: held-out MSE {e['mse_held_out']:.5f}  PSNR {e['psnr_held_out']:.2f} dB{lp}")
-        elif e.get("mse_all") is not None:
-            print(f"  {m:>12}: MSE {e['mse_all']:.5f}")
 
 
 def _run(args, run, backbone, query=None) -> int:

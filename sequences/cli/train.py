@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (UsageError, add_device_arg, add_translator_model_args, non_negative_float, non_negative_int,
+from .common import (PRECISION_CHOICES, UsageError, add_device_arg, add_translator_model_args, non_negative_float, non_negative_int,
                      positive_int, translator_model, unit_interval)
 
 EPILOG = """recipes (--recipe; any option below overrides its part of the recipe):
@@ -14,8 +14,8 @@ EPILOG = """recipes (--recipe; any option below overrides its part of the recipe
                   GPU-length runs: a 32 px Balanced Pioneer on turntables reached held-out RMSE 0.1035 (mean
                   image 0.141) after an hour on 2 CPU cores.
   reconstruction  what trains on a CPU: KL game off, decoder L1 reconstruction weight 1, betas (0.5, 0.99),
-                  lr 1e-3, 1 decoder update, EMA 0.995, bfloat16 autocast + channels-last (2.3x images/s
-                  on an AMX CPU; add --precision fp32 on CPUs without bfloat16). Measured: 0.079 vs 0.141 for
+                  lr 1e-3, 1 decoder update, EMA 0.995, channels-last, precision auto: bfloat16 where the
+                  CPU or GPU computes it natively (2.3x the fp32 images/s there), else fp32. Measured: 0.079 vs 0.141 for
                   the mean image on the same turntables in 26 min on one thread (KL 0.02); the first example
                   below: held-out RMSE 0.159 vs 0.237 for the mean image after 75 s on one thread.
 The EMA decay is warmed up, min(decay, (1 + step) / (10 + step)), so an export after a short run is the
@@ -132,9 +132,10 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema-decay", type=unit_interval, metavar="D",
                    help="decoder EMA decay, warmed up over the first steps (default: the recipe's; paper 0.999, "
                    "reconstruction 0.995)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
-                   help="bf16: bfloat16 autocast for the forward passes (default: the recipe's; paper fp32, "
-                   "reconstruction bf16)")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
+                   help="bf16: bfloat16 autocast for the forward passes; auto: bf16 only where the device computes "
+                   "it natively (AVX512-BF16 / AMX CPUs, recent GPUs), else fp32; the choice and its reason open "
+                   "metrics.jsonl (default: the recipe's; paper fp32, reconstruction auto)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC activations, faster bf16 convolutions on CPU (default: the recipe's)")
     p.add_argument("--latent-dim", type=positive_int, default=512, help="latent dimensions (default 512)")
