@@ -17,7 +17,8 @@ pipeline commands use when no ``--backbone`` is given) was made, with our own re
    encoder, equalized-lr + PixelNorm decoder, 512-d sphere latent) with the *reconstruction* recipe: AGE's
    generator-side reconstruction term on (``decoder_recon_weight=1``), the KL game off (``kl_weight=0``),
    the decoder's latent-cycle loss on (weight 100), Adam betas (0.5, 0.99), decoder EMA 0.995, bfloat16
-   autocast with channels-last activations (2.3x the float32 images/s on an AMX CPU, measured);
+   autocast with channels-last activations where the hardware computes bfloat16 natively (2.3x the
+   float32 images/s on an AMX CPU, measured; float32 elsewhere: ``--precision auto``);
 3. measures held-out reconstruction of the demo's own run (seed 0, 120 frames rendered at 256 px, encoded
    at 64 px) as RMSE and PSNR against the mean-image baseline, and copies the EMA export (half precision,
    a few MB) to ``--weights``.
@@ -154,7 +155,8 @@ def main() -> int:
     p.add_argument("--min-channels", type=int, default=32)
     p.add_argument("--lr", default="4=0.001,8=0.001,16=0.001,32=0.001,64=0.0005")
     p.add_argument("--ema-decay", type=float, default=0.995)
-    p.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="auto: bfloat16 where the CPU/GPU computes it natively, else float32 (generative.precision)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--render-workers", type=int, default=2)
     p.add_argument("--weights", default=str(WEIGHTS), help="where to write the half-precision EMA export")

@@ -73,79 +73,98 @@ def interval_half_width(p: float, dof: Optional[float] = None) -> float:
 
 
 def _checked_sd(sd, shape: tuple) -> np.ndarray:
-    """``max(sd, 1e-12)`` as float64, unbroadcast, after checking it is finite, non-negative and
-    broadcasts to the errors' ``shape``."""
+    """``max(sd, 1e-12)`` as float64, unbroadcast but with the errors' number of dimensions, after
+    checking it is finite, non-negative and broadcasts to the errors' ``shape``."""
     s = np.asarray(sd, np.float64)
     if np.any(~np.isfinite(s)) or np.any(s < 0):
         raise ValueError("predictive sd must be finite and non-negative")
     if np.broadcast_shapes(s.shape, shape) != tuple(shape):
         raise ValueError(f"predictive sd of shape {s.shape} does not broadcast to the errors' {tuple(shape)}")
-    return np.maximum(s, 1e-12)
+    return np.maximum(s, 1e-12).reshape((1,) * (len(shape) - s.ndim) + s.shape)
 
 
-def _ratio(err, sd, own: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(``|err| / max(sd, 1e-12)`` flat float64, the checked unbroadcast sd). The sd is broadcast
-    inside the division, never materialised at the errors' size (one sd per RGB pixel is a third of it).
-    Means over the unbroadcast sd equal means over the broadcast one: broadcasting repeats every entry
-    equally often. ``own``: ``err`` is the caller's float64 scratch copy, overwritten (no new copy)."""
-    e = np.asarray(err, np.float64)
-    e = np.abs(e, out=e) if own else np.abs(e)
-    s = _checked_sd(sd, e.shape)
-    np.divide(e, s, out=e)
-    return e.reshape(-1), s
+#: Values per chunk of the accumulation: a few MB of float64, reused from the heap instead of whole
+#: frame stacks (hundreds of MB per temporary, each paid again in page faults).
+_CHUNK_VALUES = 1 << 20
 
 
-def _coverage_of_ratio(ratio: np.ndarray, levels: Sequence[float], dof: Optional[float]) -> dict[float, float]:
-    """Coverage at every level from ``|e| / sd`` in one pass: each ratio is placed among the sorted
-    half-widths once (``ratio <= h`` exactly as a comparison would say), then counts accumulate."""
+def _accumulate(err, sd, levels: Sequence[float], dof: Optional[float]) -> dict:
+    """One pass over ``|err| / max(sd, 1e-12)`` in chunks along the first axis, the sd broadcast
+    inside each division (never materialised at the errors' size): the number of values, their count
+    inside each level's interval (each ratio placed once among the sorted half-widths, so ``ratio <= h``
+    exactly as a comparison would say), the sums of ``e^2``, ``(e / sd)^2`` and, for Student-t,
+    ``log1p((e / sd)^2 / dof)``; and the mean log sd and rms sd over the unbroadcast sd (broadcasting
+    repeats every entry equally often, so the means are the same)."""
+    err = np.asarray(err)
+    if err.ndim == 0:
+        err = err.reshape(1)
+    s = _checked_sd(sd, err.shape)
     widths = np.array([interval_half_width(p, dof) for p in levels])
     order = np.argsort(widths, kind="stable")
-    slot = np.searchsorted(widths[order], ratio, side="left")  # number of half-widths below the ratio
-    inside = np.cumsum(np.bincount(slot, minlength=len(levels) + 1))[: len(levels)]  # ratio <= widths[order][j]
-    n = max(ratio.size, 1)
-    out = np.empty(len(levels))
-    out[order] = inside / n
-    return {float(p): float(v) for p, v in zip(levels, out)} if ratio.size else {float(p): float("nan") for p in levels}
+    ordered = widths[order]
+    student = dof is not None and math.isfinite(dof)
+    counts = np.zeros(len(levels) + 1, np.int64)
+    sq_e = sq_r = log_t = 0.0
+    per_row = max(int(np.prod(err.shape[1:])), 1)
+    step = max(1, _CHUNK_VALUES // per_row)
+    for i in range(0, err.shape[0], step):
+        e = np.abs(np.asarray(err[i : i + step], np.float64))  # a fresh float64 chunk, reused below
+        flat = e.reshape(-1)
+        sq_e += float(np.dot(flat, flat))
+        np.divide(e, s if s.shape[0] == 1 else s[i : i + step], out=e)
+        sq_r += float(np.dot(flat, flat))
+        counts += np.bincount(np.searchsorted(ordered, flat, side="left"), minlength=len(levels) + 1)
+        if student:
+            np.square(flat, out=flat)
+            flat /= dof
+            log_t += float(np.sum(np.log1p(flat, out=flat)))
+    inside = np.empty(len(levels), np.int64)
+    inside[order] = np.cumsum(counts)[: len(levels)]  # ratio <= ordered[j]: ratios placed at or before j
+    return {"n": err.size, "inside": dict(zip((float(p) for p in levels), inside)), "sq_e": sq_e, "sq_r": sq_r,
+            "log_t": log_t, "mean_log_sd": float(np.mean(np.log(s))), "rms_sd": float(np.sqrt(np.mean(np.square(s))))}
+
+
+def _nlpd_of(acc: dict, dof: Optional[float]) -> float:
+    n = max(acc["n"], 1)
+    if dof is None or not math.isfinite(dof):
+        return float(0.5 * math.log(2 * math.pi) + acc["mean_log_sd"] + 0.5 * acc["sq_r"] / n)
+    from scipy.special import gammaln
+
+    const = gammaln((dof + 1) / 2) - gammaln(dof / 2) - 0.5 * math.log(dof * math.pi)
+    return float(-const + acc["mean_log_sd"] + 0.5 * (dof + 1) * acc["log_t"] / n)
+
+
+def _fraction(count: int, n: int) -> float:
+    return float(count / n) if n else float("nan")
 
 
 def coverage(err, sd, levels: Sequence[float] = LEVELS, dof: Optional[float] = None) -> dict[float, float]:
     """Fraction of values inside their central ``p`` interval, for every ``p`` in ``levels`` (Gaussian,
     or Student-t with ``dof`` degrees of freedom)."""
-    return _coverage_of_ratio(_ratio(err, sd)[0], levels, dof)
-
-
-def _nlpd_of(ratio: np.ndarray, mean_log_sd: float, dof: Optional[float]) -> float:
-    if dof is None or not math.isfinite(dof):
-        return float(0.5 * math.log(2 * math.pi) + mean_log_sd + 0.5 * np.dot(ratio, ratio) / max(ratio.size, 1))
-    from scipy.special import gammaln
-
-    const = gammaln((dof + 1) / 2) - gammaln(dof / 2) - 0.5 * math.log(dof * math.pi)
-    return float(-const + mean_log_sd + 0.5 * (dof + 1) * np.mean(np.log1p(np.square(ratio) / dof)))
+    acc = _accumulate(err, sd, levels, dof)
+    return {p: _fraction(c, acc["n"]) for p, c in acc["inside"].items()}
 
 
 def nlpd(err, sd, dof: Optional[float] = None) -> float:
     """Mean negative log density of the errors under ``N(0, sd^2)``, or under the Student-t with
     ``dof`` degrees of freedom and scale ``sd``."""
-    ratio, s = _ratio(err, sd)
-    return _nlpd_of(ratio, float(np.mean(np.log(s))), dof)
+    return _nlpd_of(_accumulate(err, sd, (), dof), dof)
 
 
 def calibration_summary(err, sd, dof: Optional[float] = None) -> dict:
     """Everything the reports show: ``coverage_50 / _90 / _95``, ``nlpd``, ``sd_ratio``, ``rms_z``, the
     reliability curve (``reliability``: expected level -> observed coverage) and ``dof`` (``None``:
-    Gaussian intervals; else Student-t)."""
-    e = np.abs(np.asarray(err, np.float64)).reshape(-1)
-    n = max(e.size, 1)
-    rms_e = np.sqrt(np.dot(e, e) / n)  # sums of squares as BLAS dot products: one pass, no temporaries
-    ratio, s = _ratio(e.reshape(np.shape(err)), sd, own=True)
-    rms_s = np.sqrt(np.mean(np.square(s)))
+    Gaussian intervals; else Student-t). ``sd`` broadcasts to ``err`` (e.g. ``(M, S, S, 1)`` against
+    ``(M, S, S, 3)``); one pass in chunks of frames, however many there are."""
     levels = tuple(LEVELS) + tuple(p for p in RELIABILITY_LEVELS if p not in LEVELS)
-    cov = _coverage_of_ratio(ratio, levels, dof)
+    acc = _accumulate(err, sd, levels, dof)
+    n = acc["n"]
+    cov = {p: _fraction(c, n) for p, c in acc["inside"].items()}
     return {
         **{f"coverage_{round(100 * p)}": cov[float(p)] for p in LEVELS},
-        "nlpd": _nlpd_of(ratio, float(np.mean(np.log(s))), dof),
-        "sd_ratio": float(rms_e / max(rms_s, 1e-300)),
-        "rms_z": float(np.sqrt(np.dot(ratio, ratio) / n)) if ratio.size else float("nan"),
+        "nlpd": _nlpd_of(acc, dof),
+        "sd_ratio": float(math.sqrt(acc["sq_e"] / max(n, 1)) / max(acc["rms_sd"], 1e-300)),
+        "rms_z": float(math.sqrt(acc["sq_r"] / n)) if n else float("nan"),
         "dof": None if dof is None or not math.isfinite(dof) else float(dof),
         "reliability": {str(p): cov[float(p)] for p in RELIABILITY_LEVELS},
     }
