@@ -102,6 +102,42 @@ def warp_image(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
                      borderMode=cv2.BORDER_REPLICATE)
 
 
+def flow_interpolation(keyframes: np.ndarray, neighbours: np.ndarray, weights: np.ndarray,
+                       progress: bool = False) -> np.ndarray:
+    """Classical optical-flow frame interpolation, no model: each query frame made from its two
+    keyframes ``k0, k1`` at ``t`` (the second neighbour's weight) with dense flow both ways (OpenCV's
+    DIS), the flows from the query time approximated under linear motion (Super SloMo's
+    ``F_t0 = -(1-t) t F_01 + t^2 F_10``, ``F_t1 = (1-t)^2 F_01 - t (1-t) F_10``), both keyframes
+    backward-warped along them and blended ``(1-t) I_0 + t I_1`` (what ffmpeg's ``minterpolate`` does
+    with its own motion estimation).
+
+    Args:
+        keyframes uint8 ``(N, S, S, 3)``; neighbours ``(M, 2)`` indices into them and weights ``(M, 2)``
+            summing to 1 (:func:`viewgp.predict.time_neighbours`, or the two keyframes nearest in pose
+            with :func:`~viewgp.predict.pose_neighbours`' weights); one column: the keyframe itself.
+    Returns:
+        uint8 ``(M, S, S, 3)``; a query at a keyframe (``t`` 0 or 1) is that keyframe exactly.
+    """
+    from tqdm.auto import tqdm
+
+    out = np.empty((len(neighbours),) + keyframes.shape[1:], np.uint8)
+    flows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # each keyframe pair serves many queries
+    for q in tqdm(range(len(neighbours)), desc="px-flow", unit="frame", disable=not progress):
+        k0, k1 = (int(neighbours[q, 0]), int(neighbours[q, -1]))
+        t = float(weights[q, -1]) if neighbours.shape[1] > 1 else 0.0
+        if k0 == k1 or t <= 0.0 or t >= 1.0:
+            out[q] = keyframes[k1 if t >= 1.0 else k0]
+            continue
+        if (k0, k1) not in flows:
+            flows[(k0, k1)] = (optical_flow(keyframes[k0], keyframes[k1]), optical_flow(keyframes[k1], keyframes[k0]))
+        f01, f10 = flows[(k0, k1)]
+        ft0 = -(1 - t) * t * f01 + t * t * f10
+        ft1 = (1 - t) ** 2 * f01 - t * (1 - t) * f10
+        blend = (1 - t) * warp_image(keyframes[k0], ft0) + t * warp_image(keyframes[k1], ft1)
+        out[q] = np.clip(np.round(blend), 0, 255).astype(np.uint8)
+    return out
+
+
 def warp_detail(
     keyframes: np.ndarray,
     decoded_obs: np.ndarray,
@@ -109,8 +145,9 @@ def warp_detail(
     neighbours: np.ndarray,
     weights: np.ndarray,
     size: Optional[int] = None,
+    progress: bool = False,
 ) -> np.ndarray:
-    """Query frames made of warped keyframe pixels.
+    """Query frames made of warped keyframe pixels (``progress``: a bar over the query frames).
 
     Args:
         keyframes uint8 ``(N, S, S, 3)``: observed frames at the output size.
@@ -128,7 +165,9 @@ def warp_detail(
     up_q = resize_frames(decoded_query, s)
     out = np.empty((len(up_q), s, s, 3), np.uint8)
     spread = np.zeros((len(up_q), s, s), np.float32)
-    for q in range(len(up_q)):
+    from tqdm.auto import tqdm
+
+    for q in tqdm(range(len(up_q)), desc="warp keyframes", unit="frame", disable=not progress):
         acc = np.zeros((s, s, 3), np.float32)
         warped = [(float(w), warp_image(keyframes[k], optical_flow(up_q[q], up_obs[k])))
                   for k, w in zip(neighbours[q], weights[q]) if w > 0]

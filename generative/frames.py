@@ -80,7 +80,8 @@ def encode_frames(
     return z
 
 
-def decode_frames(backbone, z, batch_size: int = 32, progress: bool = False, bf16: bool = False) -> np.ndarray:
+def decode_frames(backbone, z, batch_size: int = 32, progress: bool = False, bf16: bool = False,
+                  desc: str = "decode") -> np.ndarray:
     """Decode latents ``(N, *latent_shape)`` into uint8 frames ``(N, r, r, 3)``.
 
     ``bf16`` decodes under bfloat16 autocast (2x faster where the device computes bfloat16 natively,
@@ -93,20 +94,22 @@ def decode_frames(backbone, z, batch_size: int = 32, progress: bool = False, bf1
     device = next(iter(backbone.parameters()), torch.empty(0)).device if hasattr(backbone, "parameters") else torch.device("cpu")
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         out = [to_uint8(decode_latents(backbone, z[s : s + batch_size], batch_size))
-               for s in tqdm(range(0, z.shape[0], batch_size), desc="decode", unit="batch", disable=not progress)]
+               for s in tqdm(range(0, z.shape[0], batch_size), desc=desc, unit="batch", disable=not progress)]
     if not out:
         r = int(backbone.resolution)
         return np.zeros((0, r, r, 3), np.uint8)
     return np.concatenate(out, 0)
 
 
-def pixel_std_maps(backbone, samples, batch_size: int = 32, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def pixel_std_maps(backbone, samples, batch_size: int = 32, bf16: bool = False,
+                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Decode posterior samples ``(S, M, *latent_shape)`` (under bfloat16 autocast with ``bf16``); return
     (per-pixel std ``(M, r, r)`` in [0, 1] units of the image range, decoded sample frames uint8
     ``(S, M, r, r, 3)``)."""
     samples = np.asarray(samples)
     S, M = samples.shape[:2]
-    frames = decode_frames(backbone, samples.reshape((S * M,) + samples.shape[2:]), batch_size, bf16=bf16)
+    frames = decode_frames(backbone, samples.reshape((S * M,) + samples.shape[2:]), batch_size, progress, bf16=bf16,
+                           desc=f"decode {S} samples")
     frames = frames.reshape((S, M) + frames.shape[1:])
     std = (frames.astype(np.float64) / 255.0).std(axis=0).mean(axis=-1)  # std over samples, mean over RGB
     return std, frames

@@ -14,7 +14,7 @@ import torch
 __all__ = ["PIXEL_BASELINES", "pixel_calibration", "psnr_of", "frame_errors", "delta_smoothness", "lpips_distance", "method_metrics", "pixel_baselines"]
 
 #: Methods that use no backbone at all: what a user could do without us (keys of :func:`pixel_baselines`).
-PIXEL_BASELINES = ("px-nearest-time", "px-nearest-pose", "px-blend", "px-blend-pose", "px-gp")
+PIXEL_BASELINES = ("px-nearest-time", "px-nearest-pose", "px-blend", "px-blend-pose", "px-flow", "px-gp")
 
 
 def psnr_of(mse: float) -> float:
@@ -150,6 +150,10 @@ def pixel_baselines(
     * ``px-blend``: linear blend in time of the two neighbouring keyframes; for ``novel`` views (query
       poses with no place in the run's time) instead ``px-blend-pose``: the two keyframes nearest in
       pose, blended by inverse distance, and no time-based method;
+    * ``px-flow``: classical optical-flow frame interpolation between the same two keyframes
+      (:func:`generative.detail.flow_interpolation`: DIS flow both ways, linear-motion intermediate
+      flows, both keyframes warped and blended; for novel views the two nearest in pose, ``t`` from
+      the pose distances);
     * ``px-gp``: the same :class:`~viewgp.latent_gp.LatentGP` and kernel as the latent GP, on the
       flattened pixels (one Cholesky for all ``S x S x 3`` values); ``var`` is its calibrated
       predictive variance ``(M,)`` per value and ``dof`` that of its Student-t
@@ -160,7 +164,9 @@ def pixel_baselines(
     Returns:
         uint8 frames ``(M, S, S, 3)`` per method.
     """
-    from viewgp.predict import gp_predict, linear_interpolation, nearest_in_time, nearest_view, pose_neighbours
+    from generative.detail import flow_interpolation
+    from viewgp.predict import (gp_predict, linear_interpolation, nearest_in_time, nearest_view, pose_neighbours,
+                                time_neighbours)
 
     shape = keyframes.shape[1:]
     flat = keyframes.reshape(len(keyframes), -1).astype(np.float64) / 255.0
@@ -177,6 +183,10 @@ def pixel_baselines(
         out["px-blend-pose"] = (frames(np.einsum("mk,mkd->md", w, flat[idx])), None, None)
     else:
         out["px-blend"] = (frames(linear_interpolation(times_obs, flat, times_query)), None, None)
+    # Classical flow interpolation between the two keyframes around each query (in time; in pose for
+    # novel views, which have no place in the run's time).
+    idx, w = pose_neighbours(poses_obs, poses_query) if novel else time_neighbours(times_obs, times_query)
+    out["px-flow"] = (flow_interpolation(keyframes, idx, w), None, None)
     # Adam from the median-heuristic start, as the latent GPs had it: on pixels, full type-II ML (which
     # L-BFGS reaches) drives the lengthscales to zero, since raw pixels of moving frames barely correlate,
     # and then predicts the mean image (demo run: held-out MSE 0.0245 vs 0.0161 with Adam's 150 steps).

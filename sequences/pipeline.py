@@ -115,7 +115,7 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     if config.media:
         t0 = time.perf_counter()
         labels = write_frame_outputs(out_dir, {k: panels[k] for k in labels}, headline, std,
-                                     obs if query is None else None, fps, config.display_size)
+                                     obs if query is None else None, fps, config.display_size, progress=config.progress)
         timings["videos_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         trajectories = {m: (p.mean, p.var) for m, p in preds.items() if m != "independent"}
@@ -189,20 +189,25 @@ def _scores(outputs, preds, truth, held, have, sd_maps, dofs, config: PipelineCo
 
     # inverted backbones: reconstructions at the keyframes only, not scored as a method
     names = [m for m in outputs if not (m == "per-frame" and not have.all())]
-    out["methods"] = dict(zip(names, _parallel_map(score, names)))
+    out["methods"] = dict(zip(names, _parallel_map(score, names, "score methods" if config.progress else None)))
     return out
 
 
-def _parallel_map(fn, items: Sequence) -> list:
+def _parallel_map(fn, items: Sequence, progress: Optional[str] = None) -> list:
     """``[fn(x) for x in items]`` on one thread per core: the scores are numpy and OpenCV work that
-    releases the GIL (the demo's 10 methods scored in about half the time on 2 cores)."""
+    releases the GIL (the demo's 10 methods scored in about half the time on 2 cores). ``progress``:
+    the label of a bar that counts finished items."""
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = min(len(items), os.cpu_count() or 1)
-    if workers <= 1:
-        return [fn(x) for x in items]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fn, items))
+    from tqdm.auto import tqdm
+
+    workers = max(1, min(len(items), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool, \
+            tqdm(total=len(items), desc=progress, unit="method", disable=progress is None) as bar:
+        futures = [pool.submit(fn, x) for x in items]
+        for f in futures:
+            f.add_done_callback(lambda _: bar.update(1))
+        return [f.result() for f in futures]
 
 
 def _latent_calibration(preds, z_all, held) -> dict[str, Optional[dict]]:
@@ -307,17 +312,19 @@ def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, co
     if own_frames:  # per-frame reconstructions where a latent exists (inverted backbones: keyframes only)
         have = ~np.isnan(z_all.reshape(len(z_all), -1)).any(1)
         recon = np.zeros((len(z_all), backbone.resolution, backbone.resolution, 3), np.uint8)
-        recon[have] = decode_frames(backbone, z_all[have], config.batch_size)
+        recon[have] = decode_frames(backbone, z_all[have], config.batch_size, config.progress, desc="decode per-frame")
         outputs["per-frame"] = resize_frames(recon, size)
     # The keyframes' reconstructions: already decoded above for the run's own frames.
     recon_obs = recon[obs] if own_frames else decode_frames(backbone, z_all[obs], config.batch_size)
     recon_var = reconstruction_variance(keyframes, resize_frames(recon_obs, size))
-    decoded = {m: decode_frames(backbone, p.mean, config.batch_size) for m, p in preds.items()}
+    decoded = {m: decode_frames(backbone, p.mean, config.batch_size, config.progress, desc=f"decode {m}")
+               for m, p in preds.items()}
     timings["decode_means_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     head_sd = None
     if preds[head].samples is not None:
-        head_sd = pixel_std_maps(backbone, preds[head].samples, config.batch_size, bf16=bf16)[0]
+        head_sd = pixel_std_maps(backbone, preds[head].samples, config.batch_size, bf16=bf16,
+                                 progress=config.progress)[0]
     timings["decode_samples_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     latent_sd = {m: _rescaled_sd(head_sd, preds[head], p) for m, p in preds.items()
@@ -378,6 +385,6 @@ def _detail(backbone, run, obs, method, model, decoded_q, keyframes, poses_q, si
         idx, w = time_neighbours(np.asarray(run.timestamps)[obs], np.asarray(run.timestamps))
     else:
         idx, w = pose_neighbours(poses_obs, poses_q)
-    warped, spread = warp_detail(keyframes, decoded_obs, decoded_q, idx, w, size)
+    warped, spread = warp_detail(keyframes, decoded_obs, decoded_q, idx, w, size, progress=config.progress)
     residual, var = add_detail(method, poses_obs, keyframes, decoded_obs, poses_q, decoded_q, size)
     return {"warp": warped, "detail": residual}, var, spread

@@ -130,8 +130,10 @@ def write_frame_outputs(
     fps: float,
     display_size: int,
     columns: int = 4,
+    progress: bool = False,
 ) -> list[str]:
-    """Videos and strips of a run; returns the comparison's panel labels in reading order.
+    """Videos and strips of a run; returns the comparison's panel labels in reading order
+    (``progress``: a bar for each video).
 
     ``panels``: ``{label: uint8 (M, S, S, 3)}`` in display order (ground truth first where there is
     one); ``headline`` names the panel written alone as ``interpolated.mp4``; ``std`` ``(M, S, S)``:
@@ -147,7 +149,7 @@ def write_frame_outputs(
     panels = {k: show(v) for k, v in panels.items()}
     def video(name: str, frames: np.ndarray) -> None:
         """The video and its poster (a frame near the middle, shown by report.html before it plays)."""
-        write_video(os.path.join(out_dir, name), frames, fps)
+        write_video(os.path.join(out_dir, name), frames, fps, progress)
         write_image(os.path.join(out_dir, name.replace(".mp4", "_poster.png")), np.ascontiguousarray(frames[len(frames) * 5 // 11]))
 
     video("interpolated.mp4", panels[headline])

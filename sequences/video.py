@@ -335,14 +335,14 @@ def _write_mp4v(tmp: str, blocks, fps: float, H: int, W: int) -> None:
         writer.release()
 
 
-def write_video(path: PathLike, frames, fps: float) -> Path:
+def write_video(path: PathLike, frames, fps: float, progress: bool = False) -> Path:
     """Write RGB uint8 frames ``(N, H, W, 3)`` (array or frame source) as MP4 at ``fps``, in the codec of
     :func:`video_codec` (H.264 where the machine can, else OpenCV's mp4v). Frames of odd height or width
     gain one repeated row or column (both codecs need even sizes).
 
     The file is written to a temporary name, checked to open and hold ``N`` frames of the right
     size, and then moved into place (:func:`generative.fileio.atomic_write`), so ``path`` is never
-    half-written.
+    half-written. ``progress``: a bar over the frames written.
     """
     path = Path(path)
     if not (fps > 0 and np.isfinite(fps)):
@@ -355,8 +355,16 @@ def write_video(path: PathLike, frames, fps: float) -> Path:
     H, W = h + h % 2, w + w % 2
     codec = video_codec()
 
+    def counted(blocks):
+        from tqdm.auto import tqdm
+
+        with tqdm(total=n, desc=f"write {path.name}", unit="frame", disable=not progress) as bar:
+            for block in blocks:
+                yield block
+                bar.update(len(block))
+
     def write(tmp: str) -> None:
-        blocks = _frame_blocks(frames, n, h, w)
+        blocks = counted(_frame_blocks(frames, n, h, w))
         try:
             if codec == "h264":
                 _write_h264(_h264_encoder(), tmp, blocks, fps, H, W)

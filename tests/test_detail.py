@@ -73,6 +73,26 @@ def test_warp_moves_keyframe_pixels_with_the_decoded_motion():
     assert np.array_equal(out[1], tex)  # the keyframe itself comes back exactly
 
 
+def test_flow_interpolation_moves_pixels_where_a_blend_leaves_a_double_image():
+    from generative.detail import flow_interpolation
+
+    tex = _textured(1, 64, seed=3)[0]
+    keys = np.stack([tex, np.roll(tex, 8, axis=1)])  # the scene moves 8 px to the right between the keyframes
+    truth = [np.roll(tex, s, axis=1) for s in (2, 4, 6)]
+    idx, w = np.array([[0, 1]] * 5), np.array([[1.0, 0.0], [0.75, 0.25], [0.5, 0.5], [0.25, 0.75], [0.0, 1.0]])
+    out = flow_interpolation(keys, idx, w)
+    assert out.shape == (5, 64, 64, 3) and out.dtype == np.uint8
+    assert np.array_equal(out[0], keys[0]) and np.array_equal(out[4], keys[1])  # t = 0, 1: the keyframes
+    inner = np.s_[10:-10, 10:-10]
+    for q, want in zip((1, 2, 3), truth):
+        flow_err = np.abs(out[q][inner].astype(float) - want[inner]).mean()
+        blend = (w[q, 0] * keys[0].astype(float) + w[q, 1] * keys[1].astype(float))
+        blend_err = np.abs(blend[inner] - want[inner]).mean()
+        assert flow_err < 0.35 * blend_err, (q, flow_err, blend_err)
+    one = flow_interpolation(keys, np.array([[1], [0]]), np.array([[1.0], [1.0]]))  # one neighbour: itself
+    assert np.array_equal(one, keys[::-1])
+
+
 def test_pixel_baselines_own_frames_and_novel_views():
     from sequences.evaluate import pixel_baselines
 
@@ -80,7 +100,7 @@ def test_pixel_baselines_own_frames_and_novel_views():
     frames = _textured(10, 24, seed=5)
     keep = np.arange(0, 10, 3)
     own = pixel_baselines(frames[keep], keep / 10.0, x[keep], np.arange(10) / 10.0, x, steps=5)
-    assert set(own) == {"px-nearest-time", "px-nearest-pose", "px-blend", "px-gp"}
+    assert set(own) == {"px-nearest-time", "px-nearest-pose", "px-blend", "px-flow", "px-gp"}
     for name, (f, _, _) in own.items():
         assert f.shape == (10, 24, 24, 3) and f.dtype == np.uint8
         if name != "px-gp":
@@ -88,7 +108,8 @@ def test_pixel_baselines_own_frames_and_novel_views():
     mid = (frames[0].astype(float) * 2 + frames[3].astype(float)) / 3  # frame 1 lies 1/3 of the way to frame 3
     assert np.abs(own["px-blend"][0][1] - mid).max() <= 1
     novel = pixel_baselines(frames[keep], keep / 10.0, x[keep], np.arange(10) / 10.0, x, steps=5, novel=True)
-    assert set(novel) == {"px-nearest-pose", "px-blend-pose", "px-gp"}
+    assert set(novel) == {"px-nearest-pose", "px-blend-pose", "px-flow", "px-gp"}
+    assert np.array_equal(novel["px-flow"][0][keep], frames[keep])  # a query at a keyframe's pose: that keyframe
 
 
 def test_adaptation_lowers_the_error_and_leaves_the_original_alone():

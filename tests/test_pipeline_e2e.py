@@ -106,7 +106,7 @@ def test_novel_views_on_an_azimuth_sweep(tmp_path):
     assert _video_frames(tmp_path / "interpolated.mp4") == 12
     assert m["n_frames"] == 12 and "mse_all" not in m["methods"]["view"]
     # novel views have no place in the run's time: pose-based pixel baselines only, warped by pose neighbours
-    assert set(m["methods"]) == {"view", "nearest", "view+warp", "view+detail", "px-nearest-pose", "px-blend-pose", "px-gp"}
+    assert set(m["methods"]) == {"view", "nearest", "view+warp", "view+detail", "px-nearest-pose", "px-blend-pose", "px-flow", "px-gp"}
 
 
 def test_cli_errors_are_one_line_and_exit_nonzero(tmp_path, capsys):
@@ -256,3 +256,18 @@ def test_cli_interpolate_with_bayes_reports_nuts_diagnostics(tmp_path, capsys, m
     assert "divergences" in summary and summary["chains"] == 1
     assert _video_frames(tmp_path / "o" / "uncertainty.mp4") == 24
     assert main(["interpolate", "--run", str(tmp_path / "run"), "--bayes", "--nuts", "x", "--out", str(tmp_path / "p")]) == 2
+
+
+def test_every_long_phase_shows_progress(tmp_path, phone, capsys):
+    """Decoding (means, samples), the warp layer, scoring and every video have a bar of their own."""
+    from viewgp.keyframes import parse_keyframes
+
+    run = phone.with_observed(parse_keyframes("every:5", len(phone)))
+    cfg = PipelineConfig(methods=("view", "linear"), n_samples=2, progress=True, precision="fp32")
+    m = run_pipeline(run, TinyBackbone(), str(tmp_path), cfg)
+    err = capsys.readouterr().err
+    for label in ("encode", "decode per-frame", "decode view", "decode 2 samples", "warp keyframes", "score methods",
+                  "write interpolated.mp4", "write comparison.mp4", "write uncertainty.mp4"):
+        assert label in err, label
+    for phase in ("decode_means_s", "decode_samples_s", "detail_s", "metrics_s", "videos_s", "plots_s", "report_s"):
+        assert m["timings"][phase] >= 0, phase

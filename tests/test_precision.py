@@ -118,8 +118,8 @@ def test_pixel_std_maps_decode_in_float32_unless_asked(monkeypatch):
     from generative import frames
 
     seen = []
-    monkeypatch.setattr(frames, "decode_frames", lambda b, z, bs, bf16=False: seen.append(bf16) or
-                        __import__("numpy").zeros((len(z), 4, 4, 3), "uint8"))
+    monkeypatch.setattr(frames, "decode_frames", lambda b, z, bs, progress=False, bf16=False, desc="": seen.append(bf16)
+                        or __import__("numpy").zeros((len(z), 4, 4, 3), "uint8"))
     frames.pixel_std_maps(None, torch.zeros(2, 3, 5).numpy())
     frames.pixel_std_maps(None, torch.zeros(2, 3, 5).numpy(), bf16=True)
     assert seen == [False, True]
@@ -136,7 +136,7 @@ def test_pipeline_records_the_precision_and_decodes_samples_in_it(monkeypatch, t
     _cpu(monkeypatch, AVX2_EPYC)
     seen = []
     real = frames.pixel_std_maps
-    monkeypatch.setattr(pipeline, "pixel_std_maps", lambda *a, bf16=False: seen.append(bf16) or real(*a, bf16=bf16))
+    monkeypatch.setattr(pipeline, "pixel_std_maps", lambda *a, bf16=False, **kw: seen.append(bf16) or real(*a, bf16=bf16, **kw))
     run = phone_run(n_frames=20, size=16, seed=0)
     run = run.with_observed(parse_keyframes("every:5", len(run)))
     cfg = pipeline.PipelineConfig(methods=("view",), n_samples=2, progress=False, media=False, detail=False,
