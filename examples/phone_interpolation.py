@@ -18,7 +18,8 @@ that is the noisy per-frame encodings themselves); ``view+warp`` / ``view+detail
 prediction with the keyframes' own pixels: warped along the decoded motion, or their GP-interpolated
 residuals); ``per-frame`` (encode + decode of every true frame, the floor of decoded latents); and the
 methods without a backbone: ``px-nearest-time``, ``px-nearest-pose``, ``px-blend`` (time blend of the two
-neighbouring keyframes), ``px-blend-pose``, ``px-gp`` (the view GP on pixels).
+neighbouring keyframes), ``px-blend-pose``, ``px-flow`` (classical optical-flow interpolation between the
+same two keyframes), ``px-gp`` (the view GP on pixels).
 
 Scores: held-out pixel MSE (PSNR of it) and SSIM against the clean rendered frames, averaged over runs.
 
