@@ -174,15 +174,24 @@ def pixel_baselines(
     def frames(values: np.ndarray) -> np.ndarray:
         return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8).reshape((-1,) + shape)
 
+    def chunked(blend) -> np.ndarray:
+        """``frames(blend(s, e))`` for queries ``s:e``, a chunk at a time: never a float64 stack of all
+        query frames (1.6 GB per 1,000 frames at 256 px)."""
+        m = len(times_query)
+        out = np.empty((m,) + shape, np.uint8)
+        for s in range(0, m, 64):
+            out[s : s + 64] = frames(blend(s, min(s + 64, m)))
+        return out
+
     out: dict[str, tuple[np.ndarray, Optional[np.ndarray], Optional[float]]] = {}
-    if not novel:
-        out["px-nearest-time"] = (frames(nearest_in_time(times_obs, flat, times_query)), None, None)
-    out["px-nearest-pose"] = (frames(nearest_view(poses_obs, flat, poses_query)), None, None)
+    if not novel:  # the nearest keyframe's own pixels (indexing only: no float copy)
+        out["px-nearest-time"] = (nearest_in_time(times_obs, keyframes, times_query), None, None)
+    out["px-nearest-pose"] = (nearest_view(poses_obs, keyframes, poses_query), None, None)
     if novel:
         idx, w = pose_neighbours(poses_obs, poses_query)
-        out["px-blend-pose"] = (frames(np.einsum("mk,mkd->md", w, flat[idx])), None, None)
+        out["px-blend-pose"] = (chunked(lambda s, e: np.einsum("mk,mkd->md", w[s:e], flat[idx[s:e]])), None, None)
     else:
-        out["px-blend"] = (frames(linear_interpolation(times_obs, flat, times_query)), None, None)
+        out["px-blend"] = (chunked(lambda s, e: linear_interpolation(times_obs, flat, times_query[s:e])), None, None)
     # Classical flow interpolation between the two keyframes around each query (in time; in pose for
     # novel views, which have no place in the run's time).
     idx, w = pose_neighbours(poses_obs, poses_query) if novel else time_neighbours(times_obs, times_query)
@@ -191,7 +200,7 @@ def pixel_baselines(
     # L-BFGS reaches) drives the lengthscales to zero, since raw pixels of moving frames barely correlate,
     # and then predicts the mean image (demo run: held-out MSE 0.0245 vs 0.0161 with Adam's 150 steps).
     gp = gp_predict(kernel, poses_obs, flat, poses_query, steps=steps, device=device, optimizer="adam", subset=None)
-    out["px-gp"] = (frames(gp.mean), gp.predictive_var, gp.dof)
+    out["px-gp"] = (chunked(lambda s, e: gp.mean[s:e]), gp.predictive_var, gp.dof)
     return out
 
 
@@ -205,5 +214,19 @@ def pixel_calibration(frames: np.ndarray, truth: np.ndarray, sd: np.ndarray, hel
 
     if not held.any():
         return None
-    err = (frames[held].astype(np.float32) - truth[held].astype(np.float32)) / 255.0
-    return calibration_summary(err, sd[held][..., None], dof)  # one sd for the three channels, broadcast
+    idx = np.flatnonzero(held)
+    return calibration_summary(_HeldOutError(frames, truth, idx), sd[idx][..., None], dof)  # one sd for RGB
+
+
+class _HeldOutError:
+    """``(frames - truth) / 255`` of the frames ``idx``, made a slice of frames at a time when the
+    calibration's accumulation asks for it (float32, as a whole stack would be: 0.7 GB per 1,000
+    frames at 256 px, never held at once)."""
+
+    def __init__(self, frames: np.ndarray, truth: np.ndarray, idx: np.ndarray) -> None:
+        self.frames, self.truth, self.idx = frames, truth, idx
+        self.shape = (len(idx),) + tuple(frames.shape[1:])
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        i = self.idx[rows]
+        return (self.frames[i].astype(np.float32) - self.truth[i].astype(np.float32)) / 255.0

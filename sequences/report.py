@@ -26,6 +26,7 @@ __all__ = [
     "with_colour_scale",
     "mark_keyframes",
     "panel_grid",
+    "LazyPanelGrid",
     "pose_kernel_matrices",
     "write_frame_outputs",
     "write_plots",
@@ -106,6 +107,25 @@ def panel_grid(panels: Mapping[str, np.ndarray], columns: int, label_height: int
     return np.concatenate(rows, axis=1)
 
 
+class LazyPanelGrid:
+    """:func:`panel_grid` of ``panels`` made a block of frames at a time, as a frame source for
+    :func:`sequences.video.write_video`: the whole grid video of a long run does not fit in memory
+    (13 panels of 256 px: 3 MB a frame, 3 GB per 1,000 frames)."""
+
+    def __init__(self, panels: Mapping[str, np.ndarray], columns: int) -> None:
+        self.panels, self.columns = dict(panels), columns
+        first = panel_grid({k: v[:1] for k, v in self.panels.items()}, columns)
+        self.shape = (len(next(iter(self.panels.values()))),) + first.shape[1:]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self[index : index + 1][0]
+        return panel_grid({k: v[index] for k, v in self.panels.items()}, self.columns)
+
+
 def pose_kernel_matrices(poses: Tensor) -> dict[str, np.ndarray]:
     """Translation and orientation kernel matrices over the frames, lengthscales by the median heuristic."""
     from viewgp.hyperparameters import median_distance
@@ -162,7 +182,7 @@ def write_frame_outputs(
         video("uncertainty.mp4", heat)
         panels["uncertainty (sd)"] = heat
     labels = list(panels)
-    video("comparison.mp4", panel_grid(panels, columns))
+    video("comparison.mp4", LazyPanelGrid(panels, columns))
     step = max(1, len(panels[labels[0]]) // 10)
     small = min(128, panels[labels[0]].shape[1])  # the strip is an overview: at most 128 px a panel
     side = np.concatenate([np.stack([square_resize(f, small) for f in v[::step]]) for v in panels.values()], axis=2)

@@ -143,3 +143,30 @@ def test_tables_mark_the_best_and_say_who_loses():
     assert "95% int." in text.splitlines()[0] and "0.931" in text  # coverage where there is uncertainty
     text = aggregate_table({"a": metrics["methods"], "b": metrics["methods"]}, "runs")
     assert "px-gp" in text.splitlines()[3] and "loses" in text  # sorted: best first
+
+
+def test_lazy_panel_grid_is_the_grid_a_block_at_a_time():
+    from sequences.report import LazyPanelGrid, panel_grid
+
+    rng = np.random.default_rng(0)
+    panels = {f"p{i}": rng.integers(0, 256, (7, 16, 16, 3), dtype=np.uint8) for i in range(5)}
+    whole = panel_grid(panels, 4)
+    lazy = LazyPanelGrid(panels, 4)
+    assert lazy.shape == whole.shape and len(lazy) == 7
+    assert np.array_equal(lazy[2:5], whole[2:5]) and np.array_equal(lazy[6], whole[6])
+
+
+def test_pixel_calibration_made_a_slice_at_a_time_equals_the_whole_stack():
+    from sequences.evaluate import pixel_calibration
+    from viewgp.calibration import calibration_summary
+
+    rng = np.random.default_rng(1)
+    frames, truth = (rng.integers(0, 256, (9, 8, 8, 3), dtype=np.uint8) for _ in range(2))
+    sd = rng.uniform(0.05, 0.3, (9, 8, 8))
+    held = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0], bool)
+    err = (frames[held].astype(np.float32) - truth[held].astype(np.float32)) / 255.0  # what it did before
+    want = calibration_summary(err, np.broadcast_to(sd[held][..., None], err.shape), 4.0)
+    got = pixel_calibration(frames, truth, sd, held, 4.0)
+    assert got["reliability"] == want["reliability"]
+    for key in ("nlpd", "rms_z", "sd_ratio"):
+        assert got[key] == pytest.approx(want[key], rel=1e-12), key

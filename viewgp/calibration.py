@@ -89,16 +89,19 @@ _CHUNK_VALUES = 1 << 20
 
 
 def _accumulate(err, sd, levels: Sequence[float], dof: Optional[float]) -> dict:
-    """One pass over ``|err| / max(sd, 1e-12)`` in chunks along the first axis, the sd broadcast
+    """One pass over ``|err| / max(sd, 1e-12)`` in chunks along the first axis (``err``: an array, or
+    any object with ``shape`` whose slices along the first axis are arrays), the sd broadcast
     inside each division (never materialised at the errors' size): the number of values, their count
     inside each level's interval (each ratio placed once among the sorted half-widths, so ``ratio <= h``
     exactly as a comparison would say), the sums of ``e^2``, ``(e / sd)^2`` and, for Student-t,
     ``log1p((e / sd)^2 / dof)``; and the mean log sd and rms sd over the unbroadcast sd (broadcasting
     repeats every entry equally often, so the means are the same)."""
-    err = np.asarray(err)
-    if err.ndim == 0:
-        err = err.reshape(1)
-    s = _checked_sd(sd, err.shape)
+    if not (hasattr(err, "shape") and hasattr(err, "__getitem__")):
+        err = np.asarray(err)
+    if len(err.shape) == 0:
+        err = np.asarray(err).reshape(1)
+    size = int(np.prod(err.shape))
+    s = _checked_sd(sd, tuple(err.shape))
     widths = np.array([interval_half_width(p, dof) for p in levels])
     order = np.argsort(widths, kind="stable")
     ordered = widths[order]
@@ -120,7 +123,7 @@ def _accumulate(err, sd, levels: Sequence[float], dof: Optional[float]) -> dict:
             log_t += float(np.sum(np.log1p(flat, out=flat)))
     inside = np.empty(len(levels), np.int64)
     inside[order] = np.cumsum(counts)[: len(levels)]  # ratio <= ordered[j]: ratios placed at or before j
-    return {"n": err.size, "inside": dict(zip((float(p) for p in levels), inside)), "sq_e": sq_e, "sq_r": sq_r,
+    return {"n": size, "inside": dict(zip((float(p) for p in levels), inside)), "sq_e": sq_e, "sq_r": sq_r,
             "log_t": log_t, "mean_log_sd": float(np.mean(np.log(s))), "rms_sd": float(np.sqrt(np.mean(np.square(s))))}
 
 
