@@ -88,7 +88,7 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     timings["encode_s"] = time.perf_counter() - t0
     target = run if query is None else query
     poses_q, times_q = target.pose_features(with_time=True), np.asarray(target.timestamps, np.float64)
-    truth = None if target.frames is None else resize_frames(target.frames[:], size)
+    truth = None if target.frames is None else resize_frames(target.frames, size)  # read in chunks
     preds = _predict(run, obs, z_all, poses_q, times_q, backbone.latent_geometry, config, query is not None, timings)
 
     t0 = time.perf_counter()

@@ -170,3 +170,25 @@ def test_pixel_calibration_made_a_slice_at_a_time_equals_the_whole_stack():
     assert got["reliability"] == want["reliability"]
     for key in ("nlpd", "rms_z", "sd_ratio"):
         assert got[key] == pytest.approx(want[key], rel=1e-12), key
+
+
+def test_resize_frames_reads_a_frame_source_a_chunk_at_a_time():
+    from generative.detail import resize_frames
+
+    frames = _textured(10, 40, seed=2)
+
+    class Source:  # a lazily decoded video: slices only, never the whole stack at once
+        shape, reads = frames.shape, []
+
+        def __len__(self):
+            return len(frames)
+
+        def __getitem__(self, key):
+            assert isinstance(key, slice)
+            self.reads.append(len(range(*key.indices(len(frames)))))
+            return frames[key]
+
+    src = Source()
+    out = resize_frames(src, 16, chunk=4)
+    assert np.array_equal(out, resize_frames(frames, 16)) and out.shape == (10, 16, 16, 3)
+    assert src.reads == [4, 4, 2]
