@@ -81,11 +81,19 @@ def add_detail(
 
     s = int(size or keyframes.shape[1])
     up_obs = resize_frames(decoded_obs, s).astype(np.float32) / 255.0
-    up_q = resize_frames(decoded_query, s).astype(np.float32) / 255.0
     residual = keyframes.astype(np.float32) / 255.0 - up_obs
-    mean, var, _ = predict_residuals(method, poses_obs, residual.reshape(len(residual), -1), poses_query)
-    frames = np.clip(up_q + mean.reshape(up_q.shape), 0.0, 1.0)
-    return np.round(frames * 255.0).astype(np.uint8), var.reshape(up_q.shape).mean(-1)
+    m = len(decoded_query)
+    frames = np.empty((m, s, s, 3), np.uint8)
+    var_rgb = np.empty((m, s, s), np.float32)
+
+    def consume(a: int, b: int, mean: np.ndarray, var: np.ndarray) -> None:
+        """Query frames ``a:b`` from their chunk of the residual GP (no float stack of all queries)."""
+        up_q = resize_frames(decoded_query[a:b], s).astype(np.float32) / 255.0
+        frames[a:b] = np.round(np.clip(up_q + mean.reshape(up_q.shape), 0.0, 1.0) * 255.0).astype(np.uint8)
+        var_rgb[a:b] = var.reshape(up_q.shape).mean(-1)
+
+    predict_residuals(method, poses_obs, residual.reshape(len(residual), -1), poses_query, consume=consume)
+    return frames, var_rgb
 
 
 def optical_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -192,3 +192,22 @@ def test_resize_frames_reads_a_frame_source_a_chunk_at_a_time():
     out = resize_frames(src, 16, chunk=4)
     assert np.array_equal(out, resize_frames(frames, 16)) and out.shape == (10, 16, 16, 3)
     assert src.reads == [4, 4, 2]
+
+
+def test_residual_gp_handed_over_a_chunk_at_a_time_equals_the_whole_arrays():
+    from viewgp.predict import predict_residuals
+
+    x, q = _poses(12, seed=7), _poses(9, seed=8)
+    r = torch.randn(12, 30, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    mean, var, hyper = predict_residuals("view", x, r, q, chunk=4)
+    got_m, got_v, chunks = np.zeros_like(mean), np.zeros_like(var), []
+
+    def consume(a, b, m, v):
+        chunks.append((a, b))
+        got_m[a:b], got_v[a:b] = m, v
+
+    assert predict_residuals("view", x, r, q, chunk=4, consume=consume)[:2] == (None, None)
+    assert chunks == [(0, 4), (4, 8), (8, 9)]
+    assert np.array_equal(got_m, mean) and np.array_equal(got_v, var)
+    with pytest.raises(ValueError, match="relative_noise"):
+        predict_residuals("view", x, r, q, relative_noise=1e-3, consume=consume)

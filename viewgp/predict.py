@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -337,7 +337,8 @@ def predict_residuals(
     relative_noise: Optional[float] = None,
     chunk: int = 32,
     device: str | torch.device | None = None,
-) -> tuple[np.ndarray, np.ndarray, dict]:
+    consume: Optional[Callable[[int, int, np.ndarray, np.ndarray], None]] = None,
+) -> tuple[Optional[np.ndarray], Optional[np.ndarray], dict]:
     """Interpolate per-frame residuals ``(N, D)`` (e.g. keyframe pixels minus their decoded
     prediction) to ``poses_query`` ``(M, P)`` with a GP of kernel ``method``.
 
@@ -356,8 +357,13 @@ def predict_residuals(
     Queries are processed ``chunk`` at a time, so D can be a whole high-resolution frame.
 
     Returns:
-        mean ``(M, D)`` and variance ``(M, D)`` (float32 numpy arrays) and the fitted hyper-parameters.
+        mean ``(M, D)`` and variance ``(M, D)`` (float32 numpy arrays) and the fitted hyper-parameters;
+        with ``consume`` (not with ``relative_noise``), each chunk's ``consume(s, e, mean, var)``
+        instead of the two arrays (``None``), so neither ``(M, D)`` array is ever held: at 256 px
+        they are 0.8 GB each per 1,000 query frames.
     """
+    if consume is not None and relative_noise is not None:
+        raise ValueError("predict_residuals: consume takes the mean and variance of one fit; not with relative_noise")
     r = torch.as_tensor(residuals, dtype=torch.float64)
     r = r.reshape(r.shape[0], -1)
     gp = build_gp(method, poses_obs, poses_query, r, device=device)
@@ -368,6 +374,12 @@ def predict_residuals(
     c2 = gp.loo_scale(per_dimension=True)  # (D,) per-dimension LOO scale c_d^2
     scale = torch.from_numpy(shrunk_variance(c2.cpu().numpy(), r.shape[0])).to(c2)
     m = poses_query.shape[0]
+    if consume is not None:
+        for s in range(0, m, chunk):
+            mu, v = gp.predict(poses_query[s : s + chunk])
+            consume(s, min(s + chunk, m), mu.cpu().numpy().astype(np.float32),
+                    ((v[:, None] + noise) * scale[None, :]).cpu().numpy().astype(np.float32))
+        return None, None, hyper
     var = np.empty((m, r.shape[1]), np.float32)
     for s in range(0, m, chunk):
         _, v = gp.predict(poses_query[s : s + chunk])
