@@ -25,7 +25,6 @@ scores in float32.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import platform
@@ -62,10 +61,8 @@ class Precision:
         return self.name == "bf16"
 
     def autocast(self, device: str | torch.device = "cpu"):
-        """bfloat16 autocast on ``device`` for ``"bf16"``, a no-op context for ``"fp32"``."""
-        if not self.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+        """bfloat16 autocast on ``device`` for ``"bf16"``, a disabled one (a no-op) for ``"fp32"``."""
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def to_dict(self) -> dict:
         return {"precision": self.name, "requested": self.requested, "reason": self.reason}
@@ -159,8 +156,10 @@ def choose_precision(requested: str = "auto", device: str | torch.device = "cpu"
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {requested!r}")
     if requested != "auto":
         reason = "requested"
-        if requested == "bf16" and torch.device(device).type == "cpu" and cpu_bf16_native()[0] is False:
-            reason = f"requested, although {cpu_bf16_native()[1]}: emulated, many times slower than fp32"
+        if requested == "bf16" and torch.device(device).type == "cpu":
+            native, why = cpu_bf16_native()
+            if native is False:
+                reason = f"requested, although {why}: emulated, many times slower than fp32"
         return Precision(requested, requested, reason)
     name, reason = _auto(str(torch.device(device)))
     return Precision(name, "auto", reason)

@@ -374,20 +374,25 @@ def predict_residuals(
     c2 = gp.loo_scale(per_dimension=True)  # (D,) per-dimension LOO scale c_d^2
     scale = torch.from_numpy(shrunk_variance(c2.cpu().numpy(), r.shape[0])).to(c2)
     m = poses_query.shape[0]
-    if consume is not None:
+    observation_var = lambda v: ((v[:, None] + noise) * scale[None, :]).cpu().numpy()  # noqa: E731
+    stored = None
+    if consume is None:
+        stored = (np.empty((m, r.shape[1]), np.float32), np.empty((m, r.shape[1]), np.float32))
+
+        def consume(s: int, e: int, mean: np.ndarray, var: np.ndarray) -> None:
+            stored[0][s:e], stored[1][s:e] = mean, var
+
+    if relative_noise is None:  # mean and variance of the same fit: one prediction per chunk
         for s in range(0, m, chunk):
             mu, v = gp.predict(poses_query[s : s + chunk])
-            consume(s, min(s + chunk, m), mu.cpu().numpy().astype(np.float32),
-                    ((v[:, None] + noise) * scale[None, :]).cpu().numpy().astype(np.float32))
-        return None, None, hyper
-    var = np.empty((m, r.shape[1]), np.float32)
+            consume(s, min(s + chunk, m), mu.cpu().numpy().astype(np.float32), observation_var(v).astype(np.float32))
+        return (*(stored or (None, None)), hyper)
+    mean, var = stored
     for s in range(0, m, chunk):
         _, v = gp.predict(poses_query[s : s + chunk])
-        var[s : s + chunk] = ((v[:, None] + noise) * scale[None, :]).cpu().numpy()
-    if relative_noise is not None:
-        gp.noise = relative_noise * float(gp.kernel.outputscale.detach())
-        gp.fit(poses_obs, r, optimize=False)
-    mean = np.empty((m, r.shape[1]), np.float32)
+        var[s : s + chunk] = observation_var(v)
+    gp.noise = relative_noise * float(gp.kernel.outputscale.detach())
+    gp.fit(poses_obs, r, optimize=False)
     for s in range(0, m, chunk):
         mu, _ = gp.predict(poses_query[s : s + chunk])
         mean[s : s + chunk] = mu.cpu().numpy()

@@ -145,7 +145,8 @@ def _command_precision(args):
         return contextlib.nullcontext()
     from generative.precision import choose_precision
 
-    return choose_precision(args.precision, getattr(args, "device", None) or "cpu").autocast(getattr(args, "device", None) or "cpu")
+    device = getattr(args, "device", None) or "cpu"
+    return choose_precision(args.precision, device).autocast(device)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
