@@ -8,6 +8,9 @@ Sources (exactly one):
   without timestamps need ``frame_times`` or one frame per pose, :mod:`sequences.frame_timing`);
 * ``images`` + ``poses``: :func:`sequences.image_folder.load_image_run` (matched by file name, or by
   sorted order); a ``transforms.json`` alone stands for its own image folder.
+* ``video`` or ``images`` with ``poses='auto'``: no pose file; structure from motion poses the frames
+  (:func:`sequences.sfm.posed_capture`, the optional extra ``.[sfm]``) and those it cannot register are
+  dropped, with a warning listing them.
 
 Intrinsics held by the pose file (COLMAP cameras, transforms.json) go to the run, rescaled to the
 frames' size.
@@ -50,6 +53,8 @@ def load_capture(
                 raise ValueError(f"{name} does not apply to --run (a saved run holds its poses and times)")
         loaded = CameraRun.load(run)
         return loaded if max_frames is None else loaded[: int(max_frames)]
+    if poses is not None and str(poses).strip().lower() == "auto":
+        return _posed_by_sfm(video, images, format, times_path, frame_times, time_offset, max_frames)
     if poses is None and given:
         raise ValueError(f"{given[0]} needs --poses FILE: the camera poses of its frames (TUM, COLMAP, transforms.json, ...)")
     if poses is None:
@@ -69,6 +74,21 @@ def load_capture(
         meta["distortion"] = traj.metadata["distortion"]
     return CameraRun(out.frames, out.timestamps, out.rotations, out.translations, out.observed,
                      intrinsics_for_size(traj.metadata, w, h), meta)
+
+
+def _posed_by_sfm(video, images, format, times_path, frame_times, time_offset, max_frames) -> CameraRun:
+    """``--poses auto``: the frames posed by structure from motion (a ``ValueError`` says what is missing)."""
+    from sequences.sfm import posed_capture, pycolmap_missing_reason
+
+    for name, v in (("--format", format), ("--times", times_path)):
+        if v is not None:
+            raise ValueError(f"{name} does not apply to --poses auto: structure from motion computes the poses")
+    if video is None and images is None:
+        raise ValueError("--poses auto needs the frames to pose: --video FILE or --images DIR")
+    reason = pycolmap_missing_reason()
+    if reason is not None:
+        raise ValueError(reason)
+    return posed_capture(video=video, images=images, max_frames=max_frames, frame_times=frame_times, time_offset=time_offset)
 
 
 def new_run_directory(out: PathLike) -> Path:

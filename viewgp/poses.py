@@ -12,10 +12,14 @@ Conventions (used everywhere in viewgp):
 
 All functions are batched torch, differentiable where it makes sense, and keep the input dtype
 (float64 is recommended for GP work).
+
+Comparing two estimates of one trajectory (e.g. structure from motion against a reference model,
+which agree only up to a similarity): :func:`umeyama` and :func:`align_poses`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -46,6 +50,9 @@ __all__ = [
     "random_rotations",
     "pose_features",
     "split_pose_features",
+    "umeyama",
+    "PoseAlignment",
+    "align_poses",
 ]
 
 #: Columns of the flat pose features holding vec(R), t and the optional timestamp.
@@ -438,3 +445,95 @@ def split_pose_features(x: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     t = x[..., 9:12]
     times = x[..., 12] if x.shape[-1] == 13 else None
     return R, t, times
+
+
+def umeyama(src, dst, with_scale: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """The similarity ``x -> s R x + t`` that best maps points ``src`` onto ``dst`` (least squares).
+
+    Umeyama (1991), "Least-squares estimation of transformation parameters between two point patterns".
+    ``src``, ``dst``: ``(N, 3)`` corresponding points, ``N >= 3``, not all on one line (else the rotation
+    about that line is undetermined: ``ValueError``). ``with_scale=False`` fixes ``s = 1`` (a rigid motion).
+    Returns ``(s, R, t)``: scale ``()``, rotation ``(3, 3)`` (det +1), translation ``(3,)``, float64.
+    """
+    X = _as_float_tensor(src, "src").to(torch.float64)
+    Y = _as_float_tensor(dst, "dst").to(torch.float64)
+    if X.ndim != 2 or X.shape[-1] != 3 or X.shape != Y.shape:
+        raise ValueError(f"umeyama: expected two (N, 3) point sets of one shape, got {tuple(X.shape)} and {tuple(Y.shape)}")
+    check_finite(X, "src")
+    check_finite(Y, "dst")
+    n = X.shape[0]
+    if n < 3:
+        raise ValueError(f"umeyama: need at least 3 corresponding points, got {n}")
+    mx, my = X.mean(0), Y.mean(0)
+    Xc, Yc = X - mx, Y - my
+    var_x = (Xc * Xc).sum() / n
+    cov = Yc.T @ Xc / n
+    U, D, Vh = torch.linalg.svd(cov)
+    # Rank < 2: the points lie on a line (or coincide), and any rotation about it fits as well.
+    if not bool(D[1] > 1e-9 * D[0]) or not bool(var_x > 0):
+        raise ValueError(f"umeyama: the {n} points are (nearly) collinear or coincide; a rotation is not determined")
+    S = torch.ones(3, dtype=torch.float64)
+    if torch.linalg.det(U) * torch.linalg.det(Vh) < 0:  # the best orthogonal map is a reflection: flip the weakest axis
+        S[2] = -1.0
+    R = U @ torch.diag(S) @ Vh
+    s = (D * S).sum() / var_x if with_scale else torch.tensor(1.0, dtype=torch.float64)
+    t = my - s * R @ mx
+    return s, R, t
+
+
+@dataclass(frozen=True)
+class PoseAlignment:
+    """An estimated trajectory aligned onto a reference one by a similarity, and what is left over.
+
+    Attributes:
+        scale, rotation, translation: the similarity ``x -> scale * rotation @ x + translation``
+            (``()``, ``(3, 3)``, ``(3,)``) taking estimated world coordinates to reference ones.
+        rotation_errors_deg: ``(N,)`` angle between each aligned camera orientation and the reference one.
+        centre_errors: ``(N,)`` distance between each aligned camera centre and the reference one, in
+            reference units.
+        extent: the capture's extent, the largest distance between two reference camera centres.
+    """
+
+    scale: Tensor
+    rotation: Tensor
+    translation: Tensor
+    rotation_errors_deg: Tensor
+    centre_errors: Tensor
+    extent: float
+
+    @property
+    def relative_centre_errors(self) -> Tensor:
+        """``(N,)`` centre errors as fractions of :attr:`extent`."""
+        return self.centre_errors / self.extent
+
+    def summary(self) -> dict:
+        """Median and largest errors (degrees; fractions of the extent) and the pose count, as floats."""
+        rot, rel = self.rotation_errors_deg, self.relative_centre_errors
+        return {"poses": int(rot.shape[0]), "rotation_median_deg": float(rot.median()), "rotation_max_deg": float(rot.max()),
+                "centre_median_rel": float(rel.median()), "centre_max_rel": float(rel.max()),
+                "extent": float(self.extent), "scale": float(self.scale)}
+
+
+def align_poses(rotations, translations, ref_rotations, ref_translations, with_scale: bool = True) -> PoseAlignment:
+    """Align camera-to-world poses onto reference poses of the same cameras and measure the errors.
+
+    Structure from motion recovers a trajectory only up to a similarity (its world frame and unit are
+    arbitrary), so the camera centres are aligned with :func:`umeyama` first; the same similarity
+    rotates the orientations. Args: estimated rotations ``(N, 3, 3)`` and centres ``(N, 3)``, and the
+    reference ones of the same ``N`` cameras in the same order (``N >= 3``, centres not on one line).
+    ``with_scale=False`` for trajectories known in the same unit. Returns a :class:`PoseAlignment`.
+    """
+    R_est = validate_rotations(rotations, "rotations").to(torch.float64)
+    R_ref = validate_rotations(ref_rotations, "ref_rotations").to(torch.float64)
+    C_est = _as_float_tensor(translations, "translations").to(torch.float64).reshape(-1, 3)
+    C_ref = _as_float_tensor(ref_translations, "ref_translations").to(torch.float64).reshape(-1, 3)
+    if not (R_est.shape[0] == R_ref.shape[0] == C_est.shape[0] == C_ref.shape[0]):
+        raise ValueError(f"align_poses: pose counts disagree ({R_est.shape[0]} rotations, {C_est.shape[0]} centres, "
+                         f"{R_ref.shape[0]} reference rotations, {C_ref.shape[0]} reference centres)")
+    s, R, t = umeyama(C_est, C_ref, with_scale=with_scale)
+    C_aligned = s * C_est @ R.T + t
+    # The camera-to-world orientation of the aligned camera is R @ R_est (the scale does not rotate).
+    rot_err = torch.rad2deg(geodesic_angle(R @ R_est, R_ref))
+    centre_err = (C_aligned - C_ref).norm(dim=-1)
+    extent = float(torch.cdist(C_ref, C_ref).max())
+    return PoseAlignment(s, R, t, rot_err, centre_err, extent)

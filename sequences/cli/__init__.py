@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "sequences.cli.bench",
     "sequences.cli.pipeline",
     "sequences.cli.captures",
+    "sequences.cli.poses",
     "sequences.cli.train",
     "sequences.cli.images",
     "sequences.cli.mix",

@@ -321,7 +321,8 @@ def translator_model(args: argparse.Namespace) -> dict:
 
 # ------------------------------------------------------------------------------------------ captures
 POSE_FORMATS_HELP = ("poses file (TUM, EuRoC, KITTI, COLMAP images.txt/images.bin or model folder, NeRF "
-                     "transforms.json, ARKit, ADVIO, phone gyroscope/orientation CSV)")
+                     "transforms.json, ARKit, ADVIO, phone gyroscope/orientation CSV), or 'auto': structure from "
+                     "motion with pycolmap (pip install -e '.[sfm]'; 'viewgp poses' for its options)")
 
 
 def add_capture_args(group) -> None:
