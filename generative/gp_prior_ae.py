@@ -40,8 +40,9 @@ view first, as the example does); the view-aware kernel takes any pose.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 import torch
 from gpytorch.constraints import GreaterThan
@@ -50,6 +51,9 @@ from torch import Tensor, nn
 from generative.checkpoint import atomic_save
 from generative.layers import EqualConv2d, EqualLinear, leaky_relu, upsample
 from viewgp.kernels import GPPVAEViewKernel, make_kernel
+
+if TYPE_CHECKING:  # only passed in: importing generative.training here would load every trainer
+    from generative.training.tensorboard import EventLog
 
 __all__ = [
     "lowrank_solve",
@@ -420,14 +424,28 @@ def _object_batches(num_objects: int, objects_per_batch: int, g: torch.Generator
             yield perm[i : i + objects_per_batch]
 
 
+@torch.no_grad()
+def _log_reconstructions(model: GPPriorAE, images: Tensor, events: EventLog, step: int, stage: str) -> None:
+    """The first 8 training images over their reconstructions (encoder means, decoded) and their PSNR."""
+    from generative.metrics import psnr
+
+    x = images[:8]
+    recon = model.vae.decode(model.vae.encode(x)[0]).clamp(-1, 1)
+    events.image_grid(f"{stage}/real_recon", step, torch.cat([x, recon]), nrow=len(x), size=max(x.shape[-1], 32))
+    events.scalars(step, {f"{stage}/recon_psnr_db": float(psnr(x.clamp(-1, 1), recon))})
+
+
 def _run(model: GPPriorAE, images: Tensor, objects: Tensor, views: Tensor, steps: int, opt: torch.optim.Optimizer,
          beta: float, prior: str, objects_per_batch: Optional[int], seed: int,
-         callback: Optional[Callable[[int, dict], None]]) -> list[float]:
+         callback: Optional[Callable[[int, dict], None]], events: Optional[EventLog], log_every: int,
+         image_every: int, stage: str, groups: tuple[str, ...]) -> list[float]:
     objects = torch.as_tensor(objects).reshape(-1).long()
     n_obj = int(objects.max()) + 1
     g = torch.Generator().manual_seed(seed)
     batches = _object_batches(n_obj, objects_per_batch or n_obj, g)
     history = []
+    base = 0 if events is None else events.last_step + 1  # stages continue one step axis, never going back
+    t0, seen = time.perf_counter(), 0
     model.train()
     for step in range(steps):
         sel = torch.isin(objects, next(batches))
@@ -438,42 +456,67 @@ def _run(model: GPPriorAE, images: Tensor, objects: Tensor, views: Tensor, steps
         history.append(float(out["loss"].detach()))
         if callback is not None:
             callback(step, {k: float(v.detach()) for k, v in out.items()})
+        seen += int(sel.sum())
+        last = step + 1 == steps
+        if events is not None and ((step + 1) % log_every == 0 or last):
+            now = time.perf_counter()
+            events.scalars(base + step, {**{f"{stage}/{k}": float(v.detach()) for k, v in out.items()},
+                                         **{f"{stage}/lr_{n}": grp["lr"] for n, grp in zip(groups, opt.param_groups)},
+                                         f"{stage}/images_per_s": seen / max(now - t0, 1e-9)})
+            t0, seen = now, 0
+        if events is not None and ((step + 1) % image_every == 0 or last):
+            _log_reconstructions(model, images, events, base + step, stage)
+            events.flush()
     model.eval()
     return history
 
 
 def pretrain(model: GPPriorAE, images: Tensor, objects: Tensor, views: Tensor, steps: int = 500, lr: float = 1e-3,
              beta: float = 1e-3, objects_per_batch: Optional[int] = None, seed: int = 0,
-             callback: Optional[Callable[[int, dict], None]] = None) -> list[float]:
+             callback: Optional[Callable[[int, dict], None]] = None, events: Optional[EventLog] = None,
+             log_every: int = 10, image_every: int = 100) -> list[float]:
     """Stage 1: the VAE alone with the N(0, I) prior. ``images`` ``(N, 3, R, R)``, ``objects`` ``(N,)``,
-    ``views`` as the GP takes them. Returns the loss per step."""
+    ``views`` as the GP takes them. Returns the loss per step.
+
+    ``events``: an open :class:`~generative.training.tensorboard.EventLog` shared by all stages: ``pretrain/*``
+    losses, lr and images/s every ``log_every`` steps, the first 8 images over their reconstructions and
+    their PSNR every ``image_every`` steps, on one step axis that the next stage continues."""
     opt = torch.optim.Adam(model.network_parameters(), lr=lr)
-    return _run(model, images, objects, views, steps, opt, beta, "normal", objects_per_batch, seed, callback)
+    return _run(model, images, objects, views, steps, opt, beta, "normal", objects_per_batch, seed, callback,
+                events, log_every, image_every, "pretrain", ("networks",))
 
 
-def fit_gp(model: GPPriorAE, images: Tensor, objects: Tensor, views: Tensor, steps: int = 200, lr: float = 1e-2) -> list[float]:
+def fit_gp(model: GPPriorAE, images: Tensor, objects: Tensor, views: Tensor, steps: int = 200, lr: float = 1e-2,
+           events: Optional[EventLog] = None, log_every: int = 10) -> list[float]:
     """Stage 2: type-II maximum likelihood of the GP (embeddings, kernel, noise) on the frozen encoder
-    means of all training views. Returns the negative log likelihood per latent value at each step."""
+    means of all training views. Returns the negative log likelihood per latent value at each step
+    (``gp_fit/nll`` in ``events`` every ``log_every`` steps, continuing its step axis)."""
     z = model.encode_means(images)
     opt = torch.optim.Adam(model.gp_parameters(), lr=lr)
     history = []
-    for _ in range(steps):
+    base = 0 if events is None else events.last_step + 1
+    for step in range(steps):
         nll = model.gp.neg_log_likelihood(objects, views, z) / z.numel()
         opt.zero_grad()
         nll.backward()
         opt.step()
         history.append(float(nll.detach()))
+        if events is not None and ((step + 1) % log_every == 0 or step + 1 == steps):
+            events.scalars(base + step, {"gp_fit/nll": history[-1], "gp_fit/lr": opt.param_groups[0]["lr"]})
     return history
 
 
 def train_joint(model: GPPriorAE, images: Tensor, objects: Tensor, views: Tensor, steps: int = 500,
                 lr_networks: float = 2e-4, lr_gp: float = 1e-3, beta: float = 1e-3,
                 objects_per_batch: Optional[int] = None, seed: int = 0,
-                callback: Optional[Callable[[int, dict], None]] = None) -> list[float]:
+                callback: Optional[Callable[[int, dict], None]] = None, events: Optional[EventLog] = None,
+                log_every: int = 10, image_every: int = 100) -> list[float]:
     """Stage 3: networks and GP together on reconstruction + beta * GP-prior term (GPPVAE's learning
-    rates: 2e-4 for the networks, 1e-3 for the GP). Returns the loss per step."""
+    rates: 2e-4 for the networks, 1e-3 for the GP). Returns the loss per step; ``events`` as in
+    :func:`pretrain` (tags ``joint/*``)."""
     opt = torch.optim.Adam([
         {"params": model.network_parameters(), "lr": lr_networks},
         {"params": model.gp_parameters(), "lr": lr_gp},
     ])
-    return _run(model, images, objects, views, steps, opt, beta, "gp", objects_per_batch, seed, callback)
+    return _run(model, images, objects, views, steps, opt, beta, "gp", objects_per_batch, seed, callback,
+                events, log_every, image_every, "joint", ("networks", "gp"))

@@ -1,4 +1,5 @@
-"""generative.metrics with networks and weight files made here (nothing is downloaded)."""
+"""generative.metrics with networks and weight files made here (nothing is downloaded), checked against the
+maintained packages that compute them and the values of the hand-written code those packages replaced."""
 
 import math
 
@@ -47,6 +48,18 @@ def test_mse_rmse_psnr_values_and_ranges():
     assert math.isinf(metrics.psnr(x, x).item())
 
 
+def test_psnr_equals_scikit_image():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    x = _smooth_images(3, 16, seed=20)
+    y = (x + 0.05 * torch.randn(x.shape, generator=_gen(21))).clamp(-1, 1)
+    ref = [peak_signal_noise_ratio(a.numpy(), b.numpy(), data_range=2.0) for a, b in zip(x.double(), y.double())]
+    np.testing.assert_allclose(metrics.psnr(x, y, "none").numpy(), ref, rtol=1e-12)
+    xu, yu = ((x + 1) * 127.5).round().to(torch.uint8), ((y + 1) * 127.5).round().to(torch.uint8)
+    ref8 = [peak_signal_noise_ratio(a.numpy(), b.numpy(), data_range=255) for a, b in zip(xu, yu)]
+    np.testing.assert_allclose(metrics.psnr(xu, yu, "none").numpy(), ref8, rtol=1e-12)
+
+
 def test_pixel_metric_errors():
     with pytest.raises(ValueError, match="same shape"):
         metrics.mse(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 5))
@@ -54,6 +67,111 @@ def test_pixel_metric_errors():
         metrics.rmse(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), torch.zeros(1, 3, 2, 2))
     with pytest.raises(ValueError, match="reduction"):
         metrics.psnr(torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2), "sum")
+
+
+# ====================================================== values of the implementations the packages replaced
+def _filled(module: nn.Module, seed: int) -> dict:
+    """A state dict for ``module``'s layout drawn from ``seed`` alone (not from torch's initialisers, whose
+    draws may change between versions): He-scaled weights, small biases, positive running variances."""
+    g = _gen(seed)
+    out = {}
+    for k, v in sorted(module.state_dict().items()):
+        if not v.is_floating_point():
+            out[k] = torch.zeros((), dtype=v.dtype)
+        elif k.endswith("running_var"):
+            out[k] = 0.5 + torch.rand(v.shape, generator=g)
+        elif k.endswith("running_mean") or k.endswith("bias"):
+            out[k] = 0.1 * torch.randn(v.shape, generator=g)
+        elif v.ndim == 1:
+            out[k] = 1 + 0.1 * torch.randn(v.shape, generator=g)
+        else:
+            out[k] = torch.randn(v.shape, generator=g) * math.sqrt(2.0 / v[0].numel())
+    return out
+
+
+def _meta(build):
+    with torch.device("meta"):
+        return build()
+
+
+# LPIPS distances of _smooth_images(3, 48, 3) vs _smooth_images(3, 48, 4) computed by the hand-written LPIPS
+# that the lpips package replaced, with _filled(features, 1) and heads torch.rand(1, C, 1, 1) from seed 2.
+RECORDED_LPIPS = {
+    ("alex", True): [1.0110327005386353, 1.0302647352218628, 0.9876463413238525],
+    ("alex", False): [1.9457108974456787, 1.9613944292068481, 1.8879369497299194],
+    ("vgg", True): [1.0101760625839233, 0.9957787394523621, 1.0113859176635742],
+    ("vgg", False): [2.020223617553711, 1.9982492923736572, 2.0208096504211426],
+}
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_lpips_package_reproduces_the_replaced_implementation(net):
+    """The lpips package, filled from the same local weights, gives the distances the deleted implementation
+    gave: equal to float32 round-off (rtol 1e-6; measured: bit-identical)."""
+    builder = torchvision.models.alexnet if net == "alex" else torchvision.models.vgg16
+    state = {f"features.{k}": v for k, v in _filled(_meta(lambda: builder(weights=None).features), 1).items()}
+    chans = (64, 192, 384, 256, 256) if net == "alex" else (64, 128, 256, 512, 512)
+    g = _gen(2)
+    lin = {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for k, c in enumerate(chans)}
+    x0, x1 = _smooth_images(3, 48, seed=3), _smooth_images(3, 48, seed=4)
+    with torch.no_grad():
+        for heads in (True, False):
+            d = metrics.LPIPS(net, state, lin if heads else None)(x0, x1)
+            np.testing.assert_allclose(d.numpy(), RECORDED_LPIPS[net, heads], rtol=1e-6)
+
+
+# Inception pool3 features of _smooth_images(2, 64, 6) with _filled(network, 5), computed by the hand-written
+# TF-FID blocks that pytorch-fid's replaced (and by torchvision's network, unchanged): the first eight
+# features of each image, and the sum and the sum of squares of all 2048.
+RECORDED_INCEPTION = {
+    "pt_inception": (
+        [[0.0, 0.10703963041305542, 1.2668503522872925, 0.6291903257369995, 1.1635206937789917, 0.5114550590515137,
+          0.007321449462324381, 1.6444439888000488],
+         [0.0, 0.1131468266248703, 1.1716938018798828, 0.6457881331443787, 1.119267463684082, 0.620381236076355,
+          0.0074139805510640144, 1.7122071981430054]],
+        [1588.4277300985123, 1573.6827535285802], [3506.694826278049, 3444.982959892599]),
+    "torchvision": (
+        [[0.026139503344893456, 0.0, 0.11432921886444092, 4.741681098937988, 0.03392547369003296, 0.6300461292266846,
+          0.21479478478431702, 0.0004461634671315551],
+         [0.0419711098074913, 0.0, 0.10269845277070999, 4.808748722076416, 0.021373238414525986, 0.6045377254486084,
+          0.2084265947341919, 0.0]],
+        [5327.324412083766, 5106.678470146086], [37693.29558765496, 34738.461156208534]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", ["pt_inception", "torchvision"])
+def test_inception_features_reproduce_the_replaced_implementation(variant):
+    """Features to float32 round-off of the recorded ones (rtol 1e-5 on sums of 2048 values; measured:
+    bit-identical)."""
+    if variant == "pt_inception":
+        build = lambda: torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False, num_classes=1008)  # noqa: E731
+    else:
+        build = lambda: torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)  # noqa: E731
+    feat = metrics.InceptionFeatures(_filled(_meta(build), 5))
+    assert feat.variant == variant
+    with torch.no_grad():
+        f = feat(_smooth_images(2, 64, seed=6)).double()
+    first8, sums, squares = RECORDED_INCEPTION[variant]
+    np.testing.assert_allclose(f[:, :8].numpy(), first8, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(f.sum(1).numpy(), sums, rtol=1e-5)
+    np.testing.assert_allclose(f.pow(2).sum(1).numpy(), squares, rtol=1e-5)
+
+
+def test_metric_networks_never_download(monkeypatch, alex_files):
+    """Building LPIPS (both nets, the package's heads) and the FID Inception touches no URL loader."""
+    import pytorch_fid.inception
+    import torchvision.models._api
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"a download was attempted: {args}")
+
+    for owner in (torch.hub, pytorch_fid.inception, torchvision.models._api):
+        for name in ("load_state_dict_from_url", "download_url_to_file"):
+            if hasattr(owner, name):
+                monkeypatch.setattr(owner, name, no_network)
+    metrics.LPIPS("alex", alex_files / "alexnet-owt-7be5be79.pth", "package")
+    metrics.LPIPS("vgg", torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"]).state_dict())
+    metrics.InceptionFeatures(_inception_state(tf_fid=True))
 
 
 # ============================================================================================ LPIPS
@@ -143,6 +261,24 @@ def test_lpips_vgg_from_an_in_memory_state_dict():
         assert torch.equal(m(x0, x0), torch.zeros(2))
     with pytest.raises(ValueError, match="at least 16x16"):
         m(x0[:, :, :15, :15], x1[:, :, :15, :15])
+
+
+def test_lpips_linear_heads_shipped_with_the_package(alex_files):
+    """``lin_weights="package"``: the official v0.1 heads from the lpips wheel (non-negative, per channel)."""
+    path = metrics.package_lin_weights("alexnet")
+    assert path.name == "alex.pth" and path.is_file() and metrics.package_lin_weights("vgg16").name == "vgg.pth"
+    m = metrics.LPIPS("alex", alex_files / "alexnet-owt-7be5be79.pth", "package")
+    assert m.variant == "lpips"
+    shipped = torch.load(path, map_location="cpu", weights_only=True)
+    for k in range(5):
+        w = shipped[f"lin{k}.model.1.weight"]
+        assert torch.equal(m.model.lins[k].model[-1].weight, w) and (w >= 0).all()
+    x0, x1 = _smooth_images(2, 40, seed=3), _smooth_images(2, 40, seed=4)
+    with torch.no_grad():
+        via_file = metrics.LPIPS("alex", alex_files / "alexnet-owt-7be5be79.pth", path)(x0, x1)
+        torch.testing.assert_close(m(x0, x1), via_file, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="'alex' or 'vgg'"):
+        metrics.package_lin_weights("squeeze")
 
 
 def test_lpips_weight_errors_name_the_files(alex_files, tmp_path, monkeypatch):
@@ -256,18 +392,20 @@ def test_inception_features_from_a_tf_fid_state_dict():
     with torch.no_grad():
         f = feat(x)
     assert f.shape == (2, 2048) and torch.isfinite(f).all() and (f >= 0).all()  # pooled ReLU outputs
-    assert feat.blocks[-2].max_pool and not feat.blocks[-3].max_pool  # Mixed_7c / Mixed_7b
+    from pytorch_fid.inception import FIDInceptionE_1, FIDInceptionE_2
+
+    assert isinstance(feat.blocks[-2], FIDInceptionE_2) and isinstance(feat.blocks[-3], FIDInceptionE_1)  # Mixed_7c / 7b
 
 
 def test_tf_fid_blocks_differ_from_torchvision_only_in_pooling():
+    """pytorch-fid's blocks, which InceptionFeatures uses for the pt_inception file, are torchvision's with
+    TF pooling: what makes their FID the TF FID."""
+    from pytorch_fid.inception import FIDInceptionA, FIDInceptionE_2
     from torchvision.models.inception import InceptionA, InceptionE
 
-    from generative.metrics.fid import _fid_inception_blocks
-
-    A, _, E = _fid_inception_blocks()
     torch.manual_seed(0)
     ref_a, ref_e = InceptionA(8, pool_features=4).eval(), InceptionE(8).eval()
-    fid_a, fid_e = A(8, pool_features=4).eval(), E(8, max_pool=True).eval()
+    fid_a, fid_e = FIDInceptionA(8, pool_features=4).eval(), FIDInceptionE_2(8).eval()
     fid_a.load_state_dict(ref_a.state_dict())
     fid_e.load_state_dict(ref_e.state_dict())
     x = torch.randn(2, 8, 7, 7, generator=_gen(12))

@@ -1,10 +1,15 @@
-"""generative.metrics.ssim: known cases, encodings of one picture, and scikit-image's reference."""
+"""generative.metrics.ssim: known cases, encodings of one picture, scikit-image (which computes ``ssim``) as the
+reference of the fast per-frame ``ssim_uint8``, and the values of the torch implementation it replaced."""
 
 import numpy as np
 import pytest
 import torch
+from skimage.metrics import structural_similarity
 
 from generative.metrics import psnr, ssim, ssim_uint8
+
+# scikit-image's settings for Wang et al.'s SSIM: Gaussian window of sigma 1.5, population statistics
+SKIMAGE = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1)
 
 
 def _smooth_images(n=2, c=3, size=24, seed=0):
@@ -67,23 +72,50 @@ def test_bad_inputs_are_named():
 
 
 def test_matches_scikit_image():
-    metrics = pytest.importorskip("skimage.metrics", reason="scikit-image is not installed (the reference implementation)")
     x, y = _smooth_images(n=3, size=32, seed=4), _smooth_images(n=3, size=32, seed=5)
     y = (0.6 * x + 0.4 * y).clamp(0, 1)  # correlated pairs, not just unrelated noise
     ours = ssim(x, y, "none", value_range=(0, 1)).numpy()
-    ref = [
-        metrics.structural_similarity(
-            a.permute(1, 2, 0).numpy(), b.permute(1, 2, 0).numpy(),
-            gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=-1,
-        )
-        for a, b in zip(x, y)
-    ]  # fmt: skip
+    ref = [structural_similarity(a.permute(1, 2, 0).numpy(), b.permute(1, 2, 0).numpy(), data_range=1.0, **SKIMAGE)
+           for a, b in zip(x, y)]  # fmt: skip
     np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
     x8, y8 = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy(), (y * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    ref8 = [
-        metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1)
-        for a, b in zip(x8, y8)
-    ]
+    ref8 = [structural_similarity(a, b, data_range=255, **SKIMAGE) for a, b in zip(x8, y8)]
     np.testing.assert_allclose(ssim_uint8(x8, y8), ref8, atol=1e-6)  # float32 filtering
     # [-1, 1] images: the same picture as in [0, 1]
     np.testing.assert_allclose(ssim(x * 2 - 1, y * 2 - 1, "none").numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["noise", "structured", "shifted", "contrast"])
+def test_fast_frame_ssim_equals_scikit_image_on_random_and_structured_frames(kind):
+    """ssim_uint8 (ours, OpenCV float32) against scikit-image on 64 x 48 frames: unrelated noise (SSIM near 0),
+    smooth pictures with noise, a one-pixel shift and a contrast change (near 1)."""
+    rng = np.random.default_rng({"noise": 0, "structured": 1, "shifted": 2, "contrast": 3}[kind])
+    if kind == "noise":
+        a, b = rng.integers(0, 256, (2, 3, 48, 64, 3), dtype=np.uint8)
+    else:
+        smooth = _smooth_images(n=3, size=64, seed=int(rng.integers(100)))[:, :, :48].permute(0, 2, 3, 1).numpy()
+        a = (smooth * 255).round().astype(np.uint8)
+        if kind == "structured":
+            b = np.clip(a + rng.normal(0, 12, a.shape), 0, 255).round().astype(np.uint8)
+        elif kind == "shifted":
+            b = np.roll(a, 1, axis=2)
+        else:
+            b = np.clip(0.7 * a.astype(np.float64) + 40, 0, 255).round().astype(np.uint8)
+    ref = np.array([structural_similarity(x, y, data_range=255, **SKIMAGE) for x, y in zip(a, b)])
+    np.testing.assert_allclose(ssim_uint8(a, b), ref, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ssim(a.transpose(0, 3, 1, 2), b.transpose(0, 3, 1, 2), "none").numpy(), ref, rtol=0, atol=1e-12)
+    assert (ref < 0.1).all() if kind == "noise" else (ref > 0.3).all()  # the cases are what they say
+
+
+def test_values_of_the_replaced_torch_implementation():
+    """SSIM of fixed [-1, 1] pairs as computed by the float64 torch convolutions that scikit-image replaced
+    (recorded before they were deleted): the package gives the same numbers to 1e-12."""
+
+    def smooth(seed):  # blurred noise in [-1, 1]
+        x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+        return torch.tanh(torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False))
+
+    a = smooth(7)
+    b = 0.6 * a + 0.4 * smooth(8)
+    recorded = [0.7052337543005816, 0.7162163730692732, 0.7748117496930026]
+    np.testing.assert_allclose(ssim(a, b, "none").numpy(), recorded, rtol=0, atol=1e-12)

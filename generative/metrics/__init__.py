@@ -4,6 +4,10 @@ Images are ``(B, 3, H, W)`` float tensors in [-1, 1] unless a function says othe
 family: :mod:`.pixel` (MSE, RMSE, PSNR, SSIM), :mod:`.lpips`, :mod:`.fid`, :mod:`.swd`, :mod:`.ppl`;
 :mod:`.weights` reads the networks' weights from local files (nothing here downloads; its docstring
 lists the files each network accepts). Every public name is re-exported here.
+
+Maintained packages compute what they compute the same way: SSIM is scikit-image's, LPIPS the ``lpips``
+package's, the TF FID Inception pytorch-fid's (all from local weights). What stays ours says why in its
+module docstring (the fast per-frame SSIM, the Frechet distance, SWD, PPL, weight loading).
 """
 
 from .batches import Images
@@ -17,7 +21,7 @@ from .fid import (
     load_statistics,
     save_statistics,
 )
-from .lpips import LPIPS
+from .lpips import LPIPS, package_lin_weights
 from .pixel import mse, psnr, rmse, ssim, ssim_uint8
 from .ppl import PPLResult, face_crop, perceptual_path_length
 from .swd import laplacian_pyramid, sliced_wasserstein, swd_images
@@ -32,6 +36,7 @@ __all__ = [
     "WeightsNotFoundError",
     "hub_checkpoint_dir",
     "LPIPS",
+    "package_lin_weights",
     "InceptionFeatures",
     "feature_statistics",
     "frechet_distance",

@@ -4,6 +4,22 @@ statistics and the Frechet distance between them (thesis eq. 2.27).
 FID numbers are comparable with published ones (TF FID, pytorch-fid) only with the pt_inception file:
 torchvision's Inception-v3 has different weights, so FIDs computed with it are comparable only among
 themselves.
+
+What comes from packages and what stays here:
+
+* The TF FID network is pytorch-fid's (its ``FIDInception*`` blocks on torchvision's Inception-v3), filled
+  from the local ``pt_inception`` file -- pytorch-fid's own release file; its ``fid_inception_v3()`` would
+  download it, so the few lines that assemble the blocks are repeated in :meth:`InceptionFeatures._build`.
+  torchmetrics / torch-fidelity use another port with another weights file and a TF-style resize (other
+  FID values); clean-fid loads StyleGAN2-ADA's TorchScript ``inception-2015-12-05.pt`` by default and,
+  in its legacy mode, a vendored pytorch-fid that downloads: none of them loads this file from a path.
+* :func:`frechet_distance` stays ours: pytorch-fid's ``calculate_frechet_distance`` (the same algorithm)
+  calls ``scipy.linalg.sqrtm(..., disp=False)``, deprecated in SciPy 1.17 and removed in 1.18, checks its
+  inputs with ``assert`` and prints to stdout; torchmetrics computes the distance only inside its stateful
+  FID metric (the private ``_compute_fid``).
+* :func:`feature_statistics` / :func:`fid` take tensors or any iterable of batches and any feature
+  network; the packages' equivalents read image files (pytorch-fid) or need their own Inception
+  (torchmetrics), so these few lines stay too.
 """
 
 from __future__ import annotations
@@ -33,49 +49,6 @@ __all__ = [
     "FID_INCEPTION_FILE",
     "TORCHVISION_INCEPTION_FILE",
 ]
-
-
-def _tf_avg_pool(x: Tensor) -> Tensor:
-    # TensorFlow's 3x3 average pool ignores the zero padding (count_include_pad=False).
-    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-
-
-def _fid_inception_blocks():
-    """Inception blocks as in the TF FID graph (pytorch-fid's ``FIDInception*``): TF-style average
-    pooling, and max pooling in the pool branch of the last block."""
-    from torchvision.models.inception import InceptionA, InceptionC, InceptionE
-
-    class FIDInceptionA(InceptionA):
-        def _forward(self, x):
-            return [
-                self.branch1x1(x),
-                self.branch5x5_2(self.branch5x5_1(x)),
-                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-                self.branch_pool(_tf_avg_pool(x)),
-            ]
-
-    class FIDInceptionC(InceptionC):
-        def _forward(self, x):
-            b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-            d = x
-            for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
-                d = layer(d)
-            return [self.branch1x1(x), b7, d, self.branch_pool(_tf_avg_pool(x))]
-
-    class FIDInceptionE(InceptionE):
-        def __init__(self, in_channels: int, max_pool: bool) -> None:
-            super().__init__(in_channels)
-            self.max_pool = max_pool
-
-        def _forward(self, x):
-            b3 = self.branch3x3_1(x)
-            b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
-            d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-            d = torch.cat([self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d)], 1)
-            pooled = F.max_pool2d(x, kernel_size=3, stride=1, padding=1) if self.max_pool else _tf_avg_pool(x)
-            return [self.branch1x1(x), b3, d, self.branch_pool(pooled)]
-
-    return FIDInceptionA, FIDInceptionC, FIDInceptionE
 
 
 TORCHVISION_INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
@@ -119,12 +92,16 @@ class InceptionFeatures(nn.Module):
 
         if not tf_fid:
             return inception_v3(weights=None, aux_logits=True, init_weights=False)
+        # pytorch-fid's fid_inception_v3() less its download: torchvision's Inception-v3 with 1008 classes
+        # and pytorch-fid's TF-graph blocks (TF average pooling, max pooling in Mixed_7c's pool branch).
+        from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
+
         net = inception_v3(weights=None, aux_logits=False, init_weights=False, num_classes=1008)
-        A, C, E = _fid_inception_blocks()
-        net.Mixed_5b, net.Mixed_5c, net.Mixed_5d = A(192, 32), A(256, 64), A(288, 64)
-        net.Mixed_6b, net.Mixed_6c = C(768, channels_7x7=128), C(768, channels_7x7=160)
-        net.Mixed_6d, net.Mixed_6e = C(768, channels_7x7=160), C(768, channels_7x7=192)
-        net.Mixed_7b, net.Mixed_7c = E(1280, max_pool=False), E(2048, max_pool=True)
+        net.Mixed_5b, net.Mixed_5c = FIDInceptionA(192, pool_features=32), FIDInceptionA(256, pool_features=64)
+        net.Mixed_5d = FIDInceptionA(288, pool_features=64)
+        net.Mixed_6b, net.Mixed_6c = FIDInceptionC(768, channels_7x7=128), FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6d, net.Mixed_6e = FIDInceptionC(768, channels_7x7=160), FIDInceptionC(768, channels_7x7=192)
+        net.Mixed_7b, net.Mixed_7c = FIDInceptionE_1(1280), FIDInceptionE_2(2048)
         return net
 
     def forward(self, x: Tensor) -> Tensor:

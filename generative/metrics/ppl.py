@@ -1,4 +1,11 @@
-"""Perceptual path length (Karras et al. 2019) of a backbone's latent space."""
+"""Perceptual path length (Karras et al. 2019) of a backbone's latent space.
+
+Ours: torchmetrics' ``perceptual_path_length`` measures only at the start of each path (``t = 0``, our
+``sampling='end'``; StyleGAN's default ``'full'``, ``t ~ U(0, 1)``, is missing), wants a generator with its
+own ``sample`` method that outputs [0, 255] images, resizes every image to a fixed size (64 px by default)
+instead of StyleGAN's box downsampling to 256 px, has no face crop and draws latents from the generator,
+not from a seed; its numbers would not be the ones described here.
+"""
 
 from __future__ import annotations
 

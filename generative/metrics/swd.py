@@ -1,5 +1,13 @@
 """Sliced Wasserstein distance between point sets, and PGGAN's multi-scale SWD between image sets
-(Laplacian-pyramid patch descriptors, Karras et al. 2018)."""
+(Laplacian-pyramid patch descriptors, Karras et al. 2018).
+
+Ours, because no maintained package computes PGGAN's image SWD: the metric is the pyramid, the patch
+descriptors and their per-channel normalisation, which exist only in PGGAN's TensorFlow research code
+(tests/test_metrics.py checks the pyramid against OpenCV's ``pyrDown`` / ``pyrUp``). The point-set part
+is 20 lines; POT's ``ot.sliced_wasserstein_distance`` would add a large dependency and draw other
+directions (other values for the same seed), so the exact 1-D distances (checked against SciPy's
+``wasserstein_distance``) stay here too.
+"""
 
 from __future__ import annotations
 

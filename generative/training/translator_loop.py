@@ -7,8 +7,9 @@ transition it already does and the next one (:mod:`generative.aging`).
 
 Run folder ``out_dir``: ``checkpoints/ckpt_<step>.pt`` (+ ``latest``; the whole trainer state, the batch
 sampler's RNG and the global RNG, so ``resume=True`` continues bit-exactly), ``metrics.jsonl`` (losses every
-``log_every`` steps), ``samples/latest.png`` (rows: A, G_ab(A), B, G_ba(B)), ``train_config.json`` and, at
-the end, ``translator.pt``: the two generators and their config, what :func:`generative.translator.load_translator`
+``log_every`` steps), ``samples/latest.png`` (rows: A, G_ab(A), B, G_ba(B)), ``tensorboard/`` (the same losses,
+lr, images/s, the sample grid and the cycle reconstruction PSNR, with the iteration as step; see
+:mod:`generative.training.tensorboard`), ``train_config.json`` and, at the end, ``translator.pt``: the two generators and their config, what :func:`generative.translator.load_translator`
 and the aging chain read.
 
 A run can start from an earlier one (``init``): a run folder continues from its newest checkpoint with
@@ -31,9 +32,11 @@ from ..checkpoint import CheckpointError, CheckpointManager, read_checkpoint
 from ..data import ImageFolderDataset
 from ..configs import ConfigDict
 from ..fileio import atomic_write_json, remove_stale_temporaries
+from ..metrics import psnr
 from ..translator import TRANSLATOR_KIND, TranslatorConfig, export_translator
 from .cyclegan import CycleGANTrainer
 from .sample_grid import save_sample_grid
+from .tensorboard import TENSORBOARD_DIR, EventLog
 
 __all__ = ["TranslatorTrainConfig", "train_translator", "TRAINING_KIND"]
 
@@ -62,6 +65,7 @@ class TranslatorTrainConfig(ConfigDict):
     sample_every: int = 1000
     log_every: int = 50
     progress: bool = True
+    tensorboard: Optional[bool] = None  # event files in <out_dir>/tensorboard: None where installed, True required
 
     def __post_init__(self) -> None:
         self.pairs = [tuple(str(p) for p in pair) for pair in self.pairs]
@@ -95,9 +99,16 @@ def _batch(ds: ImageFolderDataset, n: int, gen: torch.Generator) -> Tensor:
 
 
 @torch.no_grad()
-def _save_samples(trainer: CycleGANTrainer, a: Tensor, b: Tensor, path: Path) -> None:
-    grid = torch.cat([a, trainer.translate(a, "ab").cpu(), b, trainer.translate(b, "ba").cpu()])
+def _save_samples(trainer: CycleGANTrainer, a: Tensor, b: Tensor, path: Path, events: EventLog) -> None:
+    ab, ba = trainer.translate(a, "ab").cpu(), trainer.translate(b, "ba").cpu()
+    grid = torch.cat([a, ab, b, ba])
     save_sample_grid(grid, path, nrow=a.shape[0], size=max(a.shape[-1], 64))
+    if events.active:  # the cycle A -> B -> A (and back) is the translator's reconstruction check
+        aba, bab = trainer.translate(ab, "ba").cpu(), trainer.translate(ba, "ab").cpu()
+        events.image_grid("samples/a_ab_b_ba", trainer.step, grid, nrow=a.shape[0], size=max(a.shape[-1], 64))
+        events.scalars(trainer.step, {"recon/cycle_psnr_a_db": float(psnr(a, aba.clamp(-1, 1))),
+                                      "recon/cycle_psnr_b_db": float(psnr(b, bab.clamp(-1, 1)))})
+        events.flush()
 
 
 def _load_init(trainer: CycleGANTrainer, init: str) -> None:
@@ -137,7 +148,7 @@ def train_translator(config: TranslatorTrainConfig, resume: Union[bool, str, Pat
             raise CheckpointError(f"{path} holds a '{payload.get('kind')}' checkpoint, not a translator training state")
         stored = payload["training"]["config"]
         keep = {"steps", "out_dir", "device", "threads", "checkpoint_every", "keep_checkpoints", "sample_every",
-                "log_every", "progress"}  # fmt: skip
+                "log_every", "progress", "tensorboard"}  # fmt: skip
         config = TranslatorTrainConfig.from_dict({**stored, **{k: getattr(config, k) for k in keep}})
     elif manager.checkpoints():
         raise FileExistsError(
@@ -175,7 +186,10 @@ def train_translator(config: TranslatorTrainConfig, resume: Union[bool, str, Pat
     bar = tqdm(total=config.steps, initial=min(trainer.step, config.steps), unit="step", desc="translator",
                disable=not config.progress, dynamic_ncols=True)  # fmt: skip
     t_last, step_last = time.perf_counter(), trainer.step
-    with open(out / "metrics.jsonl", "a") as log:
+    images_per_step = 2 * config.batch_size * len(domains)  # an A and a B batch per pair
+    # one stream per run folder: a resumed run hides what an earlier start wrote after its checkpoint
+    events = EventLog(out / TENSORBOARD_DIR, config.tensorboard, purge_step=trainer.step + 1)
+    with open(out / "metrics.jsonl", "a") as log, events:
         while trainer.step < config.steps:
             sums: dict[str, float] = {}
             step = trainer.step
@@ -192,14 +206,18 @@ def train_translator(config: TranslatorTrainConfig, resume: Union[bool, str, Pat
                 log.write(json.dumps({"step": trainer.step, "steps_per_s": round(rate, 2),
                                       **{k: round(v, 6) for k, v in sums.items()}}) + "\n")  # fmt: skip
                 log.flush()
+                events.scalars(trainer.step, {**{f"loss/{k}": v for k, v in sums.items()},
+                                              "train/lr": trainer.opt_g.param_groups[0]["lr"],
+                                              "train/steps_per_s": rate, "train/images_per_s": rate * images_per_step})
+                events.flush()
                 bar.set_postfix(g=f"{sums['g_total']:.3f}", cyc=f"{sums['cycle_a'] + sums['cycle_b']:.3f}",
                                 d=f"{sums['d_a'] + sums['d_b']:.3f}")  # fmt: skip
             if config.sample_every and trainer.step % config.sample_every == 0:
-                _save_samples(trainer, grid_a, grid_b, out / "samples" / "latest.png")
+                _save_samples(trainer, grid_a, grid_b, out / "samples" / "latest.png", events)
             if trainer.step % config.checkpoint_every == 0 and trainer.step < config.steps:
                 save_state()
-    bar.close()
-    save_state()
-    _save_samples(trainer, grid_a, grid_b, out / "samples" / "latest.png")
+        bar.close()
+        save_state()
+        _save_samples(trainer, grid_a, grid_b, out / "samples" / "latest.png", events)
     export_translator(trainer, out / "translator.pt", config.image_size)
     return trainer
