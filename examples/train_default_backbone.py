@@ -25,6 +25,18 @@ pipeline commands use when no ``--backbone`` is given) was made, with our own re
 
     .venv/bin/python examples/train_default_backbone.py --out /tmp/default64 --threads 1
 
+Real photographs (issue 25): ``--photos`` adds random crops of BSDS500's ``train`` and ``val`` photographs
+(``../shared/data/natural/``; at several scales, flipped, colour-jittered; ``test`` is never trained on) to the
+renders, ``--photo-crops`` crops of each photograph per epoch, and ``--finetune IMAGES`` starts from the
+bundled weights instead of growing a new network: IMAGES more images at 64 px. The evaluation then also
+reports held-out PSNR on 1,000 fixed crops of BSDS500's ``test`` photographs at 64 px, and on every real
+capture under ``../shared/data/captures/`` at the pipeline's 256 px output (each photograph centre-cropped,
+encoded at 64 px, decoded and resized to 256 px, as ``viewgp interpolate`` does for its per-frame row);
+``--eval-only`` appends these to ``curve.jsonl`` (the learning curve):
+
+    .venv/bin/python examples/train_default_backbone.py --out /work/runs/bb25 --threads 2 \
+        --photos --photo-crops 100 --finetune 200000 --lr 64=0.0003
+
 ``--resume`` continues a killed run; ``--eval-only`` evaluates the newest checkpoint (or the finished
 export) without training, so the learning curve can be read while training goes on.
 """
@@ -48,7 +60,8 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generative.backbone import to_model_images  # noqa: E402
-from generative.data import square_resize  # noqa: E402
+from generative.data import PhotoCropDataset, square_resize  # noqa: E402
+from generative.public_data import missing_reason, public_data_folder  # noqa: E402
 from generative.training.loop import TrainConfig, train  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "generative" / "weights" / "pioneer64_tabletop.safetensors"
@@ -126,6 +139,38 @@ def demo_frames() -> torch.Tensor:
     return to_model_images(np.stack([square_resize(f, RESOLUTION) for f in frames]))
 
 
+def bsds_test_crops(resolution: int = RESOLUTION) -> torch.Tensor:
+    """1,000 fixed crops (5 per photograph, no jitter) of BSDS500's test photographs, never trained on:
+    ``(1000, 3, r, r)`` in [-1, 1]; None when ../shared/data/natural/ is absent."""
+    natural = public_data_folder("natural")
+    if natural is None:
+        return None
+    crops = PhotoCropDataset(natural / "test", resolution, crops_per_image=5, jitter=0.0, seed=2025, flip=False)
+    return torch.stack([crops[i] for i in range(crops.num_images())])
+
+
+def capture_psnr(model, size: int = 256) -> dict:
+    """Per-frame reconstruction PSNR of every real capture at the pipeline's output size: each photograph
+    centre-cropped and area-resized to 64 px, encoded, decoded, resized to ``size`` px and compared with the
+    photograph resized to ``size`` px (``viewgp interpolate``'s per-frame row)."""
+    from generative.detail import resize_frames
+    from generative.imageio import list_images, read_image
+
+    captures = public_data_folder("captures")
+    out = {}
+    for folder in sorted(captures.iterdir()) if captures is not None else []:
+        if not (folder / "images").is_dir():
+            continue
+        frames = [read_image(f) for f in list_images(folder / "images")]
+        truth = resize_frames(frames, size).astype(np.float32) / 255
+        x = to_model_images(np.stack([square_resize(f, RESOLUTION) for f in frames]))
+        with torch.no_grad():
+            recon = model.decode(model.encode(x)).clamp(-1, 1)
+        recon = ((recon + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        out[folder.name] = psnr01(float(((resize_frames(recon, size).astype(np.float32) / 255 - truth) ** 2).mean()))
+    return out
+
+
 def psnr01(mse: float) -> float:
     return 10 * math.log10(1.0 / mse) if mse > 0 else float("inf")
 
@@ -167,7 +212,19 @@ def main() -> int:
                    help="with --eval-only: also write the bundled weights and the grid from the newest checkpoint "
                         "(how a run stopped where its learning curve flattened is shipped)")
     p.add_argument("--grid", default=str(Path(__file__).with_name("pioneer64_tabletop_grid.png")))
+    p.add_argument("--photos", nargs="*", default=None, metavar="DIR",
+                   help="also train on random crops of these photograph folders (no folder given: BSDS500's train "
+                        "and val under ../shared/data/natural/)")
+    p.add_argument("--photo-crops", type=int, default=100, help="crops of each photograph per epoch")
+    p.add_argument("--finetune", type=int, default=0, metavar="IMAGES",
+                   help="start from --init-from (default: the bundled weights) and train IMAGES more images at 64 px")
+    p.add_argument("--init-from", default=str(WEIGHTS), help="weights --finetune starts from")
     args = p.parse_args()
+    if args.photos is not None and not args.photos:
+        natural = public_data_folder("natural")
+        if natural is None:
+            p.error(missing_reason("natural"))
+        args.photos = [str(natural / "train"), str(natural / "val")]
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -179,10 +236,13 @@ def main() -> int:
         return {int(k): cast(v) for k, v in (item.split("=") for item in spec.split(","))}
 
     if not args.eval_only:
+        phases = per_res(args.images_per_phase, int)
+        total = sum(phases.values()) + args.finetune if args.finetune else args.total_images
         cfg = TrainConfig(
             variant="pioneer", resolution=RESOLUTION, out_dir=str(out / "run"), data=str(data), cache_images=True,
             channel_base=args.channel_base, max_channels=args.max_channels, min_channels=args.min_channels,
-            images_per_phase=per_res(args.images_per_phase, int), total_images=args.total_images, batch_size=32, lr=per_res(args.lr, float),
+            images_per_phase=phases, total_images=total, batch_size=32, lr=per_res(args.lr, float),
+            photos=args.photos, photo_crops=args.photo_crops, init_from=args.init_from if args.finetune else None,
             decoder_updates=1, decoder_recon_weight=1.0, kl_weight=0.0, ema_decay=args.ema_decay,
             betas=(0.5, 0.99), precision=args.precision, channels_last=True,
             seed=args.seed, threads=args.threads, checkpoint_every=16000, keep_checkpoints=2,
@@ -196,7 +256,7 @@ def main() -> int:
 
 def report(out: Path, data: Path, args) -> int:
     from generative import load
-    from generative.checkpoint import CheckpointManager
+    from generative.checkpoint import CheckpointManager, read_checkpoint
     from generative.data import ImageFolderDataset, stack_images
 
     export = out / "run" / "model.safetensors"
@@ -214,12 +274,21 @@ def report(out: Path, data: Path, args) -> int:
     result = evaluate(model, x, mean_image)
     recon = result.pop("recon")
     wall = out / "train_wall_s.txt"
+    bsds = bsds_test_crops()
+    if bsds is not None:
+        b = evaluate(model, bsds, bsds.mean(0, keepdim=True))
+        result["bsds500_test_crops_psnr_db"] = b["psnr_db"]
+        result["bsds500_test_crops_mean_image_psnr_db"] = b["mean_image_psnr_db"]
+    result["capture_psnr_db_256px"] = capture_psnr(model)
+    samples_seen = (read_checkpoint(source)["training"]["samples"] if source != export else None)
     result.update({
-        "evaluated": str(source), "train_images": train_set.num_images(),
+        "evaluated": str(source), "train_images": train_set.num_images(), "samples": samples_seen,
         "heldout": "phone_run(120, size=256, seed=0) area-resized to 64 px: the demo run, never trained on",
         "train_wall_s": float(wall.read_text()) if wall.exists() else None,
     })
     (out / "eval.json").write_text(json.dumps(result, indent=2))
+    with open(out / "curve.jsonl", "a") as f:
+        f.write(json.dumps({k: v for k, v in result.items() if k != "heldout"}) + "\n")
     print(json.dumps(result, indent=2))
     if source != export and not args.export:
         return 0

@@ -1,4 +1,5 @@
-"""Training images: a folder of JPEG/PNG files, a seeded procedural dataset, and a resumable index stream.
+"""Training images: a folder of JPEG/PNG files, random crops of photographs, a seeded procedural dataset,
+their concatenation, and a resumable index stream.
 
 Items are ``(3, r, r)`` float32 tensors in [-1, 1]; ``r`` is the dataset's current ``resolution``, which
 the trainer changes at every phase of progressive growing (images are centre-cropped to a square and
@@ -30,6 +31,8 @@ from .imageio import IMAGE_EXTENSIONS, list_images, read_image
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageFolderDataset",
+    "PhotoCropDataset",
+    "ConcatImageDataset",
     "SyntheticImageDataset",
     "render_synthetic_image",
     "IndexStream",
@@ -158,6 +161,114 @@ class ImageFolderDataset(_FlipIndexed):
             if img is not None:
                 return square_resize(img, resolution or self.resolution)
         raise ValueError(f"none of the {n} images in {self.root} could be read")
+
+
+class PhotoCropDataset(_FlipIndexed):
+    """Random square crops of the photographs under ``root`` (a folder, or several: e.g. BSDS500's ``train``
+    and ``val`` without its ``test``): ``crops_per_image`` crops of each photograph,
+    at scales from ``min_scale`` of its shorter side up to all of it (log-uniform, so fine and coarse
+    detail are equally common), with a mild colour jitter (brightness, contrast, saturation, each within
+    ``jitter``), area-resized to ``resolution``.
+
+    Item ``k`` is photograph ``k % n`` under crop ``k // n``; the crop and the jitter depend only on
+    ``(seed, k)``, so a resumed run sees the crops an uninterrupted one would, and a held-out evaluation set
+    (``jitter=0``, another ``seed``) is the same set every time. Photographs are decoded once and kept
+    (BSDS500's 500 images take 230 MB).
+    """
+
+    def __init__(
+        self,
+        root: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]],
+        resolution: int,
+        crops_per_image: int = 64,
+        min_scale: float = 0.25,
+        jitter: float = 0.15,
+        seed: int = 0,
+        flip: bool = True,
+    ) -> None:
+        self.roots = [Path(root)] if isinstance(root, (str, os.PathLike)) else [Path(r) for r in root]
+        self.files = []
+        for folder in self.roots:
+            if not folder.is_dir():
+                raise FileNotFoundError(f"photograph folder not found: {folder}")
+            try:
+                self.files += list_images(folder, recursive=True)
+            except ValueError:
+                raise ValueError(f"no images in {folder} (searched recursively for {', '.join(IMAGE_EXTENSIONS)})") from None
+        if crops_per_image < 1:
+            raise ValueError(f"crops_per_image must be >= 1, got {crops_per_image}")
+        if not 0.0 < min_scale <= 1.0:
+            raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+        if not 0.0 <= jitter < 1.0:
+            raise ValueError(f"jitter must be in [0, 1), got {jitter}")
+        self.resolution = _check_resolution(resolution)
+        self.crops_per_image, self.min_scale, self.jitter = int(crops_per_image), float(min_scale), float(jitter)
+        self.seed, self.flip = int(seed), flip
+        self._photos: dict[int, np.ndarray] = {}
+
+    def num_images(self) -> int:
+        return len(self.files) * self.crops_per_image
+
+    def _photo(self, i: int) -> np.ndarray:
+        if i not in self._photos:
+            self._photos[i] = read_image(self.files[i])  # a bad photograph is an error: the folder is curated
+        return self._photos[i]
+
+    def crop_box(self, index: int) -> tuple[int, int, int, int]:
+        """``(photo, y0, x0, side)`` of crop ``index``."""
+        photo = index % len(self.files)
+        h, w = self._photo(photo).shape[:2]
+        rng = np.random.default_rng([self.seed, index])
+        short = min(h, w)
+        side = int(round(short * float(np.exp(rng.uniform(np.log(self.min_scale), 0.0)))))
+        side = max(1, min(short, side))
+        y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        return photo, y0, x0, side
+
+    def image_uint8(self, index: int, resolution: Optional[int] = None) -> np.ndarray:
+        if not 0 <= index < self.num_images():
+            raise IndexError(f"crop {index} out of range for {self.num_images()} crops")
+        photo, y0, x0, side = self.crop_box(index)
+        img = square_resize(self._photo(photo)[y0 : y0 + side, x0 : x0 + side], resolution or self.resolution)
+        if self.jitter == 0.0:
+            return img
+        # brightness, contrast and saturation factors in [1 - jitter, 1 + jitter] (torchvision's ColorJitter)
+        b, c, s = np.random.default_rng([self.seed, index, 1]).uniform(1 - self.jitter, 1 + self.jitter, 3)
+        x = img.astype(np.float32) * b
+        x = (x - x.mean()) * c + x.mean()
+        grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+        x = (x - grey[..., None]) * s + grey[..., None]
+        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+class ConcatImageDataset(_FlipIndexed):
+    """Several image datasets as one (e.g. rendered frames and crops of photographs): the images of the
+    first, then of the second, ...; flips and ``resolution`` apply to all of them."""
+
+    def __init__(self, datasets: Sequence[_FlipIndexed], flip: bool = True) -> None:
+        if not datasets:
+            raise ValueError("ConcatImageDataset needs at least one dataset")
+        self.datasets = list(datasets)
+        self.flip = flip
+        self.offsets = np.cumsum([0] + [d.num_images() for d in self.datasets])
+
+    @property
+    def resolution(self) -> int:
+        return self.datasets[0].resolution
+
+    @resolution.setter
+    def resolution(self, value: int) -> None:
+        for d in self.datasets:
+            d.resolution = value
+
+    def num_images(self) -> int:
+        return int(self.offsets[-1])
+
+    def image_uint8(self, index: int, resolution: Optional[int] = None) -> np.ndarray:
+        if not 0 <= index < self.num_images():
+            raise IndexError(f"image {index} out of range for {self.num_images()} images")
+        part = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return self.datasets[part].image_uint8(index - int(self.offsets[part]), resolution)
 
 
 def render_synthetic_image(index: int, resolution: int, seed: int = 0) -> np.ndarray:

@@ -61,6 +61,10 @@ class PipelineConfig:
     pixel_baselines: bool = True  # also score nearest / blended / GP-interpolated keyframe pixels
     adapt_steps: int = 0  # fine-tune the backbone on the observed frames first (generative.adapt)
     media: bool = True  # write videos, strips and plots (False: metrics.json only, for batch evaluations)
+    # Also score the headline's warp driven by the held-out frames themselves (not methods: they see the
+    # truth): "per-frame+warp" (flow from each frame's own reconstruction, i.e. a perfect latent prediction)
+    # and "truth+warp" (flow from the true frame at the backbone's resolution, i.e. a perfect decoder too).
+    diagnostics: bool = False
     # "auto": bfloat16 for posterior samples and adaptation only where the device computes it natively
     # (generative.precision); "fp32" / "bf16" force one. Scored predictions are always decoded in float32.
     precision: str = "auto"
@@ -129,6 +133,9 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
                "precision": precision.to_dict() | {"used_for": "posterior samples and adaptation (scored frames: fp32)"},
                "video": {"codec": video_codec(), "fps": round(fps, 6)}}
     held = ~obs if query is None else np.ones(len(times_q), bool)
+    if config.diagnostics and query is None and truth is not None and have is not None and have.all():
+        outputs = outputs | _warp_diagnostics(run, obs, keyframes, outputs["per-frame"], truth, backbone.resolution,
+                                              size, config)
     t0 = time.perf_counter()
     metrics |= _scores(outputs, preds, truth, held, have, sd_maps, dofs, config)
     if truth is not None and ablation and held.any():  # nothing held out (all frames observed): nothing to calibrate
@@ -234,6 +241,8 @@ def output_size(run, requested: Optional[int]) -> int:
 
 
 def _kind(method: str) -> str:
+    if method in DIAGNOSTICS:
+        return DIAGNOSTICS[method]
     if method in PIXEL_BASELINES:
         return "pixel baseline (no backbone)"
     if method.endswith("+warp"):
@@ -367,6 +376,27 @@ def _ablation(head_sd, pred: Prediction, res_var, spread, size) -> dict[str, np.
             "+ residual detail variance": combine_sd(noisy, res_var, size),
             "+ warped neighbours' spread": combine_sd(noisy, res_var + spread, size),
             "+ leave-one-out scale": combine_sd(head_sd, res_var + spread, size)}
+
+
+DIAGNOSTICS = {
+    "per-frame+warp": "diagnostic (sees the held-out frame): warp with flow from its own reconstruction",
+    "truth+warp": "diagnostic (sees the held-out frame): warp with flow from the true frame",
+}
+
+
+def _warp_diagnostics(run, obs, keyframes, per_frame, truth, resolution: int, size: int, config) -> dict:
+    """The headline's warp driven by what a perfect latent prediction (``per_frame``, every frame's own
+    reconstruction at the output size) and a perfect decoder (``truth`` seen at the backbone's
+    ``resolution``) would give: how much of the warp's error is the latent prediction's and how much the
+    decoder's (rows ``per-frame+warp`` and ``truth+warp``)."""
+    from generative.detail import warp_detail
+    from viewgp.predict import time_neighbours
+
+    idx, w = time_neighbours(np.asarray(run.timestamps)[obs], np.asarray(run.timestamps))
+    out = {}
+    for name, decoded in (("per-frame+warp", per_frame), ("truth+warp", resize_frames(truth, resolution))):
+        out[name], _ = warp_detail(keyframes, decoded[obs], decoded, idx, w, size, progress=config.progress)
+    return out
 
 
 def _detail(backbone, run, obs, method, model, decoded_q, keyframes, poses_q, size, config, own_frames: bool):

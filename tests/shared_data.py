@@ -8,30 +8,23 @@ the file is not there.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from generative.public_data import missing_reason, public_data_folder
 
 
 def trajectories_folder() -> Path | None:
-    """The first existing candidate folder, or None."""
-    env = os.environ.get("VIEWGP_TRAJECTORIES")
-    candidates = ([Path(env)] if env else []) + [
-        REPO.parent / "shared" / "data" / "trajectories",
-        REPO / "shared" / "data" / "trajectories",
-    ]
-    return next((c for c in candidates if c.is_dir()), None)
+    """The shared trajectories folder (``VIEWGP_TRAJECTORIES`` first), or None."""
+    return public_data_folder("trajectories")
 
 
 def trajectory_file(name: str) -> Path:
     """``name`` in the shared trajectories folder; skips the calling test when it is absent."""
     folder = trajectories_folder()
     if folder is None or not (folder / name).is_file():
-        pytest.skip(f"real trajectory {name} not available (shared data folder ../shared/data/trajectories/ "
-                    "absent; set VIEWGP_TRAJECTORIES to its location)")
+        pytest.skip(f"real trajectory {name} not available: {missing_reason('trajectories')}")
     return folder / name
 
 

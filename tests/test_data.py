@@ -93,3 +93,81 @@ def test_synthetic_images_are_seeded_and_resolution_consistent():
     assert stack_images(ds, range(5)).shape == (5, 3, 16, 16)
     with pytest.raises(ValueError, match="size must be >= 1"):
         SyntheticImageDataset(0, 16)
+
+
+def _photos(tmp_path):
+    rng = np.random.default_rng(1)
+    for i, (h, w) in enumerate([(48, 72), (60, 40)]):
+        _write(tmp_path / "photos" / f"p{i}.png", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    return tmp_path / "photos"
+
+
+def test_photo_crops_are_seeded_per_item_at_several_scales(tmp_path):
+    from generative.data import PhotoCropDataset
+
+    root = _photos(tmp_path)
+    ds = PhotoCropDataset(root, 8, crops_per_image=50, min_scale=0.25, seed=3, flip=False)
+    assert ds.num_images() == 100 and len(ds) == 100
+    boxes = [ds.crop_box(k) for k in range(100)]
+    assert {b[0] for b in boxes} == {0, 1} and all(b[0] == k % 2 for k, b in enumerate(boxes))  # photograph k % n
+    for photo, y0, x0, side in boxes:  # inside the photograph, between a quarter and all of its short side
+        h, w = (48, 72) if photo == 0 else (60, 40)
+        assert min(h, w) // 4 - 1 <= side <= min(h, w) and y0 + side <= h and x0 + side <= w
+    sides = np.array([b[3] for b in boxes if b[0] == 0])
+    assert sides.min() < 20 and sides.max() > 36  # coarse and fine crops both occur
+    again = PhotoCropDataset(root, 8, crops_per_image=50, min_scale=0.25, seed=3, flip=False)
+    assert torch.equal(ds[17], again[17])  # a resumed run sees the same crop
+    assert not torch.equal(ds[17], PhotoCropDataset(root, 8, crops_per_image=50, seed=4, flip=False)[17])
+    ds.resolution = 4
+    assert ds[0].shape == (3, 4, 4)
+
+
+def test_photo_crop_without_jitter_is_the_area_resized_crop(tmp_path):
+    from generative.data import PhotoCropDataset
+    from generative.imageio import read_image
+
+    root = _photos(tmp_path)
+    ds = PhotoCropDataset(root, 8, crops_per_image=4, jitter=0.0, flip=False)
+    photo, y0, x0, side = ds.crop_box(2)
+    want = square_resize(read_image(ds.files[photo])[y0 : y0 + side, x0 : x0 + side], 8)
+    assert np.array_equal(ds.image_uint8(2), want)
+    jittered = PhotoCropDataset(root, 8, crops_per_image=4, jitter=0.3, flip=False).image_uint8(2)
+    assert jittered.shape == want.shape and not np.array_equal(jittered, want)
+
+
+def test_photo_crops_refuse_missing_or_empty_folders(tmp_path):
+    from generative.data import PhotoCropDataset
+
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        PhotoCropDataset(tmp_path / "nowhere", 8)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images in"):
+        PhotoCropDataset([_photos(tmp_path), tmp_path / "empty"], 8)
+
+
+def test_concatenated_datasets_share_flips_and_resolution(tmp_path):
+    from generative.data import ConcatImageDataset, PhotoCropDataset
+
+    synth = SyntheticImageDataset(3, 8, flip=False)
+    crops = PhotoCropDataset(_photos(tmp_path), 8, crops_per_image=2, flip=False)
+    both = ConcatImageDataset([synth, crops], flip=True)
+    assert both.num_images() == 7 and len(both) == 14
+    assert torch.equal(both[1], synth[1]) and torch.equal(both[4], crops[1])
+    assert torch.equal(both[7 + 4], torch.flip(crops[1], dims=[2]))
+    both.resolution = 4
+    assert synth.resolution == 4 and crops.resolution == 4 and both[6].shape == (3, 4, 4)
+    with pytest.raises(IndexError):
+        both.image_uint8(7)
+
+
+def test_public_data_folders_follow_their_environment_variables(tmp_path, monkeypatch):
+    from generative.public_data import PUBLIC_DATA, missing_reason, public_data_folder
+
+    monkeypatch.setenv("VIEWGP_NATURAL", str(tmp_path))
+    assert public_data_folder("natural") == tmp_path
+    monkeypatch.setenv("VIEWGP_CAPTURES", str(tmp_path / "absent"))
+    found = public_data_folder("captures")  # an absent override falls back to ../shared/data/captures, if any
+    assert found is None or found.name == "captures"
+    assert "VIEWGP_CAPTURES" in missing_reason("captures") and set(PUBLIC_DATA) == {"natural", "captures", "trajectories"}
+    with pytest.raises(ValueError, match="unknown public data 'faces'"):
+        public_data_folder("faces")

@@ -84,3 +84,17 @@ def test_interpolate_defaults_to_the_bundled_backbone(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert m["backbone"]["kind"] == generative.load_default().kind and m["n_observed"] == 2
+
+
+def test_demo_takes_other_weights_and_scores_the_warp_diagnostics(tmp_path, capsys):
+    from sequences.cli import main
+
+    rc = main(["demo", "--out", str(tmp_path / "d"), "--frames", "20", "--keyframes", "every:5", "--size", "64",
+               "--method", "view", "--backbone", str(DEFAULT_BACKBONE), "--diagnostics", "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    m = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert m["methods"]["truth+warp"]["kind"].startswith("diagnostic")
+    assert "view+warp / per-frame+warp:" in text and "view+warp / truth+warp:" in text
+    assert main(["demo", "--out", str(tmp_path / "e"), "--backbone", str(tmp_path / "none.safetensors"), "--quiet"]) == 1
+    assert "none.safetensors" in capsys.readouterr().err

@@ -271,3 +271,29 @@ def test_every_long_phase_shows_progress(tmp_path, phone, capsys):
         assert label in err, label
     for phase in ("decode_means_s", "decode_samples_s", "detail_s", "metrics_s", "videos_s", "plots_s", "report_s"):
         assert m["timings"][phase] >= 0, phase
+
+
+def test_warp_diagnostics_are_scored_apart_from_the_methods(tmp_path, phone):
+    """per-frame+warp and truth+warp see the held-out frames: scored, never compared as methods; on frames
+    that do not move (the run opens with a standstill) the warp from the true frames gives them back."""
+    from sequences.report import aggregate_table, methods_table
+    from viewgp.keyframes import parse_keyframes
+
+    run = phone.with_observed(parse_keyframes("every:5", len(phone)))
+    cfg = PipelineConfig(methods=("view", "linear"), n_samples=2, progress=False, media=False, diagnostics=True)
+    m = run_pipeline(run, TinyBackbone(), str(tmp_path), cfg)
+    rows = m["methods"]
+    assert rows["per-frame+warp"]["kind"].startswith("diagnostic") and rows["truth+warp"]["kind"].startswith("diagnostic")
+    truth_mse = np.asarray(rows["truth+warp"]["per_frame"]["mse"])
+    obs = np.asarray(run.observed)
+    assert truth_mse[obs].max() == 0.0  # a keyframe warped onto itself
+    assert rows["truth+warp"]["mse_held_out"] < rows["view+warp"]["mse_held_out"]
+    table = aggregate_table({"run": rows}, "runs")
+    assert "truth+warp" in table and "best with a backbone (truth+warp)" not in table
+    assert "best with a backbone (per-frame+warp)" not in table
+    plain = run_pipeline(run, TinyBackbone(), str(tmp_path / "plain"), PipelineConfig(methods=("view",), n_samples=2,
+                                                                                    progress=False, media=False))
+    assert "truth+warp" not in plain["methods"]
+    assert "view+warp / per-frame+warp:" in table and "view+warp / truth+warp:" in table
+    text = methods_table(m)
+    assert "view+warp / truth+warp:" in text and "*" not in text.split("truth+warp")[1].split("\n")[0]

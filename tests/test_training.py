@@ -277,3 +277,58 @@ def test_bf16_channels_last_step_trains(tmp_path):
     assert float(last[0]) < 0.8 * float(first[0])  # reconstruction L1 falls
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(synthetic=8, precision="fp16")
+
+
+def test_init_from_starts_a_grown_model_after_growth_and_refuses_other_architectures(tmp_path):
+    from generative.checkpoint import CheckpointError
+    from generative.pioneer import PioneerAutoencoder
+
+    first = train(_tiny_run(tmp_path / "first", 32))  # grown to 8 px, faded in (alpha 1 from 24 images)
+    export = tmp_path / "first" / "model.safetensors"
+    start = PioneerAutoencoder.from_checkpoint(export)
+    cfg = _tiny_run(tmp_path / "ft", 40, init_from=str(export), photos=None)
+    model = train(cfg)  # growth = 2 phases x 16 images: 8 more images (2 steps) at 8 px
+    records = [json.loads(line) for line in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["event"] == "start" and records[0]["samples"] == 32
+    steps = [r for r in records[1:]]
+    assert [r["samples"] for r in steps] == [36, 40] and all(r["resolution"] == 8 for r in steps)
+    assert any(not torch.equal(a, b) for a, b in zip(start.encoder.parameters(), model.encoder.parameters()))
+    still = train(_tiny_run(tmp_path / "lr0", 40, init_from=str(export), lr=0.0))  # steps that cannot move weights
+    for a, b in zip(list(start.encoder.parameters()) + list(start.decoder_ema.parameters()),
+                    list(still.encoder.parameters()) + list(still.decoder_ema.parameters())):
+        assert torch.equal(a, b)  # so training began from the export's weights, not a fresh network
+    assert first.phase == 1
+    with pytest.raises(CheckpointError, match="architecture differs.*max_channels=8 vs 16"):
+        train(_tiny_run(tmp_path / "wide", 40, init_from=str(export), max_channels=16))
+    with pytest.raises(ValueError, match="must exceed the schedule's growth"):
+        train(_tiny_run(tmp_path / "short", 32, init_from=str(export)))
+    train(_tiny_run(tmp_path / "half", 12, resolution=8))  # stops during growth: not fully grown
+    with pytest.raises(CheckpointError, match="fully grown"):
+        train(_tiny_run(tmp_path / "ft2", 40, init_from=str(tmp_path / "half" / "model.safetensors")))
+
+
+def test_cli_trains_on_photo_crops_from_given_weights(tmp_path, capsys):
+    import cv2
+
+    from sequences.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        cv2.imwrite(str(photos / f"{i}.jpg"), rng.integers(0, 255, (40, 56, 3), dtype=np.uint8))
+    common = ["train", "balanced", "--batch-size", "4", "--images-per-phase", "8", "--quiet"]
+    size = ["--resolution", "4", "--latent-dim", "8", "--channel-base", "32", "--max-channels", "8", "--min-channels", "4"]
+    assert main(common + size + ["--synthetic", "8", "--out", str(tmp_path / "a"), "--total-images", "8"]) == 0
+    export = tmp_path / "a" / "model.safetensors"
+    # the network size comes from the weights (no size options given) ...
+    assert main(common + ["--photos", str(photos), "--photo-crops", "3", "--init-from", str(export),
+                          "--out", str(tmp_path / "b"), "--total-images", "16"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["samples"] == 8 and records[-1]["samples"] == 16
+    # ... and a size option that contradicts them is refused with both values named
+    assert main(common + ["--photos", str(photos), "--init-from", str(export), "--max-channels", "16",
+                          "--out", str(tmp_path / "w"), "--total-images", "16"]) == 1
+    assert "max_channels=8 vs 16" in capsys.readouterr().err
+    assert main(common + ["--out", str(tmp_path / "c")]) == 2
+    assert "needs --data DIR, --photos DIR or --synthetic N" in capsys.readouterr().err

@@ -44,9 +44,10 @@ from torch.utils.data import DataLoader
 
 from ..checkpoint import CheckpointError, CheckpointManager, capture_rng_state, read_checkpoint, restore_rng_state
 from ..configs import ConfigDict
-from ..data import ImageFolderDataset, IndexStream, StreamBatchSampler, SyntheticImageDataset, stack_images
+from ..data import (ConcatImageDataset, ImageFolderDataset, IndexStream, PhotoCropDataset, StreamBatchSampler,
+                    SyntheticImageDataset, stack_images)
 from ..fileio import atomic_write_json, remove_stale_temporaries
-from ..metrics import rmse
+from ..metrics import psnr, rmse
 from ..pioneer import PioneerAutoencoder, PioneerConfig
 from ..precision import PRECISIONS, Precision, choose_precision
 from .buffer import SamplePool
@@ -55,9 +56,10 @@ from .ema import ema_update, warmed_up_decay
 from .losses import empirical_kl, encoder_kl_term, latent_cosine_loss, reconstruction_l1
 from .registry import TrainerEntry, register_trainer, trainer_entry
 from .sample_grid import save_sample_grid
+from .tensorboard import TENSORBOARD_DIR, EventLog
 from .schedule import PhaseState, ProgressiveSchedule, default_images_per_phase, fade_images
 
-__all__ = ["TrainConfig", "AGETrainer", "train", "make_dataset", "pool_capacity", "eta_seconds", "format_duration",
+__all__ = ["TrainConfig", "AGETrainer", "train", "make_dataset", "architecture_of", "pool_capacity", "eta_seconds", "format_duration",
            "reconstruction_check"]
 
 LOSS_NAMES = ("l1", "kl_real", "kl_fake", "kl_term", "loss_e", "kl_gen", "latent", "loss_g")
@@ -78,6 +80,10 @@ class TrainConfig(ConfigDict):
     resolution: int = 64  # final resolution
     out_dir: str = "runs/pioneer"
     data: Optional[str] = None  # image folder (recursive JPEG/PNG)
+    # Photographs trained on as random crops at several scales with flips and a colour jitter
+    # (generative.data.PhotoCropDataset), beside or instead of ``data``; ``photo_crops`` crops of each per epoch.
+    photos: Union[None, str, list] = None  # a folder or a list of folders
+    photo_crops: int = 64
     synthetic: int = 0  # > 0: train on this many SyntheticImageDataset images instead
     flip: bool = True  # random horizontal flips (as dataset items, see generative.data)
     cache_images: bool = False  # keep decoded images in memory (small datasets)
@@ -113,6 +119,10 @@ class TrainConfig(ConfigDict):
     # the variant's own loss switches (its registered losses_class as a dict; the automodulator's are
     # generative.training.automodulator_loop.AutomodulatorLosses); the name is kept for old checkpoints
     automodulator: Optional[dict] = None
+    # Start from these weights (a training checkpoint or an export of the same architecture) instead of a
+    # fresh network: the model is fully grown, so training begins after growth (at ``growth_images`` of the
+    # schedule, at the final resolution) and ``total_images`` counts from 0 as always.
+    init_from: Optional[str] = None
     # run
     seed: int = 0
     device: str = "cpu"
@@ -123,6 +133,9 @@ class TrainConfig(ConfigDict):
     sample_every: int = 20_000  # images
     log_every: int = 20  # steps
     progress: bool = True
+    # TensorBoard event files in <out_dir>/tensorboard (generative.training.tensorboard): None writes them where the
+    # tensorboard package is installed (one line says so where it is not), True requires it, False: none.
+    tensorboard: Optional[bool] = None
     # "bf16": forward passes under bfloat16 autocast (weights, optimizer and losses stay float32); on CPUs
     # with AMX/AVX-512-BF16 (and on recent GPUs) 2-3x more images/s, on CPUs without them many times
     # slower. "fp32": everything in float32. "auto": bf16 exactly where the device computes it natively
@@ -133,12 +146,17 @@ class TrainConfig(ConfigDict):
     # Fields a resumed run may change; everything else comes from the checkpoint.
     RESUME_OVERRIDES = (
         "out_dir", "data", "device", "threads", "num_workers", "total_images", "checkpoint_every",
-        "keep_checkpoints", "sample_every", "log_every", "progress", "cache_images",
+        "keep_checkpoints", "sample_every", "log_every", "progress", "cache_images", "photos", "tensorboard",
     )
 
     def __post_init__(self) -> None:
-        if self.data is None and self.synthetic <= 0:
-            raise ValueError("no training data: give an image folder (data=...) or a synthetic dataset size (synthetic=N)")
+        if self.data is None and self.photos is None and self.synthetic <= 0:
+            raise ValueError("no training data: give an image folder (data=...), a folder of photographs (photos=...) "
+                             "or a synthetic dataset size (synthetic=N)")
+        if self.photo_crops < 1:
+            raise ValueError(f"photo_crops must be >= 1, got {self.photo_crops}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1 (steps), got {self.log_every}")
         if self.decoder_updates < 1:
             raise ValueError(f"decoder_updates must be >= 1, got {self.decoder_updates}")
         if not 0.0 <= self.ema_decay <= 1.0:
@@ -330,9 +348,42 @@ def make_dataset(config: TrainConfig, resolution: int):
     """The training dataset of ``config`` at ``resolution`` (the first phase's)."""
     if config.synthetic > 0:
         return SyntheticImageDataset(config.synthetic, resolution, seed=config.seed, flip=config.flip)
-    return ImageFolderDataset(
-        config.data, resolution, flip=config.flip, cache=config.cache_images, cache_resolution=config.resolution
-    )
+    parts = []
+    if config.data is not None:
+        parts.append(ImageFolderDataset(config.data, resolution, flip=False, cache=config.cache_images,
+                                        cache_resolution=config.resolution))
+    if config.photos is not None:
+        parts.append(PhotoCropDataset(config.photos, resolution, crops_per_image=config.photo_crops, seed=config.seed,
+                                      flip=False))
+    if len(parts) == 1:
+        parts[0].flip = config.flip
+        return parts[0]
+    return ConcatImageDataset(parts, flip=config.flip)
+
+
+def architecture_of(path: Union[str, Path]) -> dict:
+    """The network size recorded in a checkpoint or export (``resolution``, ``latent_dim``, ``channel_base``,
+    ``max_channels``, ``min_channels``): what a run that starts from it (``init_from``) must be built with."""
+    config = read_checkpoint(path, map_location="cpu").get("config") or {}
+    return {k: config[k] for k in ("resolution", "latent_dim", "channel_base", "max_channels", "min_channels")
+            if k in config}
+
+
+def initial_weights(model, config: TrainConfig) -> None:
+    """Fill a fresh ``model`` from ``config.init_from`` (checkpoint or export), refusing another architecture."""
+    path = Path(config.init_from)
+    payload = read_checkpoint(path, map_location="cpu")
+    want = model.config.to_dict()
+    if payload.get("kind") != model.kind or payload.get("config") != want:
+        have = {k: v for k, v in (payload.get("config") or {}).items() if want.get(k) != v}
+        raise CheckpointError(
+            f"{path}: init_from holds a '{payload.get('kind')}' model whose architecture differs from the one "
+            f"configured ({', '.join(f'{k}={v!r} vs {want.get(k)!r}' for k, v in have.items()) or 'kind'})"
+        )
+    model.restore_weights(payload, str(path))
+    if model.phase != model.config.max_phase or model.alpha < 1.0:
+        raise CheckpointError(f"{path}: init_from must be a fully grown model ({model.resolution} px, alpha "
+                              f"{model.alpha:g}); resume its run instead")
 
 
 def _merge_resumed(stored: dict, given: TrainConfig) -> TrainConfig:
@@ -413,8 +464,9 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
 
     ``resume=True`` continues from the newest checkpoint in ``<out_dir>/checkpoints``; a path resumes
     from that checkpoint file. Writes to ``out_dir``: ``checkpoints/ckpt_<images>.pt`` (+ ``latest``),
-    ``metrics.jsonl``, ``samples/<images>.png`` and ``samples/latest.png``, ``train_config.json`` and,
-    at the end, ``model.safetensors`` (encoder + EMA decoder, for :func:`generative.load`).
+    ``metrics.jsonl``, ``samples/<images>.png`` and ``samples/latest.png``, ``train_config.json``,
+    ``tensorboard/`` (event files with the images seen as step: ``config.tensorboard``) and, at the end,
+    ``model.safetensors`` (encoder + EMA decoder, for :func:`generative.load`).
     """
     ctx = init_distributed(config.device)
     out = Path(config.out_dir)
@@ -461,6 +513,12 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
         model.set_phase(int(payload["phase"]), float(payload["alpha"]))
         tr = payload["training"]
         samples, step, data_offset = int(tr["samples"]), int(tr["step"]), int(tr["data_offset"])
+    elif config.init_from:
+        initial_weights(model, config)
+        samples = schedule.growth_images
+        if samples >= (config.total_images or 0):
+            raise ValueError(f"total_images ({config.total_images}) must exceed the schedule's growth "
+                             f"({samples} images), where training from init_from begins")
     trainer = trainer_cls(model, config, ctx)
     trainer.step = step
     if payload is not None:
@@ -488,6 +546,11 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
         images = _sample_grid(model, real, grid_z)
         for name in (f"{tag}.png", "latest.png"):
             save_sample_grid(images, out / "samples" / name, nrow=real.shape[0], size=max(config.resolution, 32))
+        # rows as in the PNG (real, reconstruction, samples); the PSNR of the reconstruction row is the
+        # run's reconstruction check between exports (its 8 fixed training images, EMA decoder)
+        events.image_grid("samples/real_recon_random", samples, images, nrow=real.shape[0], size=max(config.resolution, 32))
+        events.scalars(samples, {"recon/psnr_db": float(psnr(real.clamp(-1, 1), images[len(real) : 2 * len(real)].clamp(-1, 1)))})
+        events.flush()
 
     def checkpoint() -> None:
         ranks = _gather(trainer.rank_state(), ctx)
@@ -514,6 +577,8 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
 
     from tqdm.auto import tqdm
 
+    # the same stream on every start: a resumed run hides what an earlier start wrote after this checkpoint
+    events = EventLog(out / TENSORBOARD_DIR, config.tensorboard if main else False, purge_step=samples + 1)
     bar = tqdm(total=total, initial=min(samples, total), unit="img", disable=not (main and config.progress), dynamic_ncols=True)
     log_file = open(out / "metrics.jsonl", "a") if main else None
     precision = config.resolved_precision(ctx.device)
@@ -566,6 +631,10 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
                 if main:
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()
+                    events.scalars(samples, {**{f"loss/{k}": v for k, v in zip(trainer.loss_names, mean)},
+                                             "train/lr": ps.lr, "train/images_per_s": rate, "train/alpha": ps.alpha,
+                                             "train/resolution": ps.resolution, "train/margin": ps.margin})
+                    events.flush()
                     bar.set_postfix(res=ps.resolution, a=f"{ps.alpha:.2f}", l1=f"{mean[0]:.3f}",
                                     kl_r=f"{mean[1]:.2f}", kl_f=f"{mean[2]:.2f}", lat=f"{mean[6]:.4f}", ips=f"{rate:.0f}",
                                     eta=format_duration(eta))
@@ -583,6 +652,7 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> Pionee
             model.export(out / "model.safetensors")
     finally:
         bar.close()
+        events.close()
         if log_file is not None:
             log_file.close()
     return model.eval()

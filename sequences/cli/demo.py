@@ -45,7 +45,12 @@ def register(subparsers) -> None:
     p.add_argument("--method", nargs="+", default=["view", "time", "linear"], metavar="METHOD",
                    help="methods to compare (default: view time linear)")
     p.add_argument("--run-seed", type=int, default=0, help="scene and trajectory seed (default 0; the "
-                   "bundled backbone was trained on seeds 1-64)")
+                   "bundled backbone was trained on seeds 1-420)")
+    p.add_argument("--backbone", default=None, metavar="CKPT",
+                   help="weights of a trained backbone (default: the bundled 64 px Pioneer)")
+    p.add_argument("--diagnostics", action="store_true",
+                   help="also score the warp driven by each held-out frame's own reconstruction and by the true frame "
+                        "(rows per-frame+warp, truth+warp: how far the prediction and the decoder are from perfect)")
     add_device_arg(p, "cpu")
     add_precision_arg(p, PIPELINE_PRECISION)
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (default 0)")
@@ -54,14 +59,14 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from generative import load_default
+    from generative.backbone import load_backbone
     from sequences.pipeline import PipelineConfig, parse_keyframes, run_pipeline
     from sequences.report import methods_table
     from sequences.synthetic import phone_run
 
     t0 = time.perf_counter()
     with staged_output(args) as staging:
-        backbone = load_default(args.device)  # fail before rendering when the weights are missing
+        backbone = load_backbone(args.backbone, args.device)  # fail before rendering when the weights are missing
         # Rendered at --size (the output size: detail layers and pixel baselines work there) and area-resized
         # to the model's resolution when encoded, as the training data were.
         camera_run = phone_run(args.frames, size=args.size, seed=args.run_seed)
@@ -73,7 +78,7 @@ def run(args) -> int:
         camera_run = camera_run.with_observed(keys)
         config = PipelineConfig(methods=tuple(args.method), device=args.device, seed=args.seed, fps=camera_run.frame_rate,
                                 progress=not args.quiet, cache_dir=os.path.join(args.out, "cache"), output_size=args.size,
-                                precision=args.precision)
+                                precision=args.precision, diagnostics=args.diagnostics)
         metrics = run_pipeline(camera_run, backbone, str(staging), config)
     wall = time.perf_counter() - t0
 

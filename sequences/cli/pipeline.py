@@ -26,6 +26,8 @@ INTERPOLATE_EPILOG = """examples:
   viewgp interpolate --run saved_run/ --keyframes ends --out out/
   viewgp interpolate --video run.mp4 --poses poses.txt --backbone runs/pioneer64/model.safetensors --out out/
   viewgp interpolate --run saved_run/ --backbone stylegan2:ffhq-256.pt --keyframes greedy:12 --out out/
+  viewgp interpolate --video phone.mp4 --poses auto --out out/   (no pose file: structure from motion on frames
+      sampled at 2 per second, pip install -e '.[sfm]'; frames it cannot register are dropped; see viewgp poses)
 """ + COMMON_EPILOG
 
 SMOOTH_EPILOG = """examples:
@@ -71,6 +73,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                           "GP-interpolated residuals)")
     out.add_argument("--no-pixel-baselines", action="store_true",
                      help="do not score the no-backbone baselines (nearest / blended keyframes, pixel-space GP)")
+    out.add_argument("--diagnostics", action="store_true",
+                     help="also score the warp driven by each held-out frame's own reconstruction (a perfect latent "
+                          "prediction) and by the true frame (a perfect decoder): rows per-frame+warp, truth+warp")
     out.add_argument("--adapt-steps", type=non_negative_int, default=0, metavar="N",
                      help="fine-tune the backbone for N steps on the observed frames before encoding (default 0)")
     p.add_argument("--bayes", action="store_true",
@@ -144,7 +149,8 @@ def _config(args, backbone):
                           progress=not args.quiet, cache_dir=os.path.join(args.out, "cache"),
                           lpips_weights=args.lpips_weights, output_size=args.output_size or None,
                           detail=not args.no_detail, pixel_baselines=not args.no_pixel_baselines,
-                          adapt_steps=args.adapt_steps, precision=args.precision)
+                          adapt_steps=args.adapt_steps, precision=args.precision,
+                          diagnostics=args.diagnostics)
 
 
 def _nuts(args) -> dict | None:

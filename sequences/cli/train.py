@@ -51,8 +51,9 @@ On a CPU shared with other jobs, start with OMP_WAIT_POLICY=PASSIVE (e.g. OMP_WA
 train ...): spinning OpenMP threads otherwise slow a multi-thread run down many times over.
 
 outputs in --out: checkpoints/ (ckpt_<images>.pt, latest), metrics.jsonl, samples/*.png
-(real / reconstruction / random samples), train_config.json and, at the end, model.safetensors
-(encoder + EMA decoder; load it with generative.load).
+(real / reconstruction / random samples), tensorboard/ (losses, lr, images/s, sample grids and
+reconstruction PSNR with the images seen as step; view with: tensorboard --logdir OUT), train_config.json
+and, at the end, model.safetensors (encoder + EMA decoder; load it with generative.load).
 """
 
 
@@ -93,7 +94,15 @@ def register(subparsers) -> None:
     data.add_argument("--data", help="folder of training images (JPEG/PNG, recursive)")
     data.add_argument("--synthetic", type=int, nargs="?", const=2000, metavar="N",
                       help="train on N procedural images instead (default N = 2000)")
-    p.add_argument("--resolution", type=positive_int, default=64, help="final resolution, a power of two 4 ... 1024 (default 64)")
+    p.add_argument("--photos", nargs="+", metavar="DIR",
+                   help="also (or only) train on random crops of the photographs in these folders: several scales, "
+                   "flips, a mild colour jitter (e.g. BSDS500's train and val)")
+    p.add_argument("--photo-crops", type=positive_int, default=64, help="crops of each photograph per epoch (default 64)")
+    p.add_argument("--init-from", metavar="WEIGHTS",
+                   help="start from these weights (an export or checkpoint of the same architecture, fully grown) and "
+                   "train at the final resolution after growth, up to --total-images")
+    p.add_argument("--resolution", type=positive_int, default=None,
+                   help="final resolution, a power of two 4 ... 1024 (default 64, or --init-from's)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (created; checkpoints make it resumable)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue from the newest checkpoint in OUT/checkpoints, or from the file given")
@@ -138,9 +147,11 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
                    "metrics.jsonl (default: the recipe's; paper fp32, reconstruction auto)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC activations, faster bf16 convolutions on CPU (default: the recipe's)")
-    p.add_argument("--latent-dim", type=positive_int, default=512, help="latent dimensions (default 512)")
-    p.add_argument("--channel-base", type=positive_int, default=16384, help="channels(r) = min(max, base / r) (default 16384)")
-    p.add_argument("--max-channels", type=positive_int, default=512, help="widest layer (default 512)")
+    # network size: None = the --init-from weights' own, else the defaults of ARCHITECTURE_DEFAULTS
+    p.add_argument("--latent-dim", type=positive_int, help="latent dimensions (default 512)")
+    p.add_argument("--channel-base", type=positive_int, help="channels(r) = min(max, base / r) (default 16384)")
+    p.add_argument("--max-channels", type=positive_int, help="widest layer (default 512)")
+    p.add_argument("--min-channels", type=positive_int, help="narrowest layer (default 1)")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--cache-images", action="store_true", help="keep decoded images in memory")
     p.add_argument("--num-workers", type=non_negative_int, default=0, help="data loader processes (default 0)")
@@ -150,6 +161,11 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", type=positive_int, default=3, help="checkpoints to keep (default 3)")
     p.add_argument("--sample-every", type=non_negative_int, default=20_000,
                    help="images between sample grids; 0: only at the end (default 20000)")
+    p.add_argument("--log-every", type=positive_int, metavar="STEPS",
+                   help="steps between metrics.jsonl records and TensorBoard points (default 20; translator 50)")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="TensorBoard event files in OUT/tensorboard (default: written where the tensorboard package "
+                   "is installed, one line says so where not; --tensorboard requires it, --no-tensorboard: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and latent draws (default 0)")
 
 
@@ -192,9 +208,19 @@ AUTOENCODER_ONLY = ("recipe", "kl_weight", "betas", "ema_decay", "decoder_recon_
                     "margin", "images_per_phase", "total_images")
 
 
+def _require_tensorboard(args) -> None:
+    """``--tensorboard`` asks for event files: without the package, stop before training, not after."""
+    from generative.training.tensorboard import tensorboard_available
+
+    if args.tensorboard and not tensorboard_available():
+        raise UsageError("--tensorboard: TensorBoard is not installed (pip install 'viewgp[tensorboard]'), "
+                         "or leave the option out to train without event files")
+
+
 def run_translator(args) -> int:
     from generative.training.translator_loop import TranslatorTrainConfig, train_translator
 
+    _require_tensorboard(args)
     if not args.a or not args.b or len(args.a) != len(args.b):
         raise UsageError("viewgp train translator needs --a DIR --b DIR (the same number of each)")
     given = [f"--{n.replace('_', '-')}" for n in AUTOENCODER_ONLY if getattr(args, n) is not None]
@@ -210,7 +236,8 @@ def run_translator(args) -> int:
         pairs=list(zip(args.a, args.b)), out_dir=args.out, steps=args.steps, batch_size=args.batch_size or 1,
         image_size=args.image_size, flip=not args.no_flip, cache_images=args.cache_images, model=model,
         init=args.init, seed=args.seed, device=args.device, threads=args.threads, checkpoint_every=args.save_every,
-        keep_checkpoints=args.keep, sample_every=args.save_every, progress=not args.quiet,
+        keep_checkpoints=args.keep, sample_every=args.save_every, progress=not args.quiet, tensorboard=args.tensorboard,
+        **({"log_every": args.log_every} if args.log_every else {}),
     )  # fmt: skip
     train_translator(config, resume=args.resume)
     print(f"trained translator pair for {args.steps} steps; weights: {args.out}/translator.pt")
@@ -220,8 +247,9 @@ def run_translator(args) -> int:
 def run(args) -> int:
     if args.variant == "translator":
         return run_translator(args)
-    if not args.data and not args.synthetic:
-        raise UsageError(f"viewgp train {args.variant} needs --data DIR or --synthetic N")
+    if not args.data and not args.synthetic and not args.photos:
+        raise UsageError(f"viewgp train {args.variant} needs --data DIR, --photos DIR or --synthetic N")
+    _require_tensorboard(args)
     import time
 
     from generative.training.distributed import shutdown_distributed
@@ -248,12 +276,24 @@ def run(args) -> int:
     return 0
 
 
+ARCHITECTURE_DEFAULTS = {"resolution": 64, "latent_dim": 512, "channel_base": 16384, "max_channels": 512, "min_channels": 1}
+
+
+def _architecture(args) -> dict:
+    """The network size: the options given, then (with ``--init-from``) the weights' own, then the defaults."""
+    from generative.training.loop import architecture_of
+
+    found = architecture_of(args.init_from) if args.init_from else {}
+    return {name: getattr(args, name) if getattr(args, name) is not None else found.get(name, default)
+            for name, default in ARCHITECTURE_DEFAULTS.items()}
+
+
 def _train_config(args):
     """The ``TrainConfig`` of an autoencoder variant: the recipe's fields, then the options given."""
     from generative.training.loop import TrainConfig
     from generative.training.recipes import recipe_fields
 
-    fields = recipe_fields(args.recipe or "paper")
+    fields = recipe_fields(args.recipe or "paper") | _architecture(args)
     for name in ("lr", "betas", "kl_weight", "decoder_updates", "decoder_recon_weight", "ema_decay", "precision",
                  "channels_last"):
         if getattr(args, name) is not None:
@@ -261,15 +301,14 @@ def _train_config(args):
     try:
         return TrainConfig(
             variant=args.variant,
-            resolution=args.resolution,
             out_dir=args.out,
             data=args.data,
+            photos=args.photos,
+            photo_crops=args.photo_crops,
+            init_from=args.init_from,
             synthetic=args.synthetic or 0,
             flip=not args.no_flip,
             cache_images=args.cache_images,
-            latent_dim=args.latent_dim,
-            channel_base=args.channel_base,
-            max_channels=args.max_channels,
             images_per_phase=args.images_per_phase,
             total_images=args.total_images,
             batch_size=args.batch_size,
@@ -282,6 +321,8 @@ def _train_config(args):
             keep_checkpoints=args.keep,
             sample_every=args.sample_every,
             progress=not args.quiet,
+            tensorboard=args.tensorboard,
+            **({"log_every": args.log_every} if args.log_every else {}),
             automodulator=dict(image_loss=args.image_loss, layer_mixing=not args.no_layer_mixing,
                                stylemix_e=args.stylemix_e, stylemix_d=args.stylemix_d)
             if args.variant == "automodulator" else None,
