@@ -42,8 +42,10 @@ def load_capture(
     frame_times: Optional[PathLike] = None,
     time_offset: float = 0.0,
     max_frames: Optional[int] = None,
+    progress: bool = True,
 ) -> CameraRun:
-    """The camera run of one source (see the module docstring); a ``ValueError`` says what is missing."""
+    """The camera run of one source (see the module docstring); a ``ValueError`` says what is missing.
+    ``progress``: bars for the long phases (structure from motion with ``poses='auto'``)."""
     given = [name for name, v in (("--run", run), ("--video", video), ("--images", images)) if v is not None]
     if len(given) > 1:
         raise ValueError(f"give one camera run source, not {' and '.join(given)}")
@@ -54,7 +56,7 @@ def load_capture(
         loaded = CameraRun.load(run)
         return loaded if max_frames is None else loaded[: int(max_frames)]
     if poses is not None and str(poses).strip().lower() == "auto":
-        return _posed_by_sfm(video, images, format, times_path, frame_times, time_offset, max_frames)
+        return _posed_by_sfm(video, images, format, times_path, frame_times, time_offset, max_frames, progress)
     if poses is None and given:
         raise ValueError(f"{given[0]} needs --poses FILE: the camera poses of its frames (TUM, COLMAP, transforms.json, ...)")
     if poses is None:
@@ -76,7 +78,7 @@ def load_capture(
                      intrinsics_for_size(traj.metadata, w, h), meta)
 
 
-def _posed_by_sfm(video, images, format, times_path, frame_times, time_offset, max_frames) -> CameraRun:
+def _posed_by_sfm(video, images, format, times_path, frame_times, time_offset, max_frames, progress) -> CameraRun:
     """``--poses auto``: the frames posed by structure from motion (a ``ValueError`` says what is missing)."""
     from sequences.sfm import posed_capture, pycolmap_missing_reason
 
@@ -88,7 +90,8 @@ def _posed_by_sfm(video, images, format, times_path, frame_times, time_offset, m
     reason = pycolmap_missing_reason()
     if reason is not None:
         raise ValueError(reason)
-    return posed_capture(video=video, images=images, max_frames=max_frames, frame_times=frame_times, time_offset=time_offset)
+    return posed_capture(video=video, images=images, max_frames=max_frames, frame_times=frame_times, time_offset=time_offset,
+                         progress=progress)
 
 
 def new_run_directory(out: PathLike) -> Path:

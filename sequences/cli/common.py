@@ -349,4 +349,5 @@ def capture_from_args(args: argparse.Namespace):
 
     return load_capture(run=getattr(args, "run", None), video=args.video, images=args.images, poses=args.poses,
                         format=args.format, times_path=args.times, frame_times=args.frame_times,
-                        time_offset=args.time_offset, max_frames=args.max_frames)
+                        time_offset=args.time_offset, max_frames=args.max_frames,
+                        progress=not getattr(args, "quiet", False))
