@@ -60,7 +60,8 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generative.backbone import to_model_images  # noqa: E402
-from generative.data import PhotoCropDataset, square_resize  # noqa: E402
+from generative.data import PhotoCropDataset  # noqa: E402
+from generative.images.geometry import square_resize  # noqa: E402
 from generative.public_data import missing_reason, public_data_folder  # noqa: E402
 from generative.training.loop import TrainConfig, train  # noqa: E402
 
@@ -153,7 +154,7 @@ def capture_psnr(model, size: int = 256) -> dict:
     """Per-frame reconstruction PSNR of every real capture at the pipeline's output size: each photograph
     centre-cropped and area-resized to 64 px, encoded, decoded, resized to ``size`` px and compared with the
     photograph resized to ``size`` px (``viewgp interpolate``'s per-frame row)."""
-    from generative.detail import resize_frames
+    from generative.images.geometry import square_resize_frames
     from generative.imageio import list_images, read_image
 
     captures = public_data_folder("captures")
@@ -162,12 +163,12 @@ def capture_psnr(model, size: int = 256) -> dict:
         if not (folder / "images").is_dir():
             continue
         frames = [read_image(f) for f in list_images(folder / "images")]
-        truth = resize_frames(frames, size).astype(np.float32) / 255
+        truth = square_resize_frames(frames, size).astype(np.float32) / 255
         x = to_model_images(np.stack([square_resize(f, RESOLUTION) for f in frames]))
         with torch.no_grad():
             recon = model.decode(model.encode(x)).clamp(-1, 1)
         recon = ((recon + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-        out[folder.name] = psnr01(float(((resize_frames(recon, size).astype(np.float32) / 255 - truth) ** 2).mean()))
+        out[folder.name] = psnr01(float(((square_resize_frames(recon, size).astype(np.float32) / 255 - truth) ** 2).mean()))
     return out
 
 

@@ -42,7 +42,8 @@ from torch import Tensor
 
 from .backbone import to_uint8
 from .checkpoint import CheckpointManager
-from .data import ImageFolderDataset, square_resize, uint8_to_tensor
+from .data import ImageFolderDataset, uint8_to_tensor
+from .images.geometry import square_resize
 from .fileio import atomic_write_csv, atomic_write_text
 from .imageio import is_image_file, read_image
 from .translator import Translator, load_translator

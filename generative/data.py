@@ -19,7 +19,6 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -27,6 +26,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 # IMAGE_EXTENSIONS is re-exported: the extensions are defined once, in generative.imageio.
 from .imageio import IMAGE_EXTENSIONS, list_images, read_image
+from .images.geometry import square_resize
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -38,7 +38,6 @@ __all__ = [
     "IndexStream",
     "StreamBatchSampler",
     "uint8_to_tensor",
-    "square_resize",
     "stack_images",
 ]
 
@@ -46,19 +45,6 @@ __all__ = [
 def uint8_to_tensor(img: np.ndarray) -> Tensor:
     """uint8 RGB ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
-
-
-def square_resize(img: np.ndarray, resolution: int) -> np.ndarray:
-    """Centre-crop ``(H, W, 3)`` to a square and resize to ``(resolution, resolution, 3)`` (area
-    interpolation when shrinking, bilinear when enlarging)."""
-    h, w = img.shape[:2]
-    s = min(h, w)
-    y0, x0 = (h - s) // 2, (w - s) // 2
-    img = img[y0 : y0 + s, x0 : x0 + s]
-    if s != resolution:
-        interp = cv2.INTER_AREA if s > resolution else cv2.INTER_LINEAR
-        img = cv2.resize(img, (resolution, resolution), interpolation=interp)
-    return img
 
 
 def _check_resolution(resolution: int) -> int:

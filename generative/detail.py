@@ -30,22 +30,9 @@ from typing import Optional
 import numpy as np
 from torch import Tensor
 
-from .data import square_resize
+from .images.geometry import square_resize_frames
 
-__all__ = ["resize_frames", "resize_maps", "add_detail", "optical_flow", "warp_image", "warp_detail"]
-
-
-def resize_frames(frames, size: int, chunk: int = 64) -> np.ndarray:
-    """uint8 ``(N, H, W, 3)`` frames (or a frame source, e.g. a lazily decoded video) -> centre square
-    crops ``(N, size, size, 3)`` (area interpolation down, bilinear up). A source is read ``chunk``
-    frames at a time, so a long native-resolution video is never decoded whole (9,000 frames of
-    1080p are 56 GB)."""
-    n, size = len(frames), int(size)
-    out = np.empty((n, size, size, 3), np.uint8)
-    for s in range(0, n, chunk):
-        for i, f in enumerate(np.asarray(frames[s : s + chunk])):
-            out[s + i] = square_resize(f, size)
-    return out
+__all__ = ["resize_maps", "add_detail", "optical_flow", "warp_image", "warp_detail"]
 
 
 def resize_maps(maps: np.ndarray, size: int) -> np.ndarray:
@@ -80,7 +67,7 @@ def add_detail(
     from viewgp.predict import predict_residuals
 
     s = int(size or keyframes.shape[1])
-    up_obs = resize_frames(decoded_obs, s).astype(np.float32) / 255.0
+    up_obs = square_resize_frames(decoded_obs, s).astype(np.float32) / 255.0
     residual = keyframes.astype(np.float32) / 255.0 - up_obs
     m = len(decoded_query)
     frames = np.empty((m, s, s, 3), np.uint8)
@@ -88,7 +75,7 @@ def add_detail(
 
     def consume(a: int, b: int, mean: np.ndarray, var: np.ndarray) -> None:
         """Query frames ``a:b`` from their chunk of the residual GP (no float stack of all queries)."""
-        up_q = resize_frames(decoded_query[a:b], s).astype(np.float32) / 255.0
+        up_q = square_resize_frames(decoded_query[a:b], s).astype(np.float32) / 255.0
         frames[a:b] = np.round(np.clip(up_q + mean.reshape(up_q.shape), 0.0, 1.0) * 255.0).astype(np.uint8)
         var_rgb[a:b] = var.reshape(up_q.shape).mean(-1)
 
@@ -176,8 +163,8 @@ def warp_detail(
         over which neighbour is right, large where they disagree (occlusions, flow errors, ghosts).
     """
     s = int(size or keyframes.shape[1])
-    up_obs = resize_frames(decoded_obs, s)
-    up_q = resize_frames(decoded_query, s)
+    up_obs = square_resize_frames(decoded_obs, s)
+    up_q = square_resize_frames(decoded_query, s)
     out = np.empty((len(up_q), s, s, 3), np.uint8)
     spread = np.zeros((len(up_q), s, s), np.float32)
     from tqdm.auto import tqdm

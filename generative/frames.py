@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .backbone import to_model_images, to_uint8
-from .data import square_resize
+from .images.geometry import square_resize
 from .edit import decode_latents, encode_images
 
 __all__ = ["frames_to_model", "frames_fingerprint", "encode_frames", "decode_frames", "pixel_std_maps", "invert_observed"]

@@ -284,7 +284,7 @@ def invert_frames(
     """
     from tqdm.auto import tqdm
 
-    from .data import square_resize
+    from .images.geometry import square_resize
 
     from .fileio import remove_stale_temporaries
 

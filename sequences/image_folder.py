@@ -28,6 +28,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from generative.imageio import IMAGE_EXTENSIONS, is_image_file, read_image
+from generative.images.geometry import rescale_intrinsics
 from sequences.formats import FORMATS, has_times, read_poses
 from sequences.frame_timing import retimed, timing_error
 from sequences.nerf import intrinsics_from_fields
@@ -168,14 +169,10 @@ def intrinsics_for_size(meta: dict, width: int, height: int) -> Optional[np.ndar
     if K is None:
         camera = meta.get("camera")
         return None if not camera else intrinsics_from_fields(camera, width, height)
-    K = np.asarray(K, dtype=np.float64).copy()
     size = meta.get("image_size")
-    if size is not None and (int(size[0]), int(size[1])) != (width, height):
-        sx, sy = width / float(size[0]), height / float(size[1])
-        # Pixel centres at integers: a pixel edge (-0.5) stays the edge when the image is rescaled.
-        K[0] = [K[0, 0] * sx, K[0, 1] * sx, (K[0, 2] + 0.5) * sx - 0.5]
-        K[1] = [0.0, K[1, 1] * sy, (K[1, 2] + 0.5) * sy - 0.5]
-    return K
+    if size is None:
+        return np.asarray(K, dtype=np.float64).copy()
+    return rescale_intrinsics(K, (int(size[0]), int(size[1])), (width, height))
 
 
 def load_image_run(

@@ -21,7 +21,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from generative.detail import add_detail, resize_frames
+from generative.detail import add_detail
+from generative.images.geometry import square_resize_frames
 from generative.frames import decode_frames, encode_frames, frames_to_model, invert_observed, pixel_std_maps
 from generative.precision import choose_precision
 from generative.uncertainty import combine_sd, reconstruction_variance
@@ -84,7 +85,7 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     timings: dict[str, float] = {}
     precision = choose_precision(config.precision, config.device)
     size = output_size(run, config.output_size)
-    keyframes = resize_frames(run.frames[np.flatnonzero(obs)], size)
+    keyframes = square_resize_frames(run.frames[np.flatnonzero(obs)], size)
     backbone, adapt_info = _adapted(backbone, keyframes, config, timings, precision.bf16)
 
     t0 = time.perf_counter()
@@ -92,7 +93,7 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     timings["encode_s"] = time.perf_counter() - t0
     target = run if query is None else query
     poses_q, times_q = target.pose_features(with_time=True), np.asarray(target.timestamps, np.float64)
-    truth = None if target.frames is None else resize_frames(target.frames, size)  # read in chunks
+    truth = None if target.frames is None else square_resize_frames(target.frames, size)  # read in chunks
     preds = _predict(run, obs, z_all, poses_q, times_q, backbone.latent_geometry, config, query is not None, timings)
 
     t0 = time.perf_counter()
@@ -322,10 +323,10 @@ def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, co
         have = ~np.isnan(z_all.reshape(len(z_all), -1)).any(1)
         recon = np.zeros((len(z_all), backbone.resolution, backbone.resolution, 3), np.uint8)
         recon[have] = decode_frames(backbone, z_all[have], config.batch_size, config.progress, desc="decode per-frame")
-        outputs["per-frame"] = resize_frames(recon, size)
+        outputs["per-frame"] = square_resize_frames(recon, size)
     # The keyframes' reconstructions: already decoded above for the run's own frames.
     recon_obs = recon[obs] if own_frames else decode_frames(backbone, z_all[obs], config.batch_size)
-    recon_var = reconstruction_variance(keyframes, resize_frames(recon_obs, size))
+    recon_var = reconstruction_variance(keyframes, square_resize_frames(recon_obs, size))
     decoded = {m: decode_frames(backbone, p.mean, config.batch_size, config.progress, desc=f"decode {m}")
                for m, p in preds.items()}
     timings["decode_means_s"] = time.perf_counter() - t0
@@ -350,7 +351,7 @@ def _decode(backbone, run, obs, z_all, preds, head, keyframes, poses_q, size, co
             sd_maps[f"{head}+warp"] = combine_sd(head_sd, res_var + spread, size)
             ablation = _ablation(head_sd, preds[head], res_var, spread, size)
     for m, frames in decoded.items():
-        outputs[m] = resize_frames(frames, size)
+        outputs[m] = square_resize_frames(frames, size)
     timings["detail_s"] = time.perf_counter() - t0  # the detail layers (warp, residual GP) and the sd maps
     return outputs, sd_maps, have, ablation
 
@@ -394,7 +395,7 @@ def _warp_diagnostics(run, obs, keyframes, per_frame, truth, resolution: int, si
 
     idx, w = time_neighbours(np.asarray(run.timestamps)[obs], np.asarray(run.timestamps))
     out = {}
-    for name, decoded in (("per-frame+warp", per_frame), ("truth+warp", resize_frames(truth, resolution))):
+    for name, decoded in (("per-frame+warp", per_frame), ("truth+warp", square_resize_frames(truth, resolution))):
         out[name], _ = warp_detail(keyframes, decoded[obs], decoded, idx, w, size, progress=config.progress)
     return out
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from generative.data import square_resize
+from generative.images.geometry import square_resize
 from generative.fileio import atomic_write_json
 
 __all__ = [

@@ -1,5 +1,5 @@
 """Video frames: reading (lazily or eagerly, with container timestamps), writing MP4 and PNG strips,
-cropping/resizing, and aligning frames with a pose trajectory.
+cropping/resizing (:mod:`generative.images.geometry`), and aligning frames with a pose trajectory.
 
 The two-line user path::
 
@@ -33,6 +33,7 @@ import numpy as np
 
 from generative.fileio import atomic_write, atomic_write_bytes
 from generative.imageio import encode_image
+from generative.images.geometry import Box, adjust_intrinsics, crop_box, crop_resize
 from sequences.run import CameraRun
 from sequences.trajectory import PoseTrajectory
 
@@ -43,16 +44,12 @@ __all__ = [
     "write_video",
     "video_codec",
     "write_strip",
-    "crop_box",
-    "resize_frames",
-    "adjust_intrinsics",
     "frame_times_from_csv",
     "align_frames_to_poses",
     "load_run",
 ]
 
 PathLike = Union[str, os.PathLike]
-Box = tuple[int, int, int, int]
 
 
 class VideoError(ValueError):
@@ -406,80 +403,6 @@ def write_strip(path: PathLike, frames, ncols: Optional[int] = None, pad: int = 
 
 
 # ----------------------------------------------------------------------------------------------------
-# Cropping and resizing
-
-
-def _out_hw(size) -> tuple[int, int]:
-    hw = (size, size) if np.isscalar(size) else tuple(size)
-    if len(hw) != 2 or any(int(v) != v or v < 1 for v in hw):
-        raise ValueError(f"size must be a positive int or (height, width), got {size}")
-    return int(hw[0]), int(hw[1])
-
-
-def crop_box(frame_hw: tuple[int, int], size, crop: Union[str, Box, None] = "center") -> Box:
-    """The ``(x0, y0, w, h)`` region :func:`resize_frames` takes from ``(H, W)`` frames.
-
-    ``"center"``: the largest centred region with the aspect ratio of ``size`` (a square for an int);
-    ``None``/``"none"``: the whole frame (resizing then distorts); a box: checked to lie inside.
-    """
-    H, W = frame_hw
-    oh, ow = _out_hw(size)
-    if crop is None or (isinstance(crop, str) and crop == "none"):
-        return 0, 0, W, H
-    if isinstance(crop, str):
-        if crop != "center":
-            raise ValueError(f"crop must be 'center', 'none' or a box (x0, y0, w, h); got {crop!r}")
-        if W * oh >= H * ow:  # frame wider than the target: crop the sides
-            cw, ch = int(round(H * ow / oh)), H
-        else:
-            cw, ch = W, int(round(W * oh / ow))
-        return (W - cw) // 2, (H - ch) // 2, cw, ch
-    box = tuple(int(v) for v in crop)
-    if len(box) != 4:
-        raise ValueError(f"crop box must be (x0, y0, w, h), got {crop}")
-    x0, y0, cw, ch = box
-    if cw < 1 or ch < 1 or x0 < 0 or y0 < 0 or x0 + cw > W or y0 + ch > H:
-        raise ValueError(f"crop box {box} (x0, y0, w, h) does not lie inside the {W}x{H} frame")
-    return box
-
-
-def resize_frames(frames, size, crop: Union[str, Box, None] = "center") -> np.ndarray:
-    """Crop then resize frames ``(N, H, W, 3)`` (or one ``(H, W, 3)``) to ``size`` (int or (h, w)).
-
-    ``crop`` as in :func:`crop_box` (e.g. a face-centred box). Area interpolation when shrinking,
-    bicubic when enlarging. Returns uint8 ``(N, h, w, 3)`` (or ``(h, w, 3)`` for one frame). A lazy
-    frame source is read in chunks.
-    """
-    cv2 = _cv2()
-    single = isinstance(frames, np.ndarray) and frames.ndim == 3
-    if single:
-        frames = frames[None]
-    n, H, W = len(frames), int(frames.shape[1]), int(frames.shape[2])
-    oh, ow = _out_hw(size)
-    x0, y0, cw, ch = crop_box((H, W), size, crop)
-    interp = cv2.INTER_AREA if (cw >= ow and ch >= oh) else cv2.INTER_CUBIC
-    out = np.empty((n, oh, ow, 3), dtype=np.uint8)
-    for start in range(0, n, 64):
-        block = _frames_array(frames[start:start + 64])
-        for j, img in enumerate(block):
-            out[start + j] = cv2.resize(np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw]), (ow, oh), interpolation=interp)
-    return out[0] if single else out
-
-
-def adjust_intrinsics(K, box: Box, size) -> np.ndarray:
-    """Intrinsics ``(3, 3)`` after cropping ``box = (x0, y0, w, h)`` and resizing to ``size``.
-
-    Pixel centres at integers: ``u' = (u - x0 + 0.5) * sx - 0.5`` with ``sx = w_out / w``.
-    """
-    K = np.asarray(K, dtype=np.float64)
-    oh, ow = _out_hw(size)
-    x0, y0, cw, ch = box
-    sx, sy = ow / cw, oh / ch
-    A = np.array([[sx, 0.0, (0.5 - x0) * sx - 0.5], [0.0, sy, (0.5 - y0) * sy - 0.5], [0.0, 0.0, 1.0]])
-    return A @ K
-
-
-# ----------------------------------------------------------------------------------------------------
 # Frame times and alignment with poses
 
 
@@ -667,7 +590,7 @@ def load_run(
     K = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float64)
     if size is not None:
         box = crop_box(frames.shape[1:3], size, crop)
-        arr = resize_frames(frames, size, box)
+        arr = crop_resize(frames, size, box)
         frames.close()
         frames = arr
         meta["crop_box"] = list(box)

@@ -9,7 +9,7 @@ from torch import nn
 
 from generative import edit
 from generative.backbone import to_model_images, to_uint8
-from generative.data import square_resize
+from generative.images.geometry import square_resize
 from generative.imageio import list_images
 from sequences import cli
 from sequences.cli import common

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from generative.data import ImageFolderDataset, SyntheticImageDataset, render_synthetic_image, square_resize, stack_images
+from generative.data import ImageFolderDataset, SyntheticImageDataset, render_synthetic_image, stack_images
+from generative.images.geometry import square_resize
 
 
 def _write(path, img_rgb):

@@ -12,7 +12,7 @@ from generative.backbone import DEFAULT_BACKBONE, load_default
 
 
 def test_bundled_backbone_loads_and_reconstructs_better_than_the_mean():
-    from generative.data import square_resize
+    from generative.images.geometry import square_resize
     from sequences.synthetic import phone_run
 
     model = load_default()

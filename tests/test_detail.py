@@ -173,7 +173,7 @@ def test_pixel_calibration_made_a_slice_at_a_time_equals_the_whole_stack():
 
 
 def test_resize_frames_reads_a_frame_source_a_chunk_at_a_time():
-    from generative.detail import resize_frames
+    from generative.images.geometry import square_resize_frames
 
     frames = _textured(10, 40, seed=2)
 
@@ -189,8 +189,8 @@ def test_resize_frames_reads_a_frame_source_a_chunk_at_a_time():
             return frames[key]
 
     src = Source()
-    out = resize_frames(src, 16, chunk=4)
-    assert np.array_equal(out, resize_frames(frames, 16)) and out.shape == (10, 16, 16, 3)
+    out = square_resize_frames(src, 16, chunk=4)
+    assert np.array_equal(out, square_resize_frames(frames, 16)) and out.shape == (10, 16, 16, 3)
     assert src.reads == [4, 4, 2]
 
 

@@ -14,6 +14,7 @@ import pytest
 from scipy.spatial.transform import Rotation as Rot
 from scipy.spatial.transform import Slerp
 
+from generative.images.geometry import adjust_intrinsics, crop_box, crop_resize
 from sequences.formats import write_poses
 from sequences.run import CameraRun
 from sequences.trajectory import PoseTrajectory
@@ -21,13 +22,10 @@ from sequences.video import (
     VideoError,
     _container_times,
     VideoFrames,
-    adjust_intrinsics,
     align_frames_to_poses,
-    crop_box,
     frame_times_from_csv,
     load_run,
     read_video,
-    resize_frames,
     write_strip,
     write_video,
 )
@@ -196,20 +194,20 @@ def test_write_strip_grid(tmp_path):
 def test_resize_and_crop_shapes_and_content():
     frames = _frames(3, 48, 64)
     frames[:, :, :8] = 255  # left border outside the centred square
-    sq = resize_frames(frames, 32)
+    sq = crop_resize(frames, 32)
     assert sq.shape == (3, 32, 32, 3) and sq.dtype == np.uint8
     assert crop_box((48, 64), 32) == (8, 0, 48, 48)
     assert (sq[..., 1] == 0).all()  # the white border was cropped away
     assert crop_box((48, 64), (16, 32)) == (0, 8, 64, 32)
-    assert resize_frames(frames, (16, 32)).shape == (3, 16, 32, 3)
+    assert crop_resize(frames, (16, 32)).shape == (3, 16, 32, 3)
     box = (10, 4, 20, 30)
-    out = resize_frames(frames[0], (15, 10), crop=box)
+    out = crop_resize(frames[0], (15, 10), crop=box)
     np.testing.assert_array_equal(out, cv2.resize(frames[0][4:34, 10:30], (10, 15), interpolation=cv2.INTER_AREA))
-    assert resize_frames(frames, 24, crop=None).shape == (3, 24, 24, 3)
+    assert crop_resize(frames, 24, crop=None).shape == (3, 24, 24, 3)
     with pytest.raises(ValueError, match="does not lie inside the 64x48 frame"):
-        resize_frames(frames, 16, crop=(50, 0, 20, 20))
+        crop_resize(frames, 16, crop=(50, 0, 20, 20))
     with pytest.raises(ValueError, match="crop must be"):
-        resize_frames(frames, 16, crop="face")
+        crop_resize(frames, 16, crop="face")
 
 
 def test_adjust_intrinsics_follows_the_pixels():
@@ -219,7 +217,7 @@ def test_adjust_intrinsics_follows_the_pixels():
     img = np.zeros((48, 64, 3), dtype=np.uint8)
     img[int(v - 1.5):int(v - 1.5) + 4, int(u - 1.5):int(u - 1.5) + 4] = 255  # 4x4 block centred at (u, v)
     box = crop_box((48, 64), 24)
-    small = resize_frames(img, 24, box)[..., 0].astype(float)
+    small = crop_resize(img, 24, box)[..., 0].astype(float)
     ys, xs = np.mgrid[:24, :24]
     cu, cv_ = (small * xs).sum() / small.sum(), (small * ys).sum() / small.sum()
     K2 = adjust_intrinsics(K, box, 24)

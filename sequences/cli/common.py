@@ -285,7 +285,7 @@ def load_images(specs: Sequence[str], resolution: int) -> tuple[list[Path], "tor
     import numpy as np
 
     from generative.backbone import to_model_images
-    from generative.data import square_resize
+    from generative.images.geometry import square_resize
     from generative.imageio import list_images, read_image
 
     paths = list_images(specs)
