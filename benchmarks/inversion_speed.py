@@ -32,9 +32,9 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generative.invert import InversionConfig, PerceptualLoss, invert  # noqa: E402
-from generative.pioneer import PioneerAutoencoder, PioneerConfig  # noqa: E402
-from generative.stylegan2 import StyleGAN2Config, StyleGAN2Generator  # noqa: E402
+from generative.latents.invert import InversionConfig, PerceptualLoss, invert  # noqa: E402
+from generative.backbones.pioneer import PioneerAutoencoder, PioneerConfig  # noqa: E402
+from generative.backbones.stylegan2 import StyleGAN2Config, StyleGAN2Generator  # noqa: E402
 
 
 def _generator(args) -> StyleGAN2Generator:

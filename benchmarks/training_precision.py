@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generative.pioneer import PioneerAutoencoder  # noqa: E402
+from generative.backbones.pioneer import PioneerAutoencoder  # noqa: E402
 from generative.precision import choose_precision, cpu_bf16_native  # noqa: E402
 from generative.training.distributed import init_distributed  # noqa: E402
 from generative.training.loop import AGETrainer, TrainConfig  # noqa: E402

@@ -3,7 +3,7 @@
 Renders a hand-held phone run over a tabletop scene made of procedural objects held out of the
 bundled backbone's training (``random_025`` ... ``random_049``, none of the meshes it was trained on),
 observes every 10th frame, and runs the pipeline twice: with the backbone as shipped, and after
-``--adapt-steps`` steps of fine-tuning on the observed frames only (``generative.adapt``; the held-out
+``--adapt-steps`` steps of fine-tuning on the observed frames only (``generative.latents.adapt``; the held-out
 frames that are scored are never shown to it). Prints the held-out scores of both runs side by side.
 
     .venv/bin/python examples/adaptation.py --adapt-steps 300

@@ -1,10 +1,10 @@
 """Face aging by chained CycleGAN translators on our synthetic faces (issue 8 must-show; Publication IV).
 
-1. renders labelled synthetic faces (``generative.synthetic_faces``: age drives grey hair, wrinkles and
+1. renders labelled synthetic faces (``generative.aging.synthetic_faces``: age drives grey hair, wrinkles and
    sagging) into the six SPEC-5 domains 15 ... 65, and a second, disjoint labelled set;
 2. trains our small age regressor on the second set (the estimator only scores, as in the paper) and
    reports its error on the first;
-3. runs ``generative.aging.train_aging``: a fresh translator per stage, then the greedy re-use choice
+3. runs ``generative.aging.chain.train_aging``: a fresh translator per stage, then the greedy re-use choice
    (Algorithm 1) -- the same code as ``viewgp age train``;
 4. writes the per-stage table (mean estimated age of translated validation images and its increase,
    separate vs re-used translators) to ``examples/face_aging.txt`` and an aging strip (a validation face of
@@ -32,9 +32,9 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generative.age_estimator import load_age_estimator  # noqa: E402
-from generative.aging import AgingConfig, aging_strip, fit_age_regressor, load_face, read_age_labels, train_aging  # noqa: E402
-from generative.synthetic_faces import DOMAIN_CENTRES, make_face_dataset  # noqa: E402
+from generative.aging.age_estimator import load_age_estimator  # noqa: E402
+from generative.aging.chain import AgingConfig, aging_strip, fit_age_regressor, load_face, read_age_labels, train_aging  # noqa: E402
+from generative.aging.synthetic_faces import DOMAIN_CENTRES, make_face_dataset  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

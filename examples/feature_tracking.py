@@ -31,7 +31,7 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     from sequences.synthetic import phone_run
-    from sequences.tracking import METHODS, complete_tracks, random_observed, track_features, tracking_table
+    from examples.tracking import METHODS, complete_tracks, random_observed, track_features, tracking_table
 
     t_start = time.perf_counter()
     run = phone_run(n_frames=args.frames, size=args.size, seed=args.seed)

@@ -55,7 +55,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generative.backbone import to_model_images  # noqa: E402
+from generative.backbones.registry import to_model_images  # noqa: E402
 from generative.gp_prior_ae import GPPriorAE, fit_gp, pretrain, train_joint  # noqa: E402
 from viewgp.predict import gp_predict  # noqa: E402
 from sequences.synthetic import chairs_protocol, object_names  # noqa: E402

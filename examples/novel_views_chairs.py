@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generative import load, load_default  # noqa: E402
 from sequences.pipeline import PipelineConfig, run_pipeline  # noqa: E402
-from sequences.report import aggregate_table  # noqa: E402
+from sequences.pipeline.report import aggregate_table  # noqa: E402
 from sequences.synthetic import chairs_protocol, object_names, random_object_names  # noqa: E402
 
 METHODS = ("view", "euler", "quaternion", "linear-pose", "nearest")

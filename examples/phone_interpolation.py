@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generative import load, load_default  # noqa: E402
 from sequences.pipeline import PipelineConfig, run_pipeline  # noqa: E402
-from sequences.report import aggregate_table  # noqa: E402
+from sequences.pipeline.report import aggregate_table  # noqa: E402
 from sequences.run import CameraRun  # noqa: E402
 from sequences.synthetic import phone_run  # noqa: E402
 from viewgp.keyframes import parse_keyframes  # noqa: E402

@@ -36,11 +36,11 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generative.backbone import load_backbone  # noqa: E402
+from generative.backbones.registry import load_backbone  # noqa: E402
 from generative.public_data import missing_reason, public_data_folder  # noqa: E402
-from sequences.captures import load_capture  # noqa: E402
+from sequences.capture.load import load_capture  # noqa: E402
 from sequences.pipeline import PipelineConfig, run_pipeline  # noqa: E402
-from sequences.report import aggregate_table  # noqa: E402
+from sequences.pipeline.report import aggregate_table  # noqa: E402
 from viewgp.keyframes import parse_keyframes  # noqa: E402
 
 METHODS = ("view", "time", "linear")

@@ -1,7 +1,7 @@
 """Structure from motion checked against references: the ``watch`` capture and a rendered phone video.
 
 1. **watch** (public data, ``../shared/data/captures/watch``: 44 hand-held iPhone photographs of a wall
-   clock, 1080 x 1440): ``viewgp poses --images watch/images`` (:func:`sequences.sfm.reconstruct`, default
+   clock, 1080 x 1440): ``viewgp poses --images watch/images`` (:func:`sequences.capture.sfm.reconstruct`, default
    options, exhaustive matching) against the COLMAP model shipped beside the photographs
    (``watch/sparse/0``, 33 registered). The two models agree only up to a similarity (each has its own
    world frame and unit), so the camera centres of the photographs both registered are aligned with
@@ -9,7 +9,7 @@
    error as a fraction of the capture's extent (largest distance between two reference centres) remain.
    Targets: >= 30 registered, median rotation error <= 2 degrees, median centre error <= 2% of the extent.
 2. **rendered**: :func:`sequences.synthetic.phone_run` (exact poses) written as an H.264 video, posed as
-   ``viewgp interpolate --video run.mp4 --poses auto`` would (:func:`sequences.sfm.posed_capture`: frames
+   ``viewgp interpolate --video run.mp4 --poses auto`` would (:func:`sequences.capture.sfm.posed_capture`: frames
    sampled at 10 per second, sequential matching with loop closure), against the poses it was rendered
    with, at the registered frames.
 
@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generative.public_data import missing_reason, public_data_folder  # noqa: E402
-from sequences.formats import read_poses  # noqa: E402
-from sequences.sfm import SfMOptions, posed_capture, pycolmap_missing_reason, reconstruct  # noqa: E402
+from sequences.poses.formats import read_poses  # noqa: E402
+from sequences.capture.sfm import SfMOptions, posed_capture, pycolmap_missing_reason, reconstruct  # noqa: E402
 from viewgp.poses import align_poses  # noqa: E402
 
 
@@ -90,7 +90,7 @@ def watch(options: SfMOptions, progress: bool) -> bool:
 
 def rendered(options: SfMOptions, progress: bool, n_frames: int, size: int, fps: float, seed: int) -> bool:
     from sequences.synthetic import phone_run
-    from sequences.video import write_video
+    from sequences.capture.video import write_video
 
     run = phone_run(n_frames, size=size, seed=seed, imu_noise=None)
     with tempfile.TemporaryDirectory() as tmp:

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_pioneer_32px import add_training_args, prepare_data, rmse01, training_kwargs  # noqa: E402
 
 from generative import load  # noqa: E402
-from generative.data import stack_images  # noqa: E402
+from generative.images.datasets import stack_images  # noqa: E402
 from generative.training.loop import TrainConfig, train  # noqa: E402
 
 

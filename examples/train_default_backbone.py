@@ -59,8 +59,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generative.backbone import to_model_images  # noqa: E402
-from generative.data import PhotoCropDataset  # noqa: E402
+from generative.backbones.registry import to_model_images  # noqa: E402
+from generative.images.datasets import PhotoCropDataset  # noqa: E402
 from generative.images.geometry import square_resize  # noqa: E402
 from generative.public_data import missing_reason, public_data_folder  # noqa: E402
 from generative.training.loop import TrainConfig, train  # noqa: E402
@@ -75,7 +75,7 @@ RESOLUTION = 64
 
 
 def _write_pngs(folder: Path, frames: np.ndarray) -> None:
-    from generative.imageio import write_image
+    from generative.images.imageio import write_image
 
     folder.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(frames):
@@ -155,7 +155,7 @@ def capture_psnr(model, size: int = 256) -> dict:
     centre-cropped and area-resized to 64 px, encoded, decoded, resized to ``size`` px and compared with the
     photograph resized to ``size`` px (``viewgp interpolate``'s per-frame row)."""
     from generative.images.geometry import square_resize_frames
-    from generative.imageio import list_images, read_image
+    from generative.images.imageio import list_images, read_image
 
     captures = public_data_folder("captures")
     out = {}
@@ -257,8 +257,8 @@ def main() -> int:
 
 def report(out: Path, data: Path, args) -> int:
     from generative import load
-    from generative.checkpoint import CheckpointManager, read_checkpoint
-    from generative.data import ImageFolderDataset, stack_images
+    from generative.backbones.checkpoint import CheckpointManager, read_checkpoint
+    from generative.images.datasets import ImageFolderDataset, stack_images
 
     export = out / "run" / "model.safetensors"
     source = export

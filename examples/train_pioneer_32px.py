@@ -55,7 +55,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generative import load  # noqa: E402
-from generative.data import ImageFolderDataset, SyntheticImageDataset, stack_images  # noqa: E402
+from generative.images.datasets import ImageFolderDataset, SyntheticImageDataset, stack_images  # noqa: E402
 from generative.training.loop import TrainConfig, train  # noqa: E402
 
 

@@ -1,5 +1,5 @@
-"""Generative image models that map frames to latents and back (see :mod:`generative.backbone`)."""
+"""Generative image models that map frames to latents and back (see :mod:`generative.backbones.registry`)."""
 
-from .backbone import DEFAULT_BACKBONE, Backbone, load, load_default
+from generative.backbones.registry import DEFAULT_BACKBONE, Backbone, load, load_default
 
 __all__ = ["Backbone", "load", "load_default", "DEFAULT_BACKBONE"]

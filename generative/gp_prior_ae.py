@@ -48,8 +48,8 @@ import torch
 from gpytorch.constraints import GreaterThan
 from torch import Tensor, nn
 
-from generative.checkpoint import atomic_save
-from generative.layers import EqualConv2d, EqualLinear, leaky_relu, upsample
+from generative.backbones.checkpoint import atomic_save
+from generative.backbones.layers import EqualConv2d, EqualLinear, leaky_relu, upsample
 from viewgp.kernels import GPPVAEViewKernel, make_kernel
 
 if TYPE_CHECKING:  # only passed in: importing generative.training here would load every trainer
@@ -138,7 +138,7 @@ class ConvVAE(nn.Module):
     Encoder: a strided 3x3 conv + LReLU per level down to 4x4, then a linear layer to the mean and
     log-variance. Decoder: linear to 4x4, then nearest 2x upsampling + 3x3 conv + LReLU per level, and a
     zero-initialised 1x1 output convolution. Layers are
-    the equalized-lr ones of :mod:`generative.layers`. ``resolution`` is a power of two >= 8.
+    the equalized-lr ones of :mod:`generative.backbones.layers`. ``resolution`` is a power of two >= 8.
     """
 
     def __init__(self, resolution: int = 32, latent_dim: int = 16, channels: int = 32) -> None:

@@ -4,7 +4,7 @@ Conventions (the viewgp ones, see :mod:`viewgp.poses`):
 
 * A pose ``(R, t)`` is **camera-to-world**: ``x_world = R @ x_cam + t``; ``t`` is the camera centre.
 * Camera axes are **OpenCV**: x right, y down, z forward (the optical axis), so ``R[:, 2]`` is the
-  viewing direction in world coordinates. Readers in :mod:`sequences.formats` convert other
+  viewing direction in world coordinates. Readers in :mod:`sequences.poses.formats` convert other
   conventions (OpenGL/ARKit, COLMAP world-to-camera) to this one.
 * Timestamps are float64 seconds, strictly increasing. Frames are uint8 RGB ``(N, H, W, 3)``.
 
@@ -26,13 +26,13 @@ from typing import Any, Optional, Protocol, Union, runtime_checkable
 import numpy as np
 import torch
 
-from generative.fileio import atomic_write_text
-from generative.imageio import read_image, write_image
-from sequences.formats import PoseFormatError, read_poses, write_poses
-from sequences.trajectory import PoseTrajectory, as_indices, normalize_index, validated_poses
+from generative.images.fileio import atomic_write_text
+from generative.images.imageio import read_image, write_image
+from sequences.poses.formats import PoseFormatError, read_poses, write_poses
+from sequences.poses.trajectory import PoseTrajectory, as_indices, normalize_index, validated_poses
 from viewgp.poses import pose_features
 
-# PoseTrajectory lives in sequences.trajectory; it is re-exported here for code written before the move.
+# PoseTrajectory lives in sequences.poses.trajectory; it is re-exported here for code written before the move.
 __all__ = ["FrameSource", "ImageFileFrames", "read_frame", "PoseTrajectory", "CameraRun", "RUN_FORMAT_VERSION", "CONVENTION"]
 
 #: Version of the run directory layout written by :meth:`CameraRun.save`.
@@ -102,7 +102,7 @@ class ImageFileFrames:
     """A lazy :class:`FrameSource` over image files of one size, read on demand.
 
     ``strict`` (a saved run's frames: 8-bit RGB PNGs we wrote) accepts nothing else; otherwise any
-    image :func:`generative.imageio.read_image` decodes (a posed image folder). A file of another
+    image :func:`generative.images.imageio.read_image` decodes (a posed image folder). A file of another
     size than ``shape[1:]`` is a ``ValueError`` naming it.
     """
 

@@ -22,6 +22,6 @@ class LinearDecoder(nn.Module):
         return torch.tanh(z @ self.w.T).reshape(-1, 3, 16, 16)
 
     def fingerprint(self) -> str:
-        from generative.backbone import weights_fingerprint
+        from generative.backbones.registry import weights_fingerprint
 
         return weights_fingerprint(self)

@@ -5,7 +5,7 @@ import cv2
 import pytest
 import torch
 
-from generative.aging import (
+from generative.aging.chain import (
     AgingChain,
     AgingConfig,
     age_domain,
@@ -17,10 +17,10 @@ from generative.aging import (
     stage_score,
     train_aging,
 )
-from generative.checkpoint import CheckpointError
-from generative.synthetic_faces import make_face_dataset
-from generative.training.translator_loop import TranslatorTrainConfig, train_translator
-from generative.translator import load_translator
+from generative.backbones.checkpoint import CheckpointError
+from generative.aging.synthetic_faces import make_face_dataset
+from generative.aging.training import TranslatorTrainConfig, train_translator
+from generative.aging.translator import load_translator
 from sequences import cli
 
 TINY = dict(gen_width=4, n_res_blocks=1, disc_width=4, disc_layers=2)  # 16 px: 3 layers leave a 1x1 map
@@ -151,7 +151,7 @@ class TranslatorTagEstimator:
 
 
 def test_train_aging_picks_reused_when_better_and_fresh_otherwise(faces, tmp_path, monkeypatch):
-    import generative.aging as aging
+    import generative.aging.chain as aging
 
     real_load = aging.load_translator
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import generative
-from generative.automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
-from generative.checkpoint import read_checkpoint
-from generative.data import SyntheticImageDataset, stack_images
-from generative.layers import AdaIN
+from generative.backbones.automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
+from generative.backbones.checkpoint import read_checkpoint
+from generative.images.datasets import SyntheticImageDataset, stack_images
+from generative.backbones.layers import AdaIN
 from generative.training.automodulator_loop import (
     AutomodulatorTrainer,
     automodulator_kl_term,

@@ -6,8 +6,8 @@ import hashlib
 import pytest
 import torch
 
-from generative.automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
-from generative.backbone import (
+from generative.backbones.automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
+from generative.backbones.registry import (
     BACKBONE_MODULES,
     Backbone,
     BlockLatents,
@@ -17,9 +17,9 @@ from generative.backbone import (
     registered_kinds,
     weights_fingerprint,
 )
-from generative.checkpoint import CheckpointError
-from generative.pioneer import PioneerAutoencoder, PioneerConfig
-from generative.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+from generative.backbones.checkpoint import CheckpointError
+from generative.backbones.pioneer import PioneerAutoencoder, PioneerConfig
+from generative.backbones.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 TINY = dict(resolution=8, latent_dim=16, channel_base=64, max_channels=8)
 
@@ -54,7 +54,7 @@ def test_every_backbone_satisfies_the_protocol_and_declares_its_capabilities(kin
 
 def test_every_registered_kind_is_covered_here():
     assert set(registered_kinds()) == set(CAPABILITIES)
-    assert "generative.stylegan2" in BACKBONE_MODULES
+    assert "generative.backbones.stylegan2" in BACKBONE_MODULES
 
 
 def test_a_partial_object_is_not_a_backbone():

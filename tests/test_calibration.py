@@ -137,7 +137,7 @@ def test_residual_variance_is_never_zero_for_a_pixel_every_keyframe_gets_right()
 
 
 def test_reconstruction_variance_is_shrunk_towards_the_frame_mean():
-    from generative.uncertainty import combine_sd, reconstruction_variance
+    from generative.latents.uncertainty import combine_sd, reconstruction_variance
 
     frames = np.full((3, 16, 16, 3), 255, np.uint8)
     recon = frames.copy()
@@ -212,7 +212,7 @@ def test_report_opens_and_its_videos_play_in_headless_chromium(demo_like, tmp_pa
     shot = tmp_path / "page.png"
     subprocess.run(args + [f"--screenshot={shot}", "--window-size=1280,900", (demo_like / "report.html").as_uri()],
                    check=True, capture_output=True, timeout=120)
-    from generative.imageio import read_image
+    from generative.images.imageio import read_image
 
     img = read_image(str(shot))
     assert img.shape[:2] == (900, 1280) and img.std() > 10  # rendered, not a blank page

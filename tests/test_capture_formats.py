@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation as Rot
 
-from sequences.formats import AmbiguousFormatError, PoseFormatError, detect_format, has_times, read_poses, write_poses
-from sequences.nerf import intrinsics_from_fields
-from sequences.trajectory import PoseTrajectory
+from sequences.poses.formats import AmbiguousFormatError, PoseFormatError, detect_format, has_times, read_poses, write_poses
+from sequences.poses.nerf import intrinsics_from_fields
+from sequences.poses.trajectory import PoseTrajectory
 
 F = np.diag([1.0, -1.0, -1.0])
 
@@ -276,7 +276,7 @@ def test_orientation_and_imu_round_trip_warn_about_translations(tmp_path):
 
 
 def test_readme_lists_every_format():
-    from sequences.formats import FORMATS
+    from sequences.poses.formats import FORMATS
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme[readme.index("| `--format` |"):]

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generative.imageio import write_image
-from sequences.captures import load_capture
-from sequences.formats import has_times, read_poses, write_poses
+from generative.images.imageio import write_image
+from sequences.capture.load import load_capture
+from sequences.poses.formats import has_times, read_poses, write_poses
 from sequences.run import CameraRun
-from sequences.trajectory import PoseTrajectory
+from sequences.poses.trajectory import PoseTrajectory
 
 F = np.diag([1.0, -1.0, -1.0])
 N = 8
@@ -132,7 +132,7 @@ def test_image_folder_by_sorted_order_checks_counts(tmp_path, rendered):
 
 
 def _video(tmp_path: Path, run: CameraRun) -> Path:
-    from sequences.video import write_video
+    from sequences.capture.video import write_video
 
     path = tmp_path / "run.mp4"
     write_video(path, np.asarray(run.frames), fps=10.0)
@@ -151,7 +151,7 @@ def test_video_with_colmap_needs_frame_times_or_one_frame_per_pose(tmp_path, ren
     with pytest.raises(ValueError, match=r"has no timestamps, so its 4 poses cannot be matched by time to the 8 frames.*"
                                          r"Fix: give --frame-times FILE"):
         load_capture(video=video, poses=every2)
-    from sequences.video import VideoFrames
+    from sequences.capture.video import VideoFrames
 
     times = tmp_path / "posed_times.txt"
     times.write_text("".join(f"{float(t)!r}\n" for t in VideoFrames(video).timestamps[::2]))  # the posed frames' own times
@@ -199,11 +199,11 @@ def test_cli_refusals_are_one_line(tmp_path, rendered, capsys):
 
 
 def test_cli_interpolate_from_images_and_transforms_json(tmp_path, rendered, monkeypatch):
-    import generative.backbone
+    import generative.backbones.registry
     from sequences.cli import main
     from tests.test_pipeline_e2e import TinyBackbone
 
-    monkeypatch.setattr(generative.backbone, "load_backbone", lambda path, device: TinyBackbone())
+    monkeypatch.setattr(generative.backbones.registry, "load_backbone", lambda path, device: TinyBackbone())
     path = _transforms_json(tmp_path / "scene", rendered)
     out = tmp_path / "out"
     rc = main(["interpolate", "--images", str(tmp_path / "scene"), "--poses", str(path), "--keyframes", "every:3",

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import generative
-from generative.backbone import registered_kinds
-from generative.checkpoint import (
+from generative.backbones.registry import registered_kinds
+from generative.backbones.checkpoint import (
     CheckpointError,
     CheckpointManager,
     capture_rng_state,
@@ -15,7 +15,7 @@ from generative.checkpoint import (
     restore_rng_state,
     write_checkpoint,
 )
-from generative.pioneer import PioneerAutoencoder, PioneerConfig
+from generative.backbones.pioneer import PioneerAutoencoder, PioneerConfig
 from generative.training.loop import TrainConfig, train
 
 

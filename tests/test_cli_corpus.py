@@ -38,8 +38,8 @@ def _good_run():
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """Good and bad inputs, written once: ``{name: path}``."""
-    from sequences.formats import write_poses
-    from sequences.video import write_video
+    from sequences.poses.formats import write_poses
+    from sequences.capture.video import write_video
 
     d = tmp_path_factory.mktemp("corpus")
     run = _good_run()
@@ -123,7 +123,7 @@ def _checkpoints(d: Path, f: dict) -> None:
     """Files passed as --backbone that are not backbones."""
     from safetensors.torch import save_file
 
-    from generative.backbone import DEFAULT_BACKBONE
+    from generative.backbones.registry import DEFAULT_BACKBONE
 
     rng = np.random.default_rng(2)
     (d / "random.pt").write_bytes(rng.bytes(4000))
@@ -276,7 +276,7 @@ def test_out_refusals_keep_what_is_there(inputs, tmp_path, capsys):
 
 
 def test_stale_staging_and_temporaries_are_cleared_and_a_half_replaced_run_comes_back(tmp_path):
-    from generative.fileio import remove_stale_staging
+    from generative.images.fileio import remove_stale_staging
 
     out = tmp_path / "out"
     dead = 2**22 + 12345  # beyond pid_max on Linux: no such process
@@ -289,7 +289,7 @@ def test_stale_staging_and_temporaries_are_cleared_and_a_half_replaced_run_comes
 
 
 def test_success_replaces_an_earlier_run_and_keeps_the_cache(inputs, tmp_path, capsys, monkeypatch):
-    import generative.backbone as gb
+    import generative.backbones.registry as gb
 
     from tests.test_pipeline_e2e import TinyBackbone
 

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generative import edit
-from generative.backbone import to_model_images, to_uint8
+from generative.latents import edit
+from generative.backbones.registry import to_model_images, to_uint8
 from generative.images.geometry import square_resize
-from generative.imageio import list_images
+from generative.images.imageio import list_images
 from sequences import cli
 from sequences.cli import common
 from sequences.cli import images as cli_images

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import generative
-from generative.automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
-from generative.backbone import to_uint8
-from generative.mixing import SCALES, conditional_latents
+from generative.backbones.automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
+from generative.backbones.registry import to_uint8
+from generative.latents.mixing import SCALES, conditional_latents
 from sequences import cli
 from sequences.cli import common
 from sequences.cli.common import load_images

@@ -15,7 +15,7 @@ from tests.test_pipeline_e2e import TinyBackbone
 
 @pytest.fixture
 def tiny(monkeypatch):
-    import generative.backbone as gb
+    import generative.backbones.registry as gb
 
     monkeypatch.setattr(gb, "load_backbone", lambda spec, device: TinyBackbone())
 
@@ -36,7 +36,7 @@ def test_interpolate_run_uses_the_saved_mask_unless_keyframes_are_given(tmp_path
 
 
 def test_novel_view_query_times_span_the_run():
-    from sequences.views import azimuth_sweep
+    from sequences.pipeline.views import azimuth_sweep
 
     run = _good_run()
     query = azimuth_sweep(run, np.arange(0, 360, 5))
@@ -48,7 +48,7 @@ def test_novel_view_query_times_span_the_run():
 def test_reconstruct_uses_the_bundled_backbone_and_reports_rmse_on_the_unit_scale(tmp_path, capsys, monkeypatch):
     from sequences.cli import common
 
-    from generative.imageio import write_image
+    from generative.images.imageio import write_image
 
     seen = []
 
@@ -64,7 +64,7 @@ def test_reconstruct_uses_the_bundled_backbone_and_reports_rmse_on_the_unit_scal
     assert seen == [None]  # no --backbone: the bundled default
     line = capsys.readouterr().out
     rmse = float(line.split("RMSE ")[1].split()[0])
-    from generative.backbone import to_model_images, to_uint8
+    from generative.backbones.registry import to_model_images, to_uint8
 
     x = to_model_images(np.stack([np.full((16, 16, 3), 60 * i, np.uint8) for i in range(3)]))
     with torch.no_grad():

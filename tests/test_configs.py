@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from generative.automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
-from generative.pioneer import PioneerAutoencoder, PioneerConfig
+from generative.backbones.automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
+from generative.backbones.pioneer import PioneerAutoencoder, PioneerConfig
 from generative.training.automodulator_loop import AutomodulatorLosses, AutomodulatorTrainer
 from generative.training.loop import AGETrainer, TrainConfig, _merge_resumed
 from generative.training.registry import registered_variants, trainer_entry
-from generative.training.translator_loop import TranslatorTrainConfig
-from generative.translator import TranslatorConfig
+from generative.aging.training import TranslatorTrainConfig
+from generative.aging.translator import TranslatorConfig
 
 
 def test_train_config_from_dict_refuses_unknown_keys_by_name():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from generative.data import ImageFolderDataset, SyntheticImageDataset, render_synthetic_image, stack_images
+from generative.images.datasets import ImageFolderDataset, SyntheticImageDataset, render_synthetic_image, stack_images
 from generative.images.geometry import square_resize
 
 
@@ -104,7 +104,7 @@ def _photos(tmp_path):
 
 
 def test_photo_crops_are_seeded_per_item_at_several_scales(tmp_path):
-    from generative.data import PhotoCropDataset
+    from generative.images.datasets import PhotoCropDataset
 
     root = _photos(tmp_path)
     ds = PhotoCropDataset(root, 8, crops_per_image=50, min_scale=0.25, seed=3, flip=False)
@@ -124,8 +124,8 @@ def test_photo_crops_are_seeded_per_item_at_several_scales(tmp_path):
 
 
 def test_photo_crop_without_jitter_is_the_area_resized_crop(tmp_path):
-    from generative.data import PhotoCropDataset
-    from generative.imageio import read_image
+    from generative.images.datasets import PhotoCropDataset
+    from generative.images.imageio import read_image
 
     root = _photos(tmp_path)
     ds = PhotoCropDataset(root, 8, crops_per_image=4, jitter=0.0, flip=False)
@@ -137,7 +137,7 @@ def test_photo_crop_without_jitter_is_the_area_resized_crop(tmp_path):
 
 
 def test_photo_crops_refuse_missing_or_empty_folders(tmp_path):
-    from generative.data import PhotoCropDataset
+    from generative.images.datasets import PhotoCropDataset
 
     with pytest.raises(FileNotFoundError, match="nowhere"):
         PhotoCropDataset(tmp_path / "nowhere", 8)
@@ -147,7 +147,7 @@ def test_photo_crops_refuse_missing_or_empty_folders(tmp_path):
 
 
 def test_concatenated_datasets_share_flips_and_resolution(tmp_path):
-    from generative.data import ConcatImageDataset, PhotoCropDataset
+    from generative.images.datasets import ConcatImageDataset, PhotoCropDataset
 
     synth = SyntheticImageDataset(3, 8, flip=False)
     crops = PhotoCropDataset(_photos(tmp_path), 8, crops_per_image=2, flip=False)

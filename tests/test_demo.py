@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import generative
-from generative.backbone import DEFAULT_BACKBONE, load_default
+from generative.backbones.registry import DEFAULT_BACKBONE, load_default
 
 
 def test_bundled_backbone_loads_and_reconstructs_better_than_the_mean():
@@ -30,7 +30,7 @@ def test_bundled_backbone_loads_and_reconstructs_better_than_the_mean():
 
 
 def test_missing_bundled_weights_name_the_file(tmp_path, monkeypatch):
-    import generative.backbone as gb
+    import generative.backbones.registry as gb
 
     monkeypatch.setattr(gb, "DEFAULT_BACKBONE", tmp_path / "pioneer64_tabletop.safetensors")
     with pytest.raises(FileNotFoundError, match="pioneer64_tabletop.safetensors"):
@@ -60,7 +60,7 @@ def test_demo_writes_everything(tmp_path, capsys):
     for name in ("comparison_strip.png", "latent_trajectories.png", "kernel_matrices.png", "strip_view.png"):
         assert cv2.imread(str(out / name)) is not None, name
     m = json.loads((out / "metrics.json").read_text())
-    from sequences.evaluate import PIXEL_BASELINES
+    from sequences.pipeline.baselines import PIXEL_BASELINES
 
     assert set(m["methods"]) == {"view", "time", "linear", "view+warp", "view+detail", "per-frame", *PIXEL_BASELINES} - {"px-blend-pose"}
     assert m["output_size"] == 64 and m["headline"] == "view+warp"

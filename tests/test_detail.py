@@ -57,7 +57,7 @@ def test_residuals_exact_or_smoothed():
 
 
 def test_warp_moves_keyframe_pixels_with_the_decoded_motion():
-    from generative.detail import optical_flow, warp_detail, warp_image
+    from generative.latents.detail import optical_flow, warp_detail, warp_image
 
     tex = _textured(1, 64, seed=3)[0]
     shifted = np.roll(tex, 3, axis=1)  # the scene moved 3 px to the right
@@ -74,7 +74,7 @@ def test_warp_moves_keyframe_pixels_with_the_decoded_motion():
 
 
 def test_flow_interpolation_moves_pixels_where_a_blend_leaves_a_double_image():
-    from generative.detail import flow_interpolation
+    from generative.latents.detail import flow_interpolation
 
     tex = _textured(1, 64, seed=3)[0]
     keys = np.stack([tex, np.roll(tex, 8, axis=1)])  # the scene moves 8 px to the right between the keyframes
@@ -94,7 +94,7 @@ def test_flow_interpolation_moves_pixels_where_a_blend_leaves_a_double_image():
 
 
 def test_pixel_baselines_own_frames_and_novel_views():
-    from sequences.evaluate import pixel_baselines
+    from sequences.pipeline.baselines import pixel_baselines
 
     x = _poses(10, seed=4)
     frames = _textured(10, 24, seed=5)
@@ -113,8 +113,8 @@ def test_pixel_baselines_own_frames_and_novel_views():
 
 
 def test_adaptation_lowers_the_error_and_leaves_the_original_alone():
-    from generative.adapt import adapt
-    from generative.pioneer import PioneerAutoencoder, PioneerConfig
+    from generative.latents.adapt import adapt
+    from generative.backbones.pioneer import PioneerAutoencoder, PioneerConfig
 
     torch.manual_seed(0)
     model = PioneerAutoencoder(PioneerConfig(variant="pioneer", resolution=8, channel_base=64, max_channels=16)).eval()
@@ -132,7 +132,7 @@ def test_adaptation_lowers_the_error_and_leaves_the_original_alone():
 
 
 def test_tables_mark_the_best_and_say_who_loses():
-    from sequences.report import aggregate_table, methods_table
+    from sequences.pipeline.report import aggregate_table, methods_table
 
     entry = lambda mse, kind: {"mse_held_out": mse, "psnr_held_out": 10 * np.log10(1 / mse), "ssim_held_out": 0.5, "kind": kind}  # noqa: E731
     metrics = {"headline": "view+warp", "methods": {"view+warp": entry(0.02, "latent GP + warp"),
@@ -146,7 +146,7 @@ def test_tables_mark_the_best_and_say_who_loses():
 
 
 def test_lazy_panel_grid_is_the_grid_a_block_at_a_time():
-    from sequences.report import LazyPanelGrid, panel_grid
+    from sequences.pipeline.report import LazyPanelGrid, panel_grid
 
     rng = np.random.default_rng(0)
     panels = {f"p{i}": rng.integers(0, 256, (7, 16, 16, 3), dtype=np.uint8) for i in range(5)}
@@ -157,7 +157,7 @@ def test_lazy_panel_grid_is_the_grid_a_block_at_a_time():
 
 
 def test_pixel_calibration_made_a_slice_at_a_time_equals_the_whole_stack():
-    from sequences.evaluate import pixel_calibration
+    from sequences.pipeline.evaluate import pixel_calibration
     from viewgp.calibration import calibration_summary
 
     rng = np.random.default_rng(1)

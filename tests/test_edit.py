@@ -1,4 +1,4 @@
-"""generative.edit: slerp/lerp, prior samples, reconstruction and attribute arithmetic on toy backbones."""
+"""generative.latents.edit: slerp/lerp, prior samples, reconstruction and attribute arithmetic on toy backbones."""
 
 import math
 
@@ -7,9 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generative import edit
-
-
+from generative.latents import edit
 class LinearBackbone(nn.Module):
     """A linear toy backbone: encode = (normalised) A x, decode = tanh-free B z, so every edit can be
     computed by hand exactly. 4 px images, latent_shape (6,) or (2, 3)."""

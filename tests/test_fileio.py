@@ -6,8 +6,8 @@ import stat
 import numpy as np
 import pytest
 
-from generative.fileio import atomic_write, atomic_write_json, remove_stale_temporaries
-from generative.imageio import list_images, read_image, write_image
+from generative.images.fileio import atomic_write, atomic_write_json, remove_stale_temporaries
+from generative.images.imageio import list_images, read_image, write_image
 
 
 def test_atomic_write_gives_normal_permissions(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation as Rot
 
-from sequences.formats import (
+from sequences.poses.formats import (
     FORMATS,
     PoseFormatError,
     detect_format,
@@ -21,7 +21,7 @@ from sequences.formats import (
     read_poses,
     write_poses,
 )
-from sequences.trajectory import PoseTrajectory
+from sequences.poses.trajectory import PoseTrajectory
 from tests import shared_data
 from tests.shared_data import trajectory_file
 from viewgp.poses import random_rotations

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from generative.backbone import to_model_images
+from generative.backbones.registry import to_model_images
 from generative.gp_prior_ae import (
     FreeFormViewFeatures,
     GPPriorAE,

@@ -1,10 +1,10 @@
-"""Optimization-based inversion (generative/invert.py) on small decoders we build here."""
+"""Optimization-based inversion (generative/latents/invert.py) on small decoders we build here."""
 
 import numpy as np
 import pytest
 import torch
 
-from generative.invert import (
+from generative.latents.invert import (
     InversionConfig,
     invert,
     invert_frames,
@@ -64,7 +64,7 @@ def test_inversion_recovers_a_known_latent():
 
 
 def test_encoder_initialised_refinement_stays_on_the_sphere():
-    from generative.pioneer import PioneerAutoencoder, PioneerConfig
+    from generative.backbones.pioneer import PioneerAutoencoder, PioneerConfig
 
     torch.manual_seed(0)
     model = PioneerAutoencoder(PioneerConfig(variant="balanced", resolution=16, channel_base=64, max_channels=16)).eval()
@@ -87,7 +87,7 @@ def test_bad_inputs_are_clear():
 
 
 def test_invert_frames_writes_per_frame_files_and_resumes(tmp_path, monkeypatch):
-    import generative.invert as inv
+    import generative.latents.invert as inv
 
     dec = LinearDecoder()
     frames = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
@@ -110,7 +110,7 @@ def test_invert_frames_writes_per_frame_files_and_resumes(tmp_path, monkeypatch)
 
 
 def test_stylegan2_inversion_of_a_generated_image_cuts_the_error_by_90_percent():
-    from generative.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+    from generative.backbones.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
     torch.manual_seed(0)
     gen = StyleGAN2Generator(StyleGAN2Config(resolution=32, style_dim=64, n_mlp=2, max_channels=32)).eval()
@@ -134,7 +134,7 @@ def test_stylegan2_inversion_of_a_generated_image_cuts_the_error_by_90_percent()
 def test_cli_invert_images_resumes_and_refuses_mixed_settings(tmp_path, capsys):
     import cv2
 
-    from generative.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+    from generative.backbones.stylegan2 import StyleGAN2Config, StyleGAN2Generator
     from sequences.cli import main
 
     torch.manual_seed(0)

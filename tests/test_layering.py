@@ -8,7 +8,7 @@ that is not already a package of the importer, so ``generative.x`` importing
 ``generative.training.losses`` depends on ``generative.training`` (whose ``__init__`` imports the
 trainers) as well. Sub-packages must not form cycles with their neighbours either: taken as one
 unit each (``generative.training``, ``generative.metrics``), the graph between them and the other
-modules of their package is acyclic, so e.g. ``generative.translator`` (a model) may not import
+modules of their package is acyclic, so e.g. ``generative.aging.translator`` (a model) may not import
 training code that imports it back.
 """
 
@@ -23,6 +23,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("viewgp", "generative", "sequences")
 FORBIDDEN = {"viewgp": ("generative", "sequences"), "generative": ("sequences",)}
+
+#: The layers inside each package, bottom first (the README's Architecture section says what each holds).
+#: A unit (a sub-package taken whole, or a top-level module) may import only the units before it.
+SUBPACKAGE_ORDER = {
+    "generative": (
+        "generative.images",  # image files, atomic writes, frame geometry, datasets: no model
+        "generative.backbones",  # the architectures, their registry and checkpoints, the latent codec
+        "generative.metrics",  # image metrics (pixel, SSIM, LPIPS, FID, SWD, PPL)
+        "generative.precision",  # float32 or bfloat16, by what the device computes natively
+        "generative.latents",  # frame arrays <-> latents: encode, decode, invert, adapt, detail, uncertainty
+        "generative.training",  # the backbones' training loops and their parts
+        "generative.aging",  # the face-aging application (translators, their training, the chain)
+        "generative.gp_prior_ae",  # the GP-prior autoencoder, trained on its own
+        "generative.public_data",  # where the public data sets are found
+    ),
+    "sequences": (
+        "sequences.poses",  # the trajectory type and every pose-file reader and writer
+        "sequences.run",  # CameraRun and run folders
+        "sequences.capture",  # video / image folder / run directory + poses -> CameraRun
+        "sequences.synthetic",  # rendered camera runs
+        "sequences.pipeline",  # orchestration, baselines, evaluation, report
+        "sequences.cli",  # the viewgp command
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -213,6 +237,35 @@ def test_no_cycles_between_subpackages_and_their_neighbours(graph, package):
     assert not cycles, f"{len(cycles)} cycle(s) between the sub-packages of {package}:\n" + "\n".join(map(_describe, cycles))
 
 
+def _units_of(package: str, modules: set[str]) -> set[str]:
+    units, _ = subpackage_graph(modules, [])
+    return {u for u in units if _in(u, package) and u != package}
+
+
+@pytest.mark.parametrize("package", sorted(SUBPACKAGE_ORDER))
+def test_every_subpackage_has_a_place_in_the_order(graph, package):
+    modules, _ = graph
+    missing = sorted(_units_of(package, modules) - set(SUBPACKAGE_ORDER[package]))
+    assert not missing, f"place {missing} in SUBPACKAGE_ORDER[{package!r}] (tests/test_layering.py), bottom first"
+    gone = sorted(set(SUBPACKAGE_ORDER[package]) - _units_of(package, modules))
+    assert not gone, f"SUBPACKAGE_ORDER[{package!r}] names {gone}, which no longer exist"
+
+
+def upward_imports(merged: list[Edge], order: tuple[str, ...]) -> list[Edge]:
+    """The edges of the unit graph (:func:`subpackage_graph`) from a unit of ``order`` (bottom first) to
+    one above it."""
+    rank = {u: i for i, u in enumerate(order)}
+    return [e for e in merged if e.source in rank and e.target in rank and rank[e.target] > rank[e.source]]
+
+
+@pytest.mark.parametrize("package", sorted(SUBPACKAGE_ORDER))
+def test_subpackages_import_only_the_ones_below_them(graph, package):
+    _, merged = subpackage_graph(*graph)
+    bad = [f"  {e.where}: {e.source} imports {e.target}, which sits above it"
+           for e in upward_imports(merged, SUBPACKAGE_ORDER[package])]
+    assert not bad, f"the layers of {package} (SUBPACKAGE_ORDER, bottom first) are broken:\n" + "\n".join(sorted(set(bad)))
+
+
 # ------------------------------------------------------------------------ the checker itself
 def _write(root: Path, files: dict[str, str]) -> None:
     for rel, text in files.items():
@@ -257,3 +310,16 @@ def test_sub_packages_count_as_one_unit(tmp_path):
     assert units == {"pkg", "pkg.model", "pkg.train"}
     (cycle,) = find_cycles(units, merged)
     assert {e.source for e in cycle} == {"pkg.model", "pkg.train"}
+
+
+def test_the_order_check_sees_an_import_upwards(tmp_path):
+    _write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/low/__init__.py": "",
+        "pkg/low/a.py": "from pkg.high import b\n",  # the lower layer reaches up
+        "pkg/high/__init__.py": "",
+        "pkg/high/b.py": "",
+    })  # fmt: skip
+    _, merged = subpackage_graph(*import_graph(tmp_path, ("pkg",)))
+    assert {(e.source, e.target) for e in upward_imports(merged, ("pkg.low", "pkg.high"))} == {("pkg.low", "pkg.high")}
+    assert upward_imports(merged, ("pkg.high", "pkg.low")) == []

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generative.layers import (
+from generative.backbones.layers import (
     AdaIN,
     Blur,
     EqualConv2d,

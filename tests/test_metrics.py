@@ -13,7 +13,7 @@ from scipy import stats
 from torch import nn
 
 from generative import metrics
-from generative.edit import angle_between, sample_latents
+from generative.latents.edit import angle_between, sample_latents
 
 
 def _gen(seed):

@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from generative.backbone import Backbone, to_model_images, to_uint8
-from generative.layers import EqualConv2d, PixelNorm, spectral_norm_modules, upsample
-from generative.pioneer import PioneerAutoencoder, PioneerConfig
+from generative.backbones.registry import Backbone, to_model_images, to_uint8
+from generative.backbones.layers import EqualConv2d, PixelNorm, spectral_norm_modules, upsample
+from generative.backbones.pioneer import PioneerAutoencoder, PioneerConfig
 
 TINY = dict(resolution=16, latent_dim=24, channel_base=128, max_channels=16)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sequences.evaluate import delta_smoothness, frame_errors
+from sequences.pipeline.evaluate import delta_smoothness, frame_errors
 from viewgp.keyframes import parse_keyframes
 from viewgp.predict import linear_interpolation, predict_latents
 from viewgp import poses as P
@@ -96,7 +96,7 @@ def test_frame_metrics():
 
 
 def test_azimuth_sweep_looks_at_the_centre():
-    from sequences.views import azimuth_sweep
+    from sequences.pipeline.views import azimuth_sweep
     from sequences.run import CameraRun
     from sequences.synthetic import look_at
 

@@ -39,7 +39,7 @@ class TinyBackbone(nn.Module):
         return nn.functional.interpolate(x, size=16, mode="bilinear", align_corners=False)
 
     def fingerprint(self):
-        from generative.backbone import weights_fingerprint
+        from generative.backbones.registry import weights_fingerprint
 
         return weights_fingerprint(self)
 
@@ -77,7 +77,7 @@ def test_interpolation_writes_valid_outputs(tmp_path, phone):
     assert len(view["per_frame"]["mse"]) == 30 and np.isfinite(view["mse_held_out"])
     # The GP is less certain where it saw no frame.
     assert view["posterior_sd_held_out"] > view["posterior_sd_observed"]
-    from sequences.evaluate import PIXEL_BASELINES
+    from sequences.pipeline.baselines import PIXEL_BASELINES
 
     assert set(saved["methods"]) == {"view", "linear", "time", "view+warp", "view+detail", "per-frame", *PIXEL_BASELINES} - {"px-blend-pose"}
     assert saved["output_size"] == 32 and saved["headline"] == "view+warp"
@@ -97,7 +97,7 @@ def test_interpolation_writes_valid_outputs(tmp_path, phone):
 
 
 def test_novel_views_on_an_azimuth_sweep(tmp_path):
-    from sequences.views import azimuth_sweep
+    from sequences.pipeline.views import azimuth_sweep
     from sequences.synthetic import turntable_run
 
     run = turntable_run("duck", azimuths_deg=range(0, 360, 45), elevations_deg=(20.0,), size=32)
@@ -122,10 +122,10 @@ def test_cli_errors_are_one_line_and_exit_nonzero(tmp_path, capsys):
 
 def _write_run_files(tmp_path, n=12, offset=0.0):
     """A small rendered video (10 fps) and TUM poses whose stamps start ``offset`` seconds later."""
-    from sequences.formats import write_poses
-    from sequences.trajectory import PoseTrajectory
+    from sequences.poses.formats import write_poses
+    from sequences.poses.trajectory import PoseTrajectory
     from sequences.synthetic import phone_run
-    from sequences.video import write_video
+    from sequences.capture.video import write_video
 
     run = phone_run(n_frames=max(n, 20), size=32, seed=3)[:n]
     video = tmp_path / "run.mp4"
@@ -160,7 +160,7 @@ def test_cli_bad_inputs_give_one_clear_line(tmp_path, capsys):
 def test_lpips_goes_into_metrics_when_weights_are_given(tmp_path, phone):
     import torchvision
 
-    from sequences.evaluate import lpips_distance
+    from sequences.pipeline.evaluate import lpips_distance
     from viewgp.keyframes import parse_keyframes
 
     w = tmp_path / "weights"
@@ -193,7 +193,7 @@ def test_lpips_goes_into_metrics_when_weights_are_given(tmp_path, phone):
 
 
 def test_upscale_for_display_is_an_exact_integer_zoom():
-    from sequences.report import upscale_for_display
+    from sequences.pipeline.report import upscale_for_display
 
     f = np.arange(2 * 16 * 16 * 3, dtype=np.uint8).reshape(2, 16, 16, 3)
     up = upscale_for_display(f, 128)
@@ -202,7 +202,7 @@ def test_upscale_for_display_is_an_exact_integer_zoom():
 
 
 def test_a_backbone_without_encoder_inverts_only_the_keyframes(tmp_path, phone):
-    from generative.invert import InversionConfig
+    from generative.latents.invert import InversionConfig
     from viewgp.keyframes import parse_keyframes
     from tests.decoders import LinearDecoder
 
@@ -224,7 +224,7 @@ def test_a_backbone_without_encoder_inverts_only_the_keyframes(tmp_path, phone):
 
 
 def test_cli_interpolate_with_a_stylegan2_generator_inverts_greedy_keyframes(tmp_path, capsys):
-    from generative.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+    from generative.backbones.stylegan2 import StyleGAN2Config, StyleGAN2Generator
     from sequences.cli import main
     from sequences.synthetic import phone_run
 
@@ -241,7 +241,7 @@ def test_cli_interpolate_with_a_stylegan2_generator_inverts_greedy_keyframes(tmp
 
 
 def test_cli_interpolate_with_bayes_reports_nuts_diagnostics(tmp_path, capsys, monkeypatch):
-    import generative.backbone as gb
+    import generative.backbones.registry as gb
     from sequences.cli import main
     from sequences.synthetic import phone_run
 
@@ -276,7 +276,7 @@ def test_every_long_phase_shows_progress(tmp_path, phone, capsys):
 def test_warp_diagnostics_are_scored_apart_from_the_methods(tmp_path, phone):
     """per-frame+warp and truth+warp see the held-out frames: scored, never compared as methods; on frames
     that do not move (the run opens with a standstill) the warp from the true frames gives them back."""
-    from sequences.report import aggregate_table, methods_table
+    from sequences.pipeline.report import aggregate_table, methods_table
     from viewgp.keyframes import parse_keyframes
 
     run = phone.with_observed(parse_keyframes("every:5", len(phone)))

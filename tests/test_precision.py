@@ -115,8 +115,7 @@ def test_cli_choices_are_the_library_s():
 
 
 def test_pixel_std_maps_decode_in_float32_unless_asked(monkeypatch):
-    from generative import frames
-
+    from generative.latents import frames
     seen = []
     monkeypatch.setattr(frames, "decode_frames", lambda b, z, bs, progress=False, bf16=False, desc="": seen.append(bf16)
                         or __import__("numpy").zeros((len(z), 4, 4, 3), "uint8"))
@@ -128,25 +127,25 @@ def test_pixel_std_maps_decode_in_float32_unless_asked(monkeypatch):
 def test_pipeline_records_the_precision_and_decodes_samples_in_it(monkeypatch, tmp_path):
     from test_pipeline_e2e import TinyBackbone
 
-    from generative import frames
-    from sequences import pipeline
+    from generative.latents import frames
+    from sequences.pipeline import PipelineConfig, latents, run_pipeline
     from sequences.synthetic import phone_run
     from viewgp.keyframes import parse_keyframes
 
     _cpu(monkeypatch, AVX2_EPYC)
     seen = []
     real = frames.pixel_std_maps
-    monkeypatch.setattr(pipeline, "pixel_std_maps", lambda *a, bf16=False, **kw: seen.append(bf16) or real(*a, bf16=bf16, **kw))
+    monkeypatch.setattr(latents, "pixel_std_maps", lambda *a, bf16=False, **kw: seen.append(bf16) or real(*a, bf16=bf16, **kw))
     run = phone_run(n_frames=20, size=16, seed=0)
     run = run.with_observed(parse_keyframes("every:5", len(run)))
-    cfg = pipeline.PipelineConfig(methods=("view",), n_samples=2, progress=False, media=False, detail=False,
-                                  pixel_baselines=False)
-    m = pipeline.run_pipeline(run, TinyBackbone(), str(tmp_path), cfg)
+    cfg = PipelineConfig(methods=("view",), n_samples=2, progress=False, media=False, detail=False,
+                         pixel_baselines=False)
+    m = run_pipeline(run, TinyBackbone(), str(tmp_path), cfg)
     assert m["precision"]["precision"] == "fp32" and "no bfloat16" in m["precision"]["reason"] and seen == [False]
     assert json.loads((tmp_path / "metrics.json").read_text())["precision"]["requested"] == "auto"
     P._auto.cache_clear()
     _cpu(monkeypatch, ZEN4)
-    m = pipeline.run_pipeline(run, TinyBackbone(), str(tmp_path), cfg)
+    m = run_pipeline(run, TinyBackbone(), str(tmp_path), cfg)
     assert m["precision"]["precision"] == "bf16" and seen == [False, True]
 
 

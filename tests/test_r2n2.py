@@ -1,4 +1,4 @@
-"""sequences.r2n2: 3D-R2N2 rendering folders -> camera runs (poses, frames, intrinsics, errors)."""
+"""tests.r2n2: 3D-R2N2 rendering folders -> camera runs (poses, frames, intrinsics, errors)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sequences.r2n2 import (
+from tests.r2n2 import (
     BLENDER_DEFAULT_FOV_DEG,
     MAX_CAMERA_DISTANCE,
     iter_r2n2,

@@ -12,7 +12,7 @@ import torch
 from scipy.spatial.transform import Rotation as Rot
 
 from sequences.run import CameraRun, FrameSource
-from sequences.trajectory import PoseTrajectory
+from sequences.poses.trajectory import PoseTrajectory
 from viewgp.poses import random_rotations
 
 DATA = Path(__file__).parent / "data"

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from generative.imageio import write_image
-from sequences import sfm
+from generative.images.imageio import write_image
+from sequences.capture import sfm
 from sequences.cli import main
 from viewgp.poses import align_poses, random_rotations, so3_exp, umeyama
 
@@ -144,7 +144,7 @@ def test_a_missing_pycolmap_names_the_extra(no_pycolmap, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and err[0].startswith("viewgp poses: error:") and ".[sfm]" in err[0]
     assert not (tmp_path / "out").exists()
-    from sequences.captures import load_capture
+    from sequences.capture.load import load_capture
 
     with pytest.raises(ValueError, match=r"\.\[sfm\]"):
         load_capture(images=tmp_path / "images", poses="auto")
@@ -162,7 +162,7 @@ def test_poses_usage_errors_are_one_line(tmp_path, capsys):
 
 
 def test_auto_poses_refuse_options_that_do_not_apply(tmp_path):
-    from sequences.captures import load_capture
+    from sequences.capture.load import load_capture
 
     with pytest.raises(ValueError, match="--format does not apply"):
         load_capture(images=tmp_path, poses="auto", format="colmap")
@@ -218,7 +218,7 @@ def test_viewgp_poses_recovers_a_rendered_run_and_drops_what_it_cannot_register(
     assert summary["matching"] == "exhaustive" and len(summary["registered"]) == 24
 
     # The project's own reader loads the model; the images meet their poses by name, the noise is dropped.
-    from sequences.captures import load_capture
+    from sequences.capture.load import load_capture
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -239,7 +239,7 @@ def one_thread_sfm(monkeypatch):
 
 @needs_pycolmap
 def test_poses_auto_gives_a_run_of_the_registered_frames_only(rendered, tmp_path, one_thread_sfm):
-    from sequences.captures import load_capture
+    from sequences.capture.load import load_capture
 
     images = _write_frames(rendered, tmp_path / "images", extra=[("noise_a.png", _noise(3))])
     with warnings.catch_warnings(record=True) as caught:
@@ -261,7 +261,7 @@ def rendered_video(tmp_path_factory):
     register (measured; at 128 px the compressed frames gave a median rotation error near 2 degrees)."""
     pytest.importorskip("pybullet", reason="rendered runs need pybullet")
     from sequences.synthetic import phone_run
-    from sequences.video import write_video
+    from sequences.capture.video import write_video
 
     run = phone_run(36, size=160, seed=0, imu_noise=None)
     return run, write_video(tmp_path_factory.mktemp("video") / "run.mp4", run.frames, fps=12.0)
@@ -269,7 +269,7 @@ def rendered_video(tmp_path_factory):
 
 @needs_pycolmap
 def test_a_video_is_sampled_matched_sequentially_and_posed_at_its_own_frames(rendered_video, tmp_path, capsys):
-    from sequences.captures import load_capture
+    from sequences.capture.load import load_capture
 
     truth, video = rendered_video
     run = sfm.posed_capture(video=video, fps=6.0, options=sfm.SfMOptions(threads=1), progress=False)

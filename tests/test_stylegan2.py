@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import generative
-from generative.checkpoint import CheckpointError
-from generative.stylegan2 import StyleGAN2Generator, n_styles_for
+from generative.backbones.checkpoint import CheckpointError
+from generative.backbones.stylegan2 import StyleGAN2Generator, n_styles_for
 
 
 # ------------------------------------------------------------------ a rosinality g_ema, written by hand

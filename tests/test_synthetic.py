@@ -11,7 +11,7 @@ import torch
 pybullet = pytest.importorskip("pybullet")
 
 from sequences.run import CameraRun  # noqa: E402
-from sequences.trajectory import PoseTrajectory  # noqa: E402
+from sequences.poses.trajectory import PoseTrajectory  # noqa: E402
 from sequences.synthetic import (  # noqa: E402
     BACKGROUND,
     Scene,

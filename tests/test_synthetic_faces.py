@@ -1,4 +1,4 @@
-"""Synthetic aging faces (generative/synthetic_faces.py) and the age estimator (generative/age_estimator.py)."""
+"""Synthetic aging faces (generative/aging/synthetic_faces.py) and the age estimator (generative/aging/age_estimator.py)."""
 
 import csv
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from generative.age_estimator import AgeRegressor, ScriptedAgeEstimator, load_age_estimator, to_estimator_input
-from generative.checkpoint import CheckpointError
-from generative.synthetic_faces import DOMAIN_CENTRES, domain_folder, domain_of, make_face_dataset, render_face
+from generative.aging.age_estimator import AgeRegressor, ScriptedAgeEstimator, load_age_estimator, to_estimator_input
+from generative.backbones.checkpoint import CheckpointError
+from generative.aging.synthetic_faces import DOMAIN_CENTRES, domain_folder, domain_of, make_face_dataset, render_face
 
 AGES = (15, 40, 50, 60, 75)
 
@@ -176,7 +176,7 @@ def test_load_errors(tmp_path):
     with pytest.raises(ValueError, match="neither"):
         load_age_estimator(junk)
     other = tmp_path / "other.pt"
-    from generative.checkpoint import write_checkpoint
+    from generative.backbones.checkpoint import write_checkpoint
 
     write_checkpoint(other, "pioneer", {}, {})
     with pytest.raises(CheckpointError, match="not an age regressor"):

@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from generative.gp_prior_ae import GPPriorAE, fit_gp, pretrain, train_joint
 from generative.training import tensorboard as tb
 from generative.training.loop import LOSS_NAMES, train
-from generative.training.translator_loop import TranslatorTrainConfig, train_translator
+from generative.aging.training import TranslatorTrainConfig, train_translator
 from tests.test_training import _tiny_run
 
 

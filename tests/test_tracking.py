@@ -1,11 +1,11 @@
-"""Feature tracking (sequences/tracking.py): LK accuracy, the forward-backward check, complete tracks,
+"""Feature tracking (examples/tracking.py): LK accuracy, the forward-backward check, complete tracks,
 and the end-to-end regression of track positions on pose (reproduction 8(c))."""
 
 import numpy as np
 import pytest
 import torch
 
-from sequences.tracking import complete_tracks, random_observed, track_features, tracking_table
+from examples.tracking import complete_tracks, random_observed, track_features, tracking_table
 
 torch.set_num_threads(1)
 

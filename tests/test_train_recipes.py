@@ -4,7 +4,7 @@ checkpoints written before the warm-up existed, and the time estimate."""
 import pytest
 import torch
 
-from generative.checkpoint import CheckpointManager, read_checkpoint, write_checkpoint
+from generative.backbones.checkpoint import CheckpointManager, read_checkpoint, write_checkpoint
 from generative.training.ema import warmed_up_decay
 from generative.training.loop import TrainConfig, eta_seconds, format_duration, reconstruction_check, train
 from generative.training.recipes import RECIPES, recipe_fields

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from generative.data import IndexStream, SyntheticImageDataset, stack_images
-from generative.pioneer import PioneerAutoencoder
+from generative.images.datasets import IndexStream, SyntheticImageDataset, stack_images
+from generative.backbones.pioneer import PioneerAutoencoder
 from generative.training.buffer import SamplePool
 from generative.training.distributed import DistContext
 from generative.training.ema import ema_update
@@ -254,7 +254,7 @@ def test_bf16_channels_last_step_trains(tmp_path):
     """The CPU recipe of the bundled backbone: bfloat16 autocast, NHWC, KL game off (no generated batch)."""
     import torch
 
-    from generative.pioneer import PioneerAutoencoder
+    from generative.backbones.pioneer import PioneerAutoencoder
     from generative.training.distributed import init_distributed
     from generative.training.loop import AGETrainer, TrainConfig
 
@@ -280,8 +280,8 @@ def test_bf16_channels_last_step_trains(tmp_path):
 
 
 def test_init_from_starts_a_grown_model_after_growth_and_refuses_other_architectures(tmp_path):
-    from generative.checkpoint import CheckpointError
-    from generative.pioneer import PioneerAutoencoder
+    from generative.backbones.checkpoint import CheckpointError
+    from generative.backbones.pioneer import PioneerAutoencoder
 
     first = train(_tiny_run(tmp_path / "first", 32))  # grown to 8 px, faded in (alpha 1 from 24 images)
     export = tmp_path / "first" / "model.safetensors"

@@ -1,4 +1,4 @@
-"""CycleGAN translator pair (generative/translator.py, generative/training/cyclegan.py): shapes, losses, pool, training, exact resume."""
+"""CycleGAN translator pair (generative/aging/translator.py, generative/aging/cyclegan.py): shapes, losses, pool, training, exact resume."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from generative.training.buffer import SamplePool
-from generative.training.cyclegan import CycleGANTrainer, cycle_loss, lsgan_loss
-from generative.translator import PatchDiscriminator, ResnetGenerator, TranslatorConfig, patchgan_receptive_field
+from generative.aging.cyclegan import CycleGANTrainer, cycle_loss, lsgan_loss
+from generative.aging.translator import PatchDiscriminator, ResnetGenerator, TranslatorConfig, patchgan_receptive_field
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""sequences.video: reading/writing video, timestamps (incl. variable frame rate), crops, alignment, load_run."""
+"""sequences.capture.video: reading/writing video, timestamps (incl. variable frame rate), crops, alignment, load_run."""
 
 from __future__ import annotations
 
@@ -15,15 +15,14 @@ from scipy.spatial.transform import Rotation as Rot
 from scipy.spatial.transform import Slerp
 
 from generative.images.geometry import adjust_intrinsics, crop_box, crop_resize
-from sequences.formats import write_poses
+from sequences.poses.formats import write_poses
 from sequences.run import CameraRun
-from sequences.trajectory import PoseTrajectory
-from sequences.video import (
+from sequences.poses.trajectory import PoseTrajectory
+from sequences.capture.align import align_frames_to_poses, frame_times_from_csv
+from sequences.capture.video import (
     VideoError,
     _container_times,
     VideoFrames,
-    align_frames_to_poses,
-    frame_times_from_csv,
     load_run,
     read_video,
     write_strip,
@@ -365,7 +364,7 @@ def test_lazy_frames_survive_pickling(video):
 
 
 def test_h264_where_the_machine_can_and_mp4v_otherwise(tmp_path, monkeypatch):
-    from sequences.video import video_codec
+    from sequences.capture.video import video_codec
 
     for codec in (video_codec(), "mp4v"):
         monkeypatch.setenv("VIEWGP_VIDEO_CODEC", codec)

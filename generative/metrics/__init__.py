@@ -10,8 +10,8 @@ package's, the TF FID Inception pytorch-fid's (all from local weights). What sta
 module docstring (the fast per-frame SSIM, the Frechet distance, SWD, PPL, weight loading).
 """
 
-from .batches import Images
-from .fid import (
+from generative.metrics.batches import Images
+from generative.metrics.fid import (
     FID_INCEPTION_FILE,
     TORCHVISION_INCEPTION_FILE,
     InceptionFeatures,
@@ -21,11 +21,11 @@ from .fid import (
     load_statistics,
     save_statistics,
 )
-from .lpips import LPIPS, package_lin_weights
-from .pixel import mse, psnr, rmse, ssim, ssim_uint8
-from .ppl import PPLResult, face_crop, perceptual_path_length
-from .swd import laplacian_pyramid, sliced_wasserstein, swd_images
-from .weights import WeightsNotFoundError, WeightsSource, hub_checkpoint_dir
+from generative.metrics.lpips import LPIPS, package_lin_weights
+from generative.metrics.pixel import mse, psnr, rmse, ssim, ssim_uint8
+from generative.metrics.ppl import PPLResult, face_crop, perceptual_path_length
+from generative.metrics.swd import laplacian_pyramid, sliced_wasserstein, swd_images
+from generative.metrics.weights import WeightsNotFoundError, WeightsSource, hub_checkpoint_dir
 
 __all__ = [
     "mse",

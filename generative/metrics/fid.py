@@ -35,9 +35,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..fileio import atomic_write
-from .batches import Images, iter_batches, module_device
-from .weights import WeightsSource, frozen, load_into, load_state, skeleton
+from generative.images.fileio import atomic_write
+from generative.metrics.batches import Images, iter_batches, module_device
+from generative.metrics.weights import WeightsSource, frozen, load_into, load_state, skeleton
 
 __all__ = [
     "InceptionFeatures",

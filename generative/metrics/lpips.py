@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .weights import WeightsSource, frozen, load_into, load_state, skeleton
+from generative.metrics.weights import WeightsSource, frozen, load_into, load_state, skeleton
 
 __all__ = ["LPIPS", "package_lin_weights"]
 

@@ -9,7 +9,7 @@ Where the numbers come from:
 * :func:`ssim` is scikit-image's ``structural_similarity`` (the reference implementation of Wang et al.
   2004 with a Gaussian window), called per image.
 * :func:`ssim_uint8` is ours, and stays ours for speed: it computes the same definition with OpenCV's
-  separable float32 filter, and :mod:`sequences.evaluate` scores every predicted frame of every method
+  separable float32 filter, and :mod:`sequences.pipeline.evaluate` scores every predicted frame of every method
   with it. On 200 frames of 256 x 256 x 3 uint8, one thread: ours 0.8-1.2 s, scikit-image 5.1-9.8 s
   (float32 / float64 input), torchmetrics 7.3 s in float32 and 433 s in float64; values equal to
   scikit-image's to 6e-8 (tests/test_ssim.py holds it to 1e-6). torchmetrics is not an alternative

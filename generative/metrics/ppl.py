@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..backbone import Backbone
-from ..edit import decode_latents, lerp, sample_latents, slerp
-from .batches import module_device
+from generative.backbones.registry import Backbone
+from generative.backbones.codec import decode_latents, lerp, sample_latents
+from viewgp.sphere import slerp
+from generative.metrics.batches import module_device
 
 __all__ = ["face_crop", "PPLResult", "perceptual_path_length"]
 

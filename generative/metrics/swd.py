@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .batches import Images, iter_batches
+from generative.metrics.batches import Images, iter_batches
 
 __all__ = ["sliced_wasserstein", "laplacian_pyramid", "swd_images"]
 

@@ -77,7 +77,7 @@ def load_state(weights: WeightsSource, file_names: Sequence[str], what: str, arg
                 "viewgp never downloads weights"
             )
         path = found[0]
-    from ..checkpoint import load_torch_file
+    from generative.backbones.checkpoint import load_torch_file
 
     obj = load_torch_file(path, f"{what} weights")
     return _unwrap_state(obj, str(path)), str(path)

@@ -49,16 +49,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
-from ..backbone import available_resolutions
-from ..configs import ConfigDict
-from ..layers import AdaIN
-from .distributed import DistContext
-from .loop import LOSS_NAMES, AGETrainer, TrainConfig
-from .losses import empirical_kl, latent_cosine_loss, reconstruction_l1
-from .registry import TrainerEntry, register_trainer
-from .robust_loss import AdaptiveRobustLoss
-from .schedule import PhaseState
+from generative.backbones.automodulator import AutomodulatorAutoencoder, AutomodulatorConfig
+from generative.backbones.registry import available_resolutions
+from generative.backbones.configs import ConfigDict
+from generative.backbones.layers import AdaIN
+from generative.training.distributed import DistContext
+from generative.training.loop import LOSS_NAMES, AGETrainer, TrainConfig
+from generative.training.losses import empirical_kl, latent_cosine_loss, reconstruction_l1
+from generative.training.registry import TrainerEntry, register_trainer
+from generative.training.robust_loss import AdaptiveRobustLoss
+from generative.training.schedule import PhaseState
 
 __all__ = [
     "AutomodulatorLosses",

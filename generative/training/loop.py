@@ -42,22 +42,22 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from ..checkpoint import CheckpointError, CheckpointManager, capture_rng_state, read_checkpoint, restore_rng_state
-from ..configs import ConfigDict
-from ..data import (ConcatImageDataset, ImageFolderDataset, IndexStream, PhotoCropDataset, StreamBatchSampler,
+from generative.backbones.checkpoint import CheckpointError, CheckpointManager, capture_rng_state, read_checkpoint, restore_rng_state
+from generative.backbones.configs import ConfigDict
+from generative.images.datasets import (ConcatImageDataset, ImageFolderDataset, IndexStream, PhotoCropDataset, StreamBatchSampler,
                     SyntheticImageDataset, stack_images)
-from ..fileio import atomic_write_json, remove_stale_temporaries
-from ..metrics import psnr, rmse
-from ..pioneer import PioneerAutoencoder, PioneerConfig
-from ..precision import PRECISIONS, Precision, choose_precision
-from .buffer import SamplePool
-from .distributed import DistContext, init_distributed
-from .ema import ema_update, warmed_up_decay
-from .losses import empirical_kl, encoder_kl_term, latent_cosine_loss, reconstruction_l1
-from .registry import TrainerEntry, register_trainer, trainer_entry
-from .sample_grid import save_sample_grid
-from .tensorboard import TENSORBOARD_DIR, EventLog
-from .schedule import PhaseState, ProgressiveSchedule, default_images_per_phase, fade_images
+from generative.images.fileio import atomic_write_json, remove_stale_temporaries
+from generative.metrics import psnr, rmse
+from generative.backbones.pioneer import PioneerAutoencoder, PioneerConfig
+from generative.precision import PRECISIONS, Precision, choose_precision
+from generative.training.buffer import SamplePool
+from generative.training.distributed import DistContext, init_distributed
+from generative.training.ema import ema_update, warmed_up_decay
+from generative.training.losses import empirical_kl, encoder_kl_term, latent_cosine_loss, reconstruction_l1
+from generative.training.registry import TrainerEntry, register_trainer, trainer_entry
+from generative.training.sample_grid import save_sample_grid
+from generative.training.tensorboard import TENSORBOARD_DIR, EventLog
+from generative.training.schedule import PhaseState, ProgressiveSchedule, default_images_per_phase, fade_images
 
 __all__ = ["TrainConfig", "AGETrainer", "train", "make_dataset", "architecture_of", "pool_capacity", "eta_seconds", "format_duration",
            "reconstruction_check"]
@@ -81,11 +81,11 @@ class TrainConfig(ConfigDict):
     out_dir: str = "runs/pioneer"
     data: Optional[str] = None  # image folder (recursive JPEG/PNG)
     # Photographs trained on as random crops at several scales with flips and a colour jitter
-    # (generative.data.PhotoCropDataset), beside or instead of ``data``; ``photo_crops`` crops of each per epoch.
+    # (generative.images.datasets.PhotoCropDataset), beside or instead of ``data``; ``photo_crops`` crops of each per epoch.
     photos: Union[None, str, list] = None  # a folder or a list of folders
     photo_crops: int = 64
     synthetic: int = 0  # > 0: train on this many SyntheticImageDataset images instead
-    flip: bool = True  # random horizontal flips (as dataset items, see generative.data)
+    flip: bool = True  # random horizontal flips (as dataset items, see generative.images.datasets)
     cache_images: bool = False  # keep decoded images in memory (small datasets)
     # model
     latent_dim: int = 512

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-from ..checkpoint import atomic_write
-from .tensorboard import tile_images
+from generative.backbones.checkpoint import atomic_write
+from generative.training.tensorboard import tile_images
 
 
 def save_sample_grid(images: Tensor, path: Path, nrow: int, size: int) -> Path:

@@ -27,7 +27,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 from typing import Optional, Sequence  # noqa: E402
 
-from .common import CLIError, HelpFormatter, UsageError  # noqa: E402
+from sequences.cli.common import CLIError, HelpFormatter, UsageError  # noqa: E402
 
 __all__ = ["CLIError", "UsageError", "build_parser", "main", "version"]
 
@@ -161,7 +161,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with _Warnings() as caught:
         try:
             if getattr(args, "device", None) is not None:
-                from .common import choose_device
+                from sequences.cli.common import choose_device
 
                 args.device = choose_device(args.device)
             with _command_precision(args):

@@ -1,4 +1,4 @@
-"""``viewgp age train|apply|eval``: face aging by chained translators (generative.aging)."""
+"""``viewgp age train|apply|eval``: face aging by chained translators (generative.aging.chain)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (UsageError, add_device_arg, add_translator_model_args, non_negative_int, positive_int,
+from sequences.cli.common import (UsageError, add_device_arg, add_translator_model_args, non_negative_int, positive_int,
                      translator_model, unit_interval)
 
 EPILOG = """examples:
@@ -98,7 +98,7 @@ def _register_eval(sub) -> None:
 
 
 def _estimator_for(run: Path, path):
-    from generative.age_estimator import load_age_estimator
+    from generative.aging.age_estimator import load_age_estimator
 
     path = Path(path) if path else run / "age_estimator.pt"
     if not path.is_file():
@@ -109,8 +109,8 @@ def _estimator_for(run: Path, path):
 def run_train(args) -> int:
     import torch
 
-    from generative.age_estimator import load_age_estimator
-    from generative.aging import AgingConfig, estimate_folder_ages, fit_age_regressor, read_age_labels, train_aging
+    from generative.aging.age_estimator import load_age_estimator
+    from generative.aging.chain import AgingConfig, estimate_folder_ages, fit_age_regressor, read_age_labels, train_aging
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,8 +140,8 @@ def run_train(args) -> int:
 
 
 def run_apply(args) -> int:
-    from generative.aging import AgingChain, aging_strip, load_face, parse_stages
-    from generative.imageio import write_image
+    from generative.aging.chain import AgingChain, aging_strip, load_face, parse_stages
+    from generative.images.imageio import write_image
 
     chain_path = Path(args.chain)
     if args.separate:
@@ -159,7 +159,7 @@ def run_apply(args) -> int:
 
 
 def run_eval(args) -> int:
-    from generative.aging import AgingChain, domain_dir, estimate_ages, evaluate_chain, format_evaluation, load_folder_images
+    from generative.aging.chain import AgingChain, domain_dir, estimate_ages, evaluate_chain, format_evaluation, load_folder_images
 
     run = Path(args.chain)
     estimator = _estimator_for(run, args.estimator)

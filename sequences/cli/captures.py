@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_capture_args, capture_from_args
+from sequences.cli.common import add_capture_args, capture_from_args
 
 IMPORT_EPILOG = """examples:
   viewgp import --images scene/images --poses scene/sparse/0 --out runs/scene
@@ -49,8 +49,8 @@ def _print(lines) -> None:
 
 
 def run_import(args) -> int:
-    from sequences.capture_info import describe
-    from sequences.captures import import_capture, new_run_directory
+    from sequences.capture.info import describe
+    from sequences.capture.load import import_capture, new_run_directory
 
     new_run_directory(args.out)  # refuse an occupied --out before reading any frame
     source = {k: getattr(args, k) for k in ("video", "images", "poses", "format", "times", "frame_times", "time_offset")}
@@ -61,7 +61,7 @@ def run_import(args) -> int:
 
 
 def run_info(args) -> int:
-    from sequences.capture_info import describe
+    from sequences.capture.info import describe
 
     _print(describe(args.path))
     return 0

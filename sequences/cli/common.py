@@ -64,7 +64,7 @@ class UsageError(CLIError):
     """A command line that cannot work as given: a bad option value or combination (exit code 2)."""
 
 
-#: The automodulator scale options (--coarse ...): generative.mixing.SCALES, spelled out so that building
+#: The automodulator scale options (--coarse ...): generative.latents.mixing.SCALES, spelled out so that building
 #: the parser does not import torch (a test checks that the two agree).
 SCALE_FLAGS = ("coarse", "intermediate", "fine")
 
@@ -160,7 +160,7 @@ def choose_device(name: str) -> str:
 
 def load_backbone(path: str | None, device: str):
     """Load a backbone; ``None``: the bundled default (tests replace this function with a small model)."""
-    from generative.backbone import load_backbone as load
+    from generative.backbones.registry import load_backbone as load
 
     return load(path, device)
 
@@ -203,7 +203,7 @@ def _is_viewgp_output(folder: Path) -> bool:
 def check_output_folder(out: Path, overwrite: bool, keep: Sequence[str] = ("cache",)) -> None:
     """Refuse (:class:`UsageError`) an ``--out`` that is a file, holds files viewgp did not write, or holds an
     earlier run's results without ``overwrite``; first clear what killed runs left beside and inside it."""
-    from generative.fileio import remove_stale_staging, remove_stale_temporaries
+    from generative.images.fileio import remove_stale_staging, remove_stale_temporaries
 
     remove_stale_staging(out)
     if out.exists() and not out.is_dir():
@@ -242,7 +242,7 @@ def staged_output(args: argparse.Namespace, keep: Sequence[str] = ("cache",)) ->
     which replaces ``--out`` (keeping its ``keep`` entries, e.g. the pipeline's encoding cache) only when
     the block finishes without an error, with :data:`OUTPUT_MANIFEST` written last. On any failure the
     staging folder is deleted and ``--out`` is untouched, so no earlier result is lost or mixed."""
-    from generative.fileio import atomic_write_json, make_staging_folder, replace_folder
+    from generative.images.fileio import atomic_write_json, make_staging_folder, replace_folder
 
     out = Path(args.out).expanduser()
     check_output_folder(out, bool(getattr(args, "overwrite", False)), keep)
@@ -284,9 +284,9 @@ def load_images(specs: Sequence[str], resolution: int) -> tuple[list[Path], "tor
     recursive): images ``(N, 3, r, r)`` float in [-1, 1], centre-cropped to a square and resized."""
     import numpy as np
 
-    from generative.backbone import to_model_images
+    from generative.backbones.registry import to_model_images
     from generative.images.geometry import square_resize
-    from generative.imageio import list_images, read_image
+    from generative.images.imageio import list_images, read_image
 
     paths = list_images(specs)
     frames = np.stack([square_resize(read_image(p), resolution) for p in paths])
@@ -297,8 +297,8 @@ def save_grid(path: Path, images: "torch.Tensor", nrow: int) -> None:
     """Tile ``(N, 3, r, r)`` images in [-1, 1] into rows of ``nrow`` with a 2-pixel white border."""
     import torchvision
 
-    from generative.backbone import to_uint8
-    from generative.imageio import write_image
+    from generative.backbones.registry import to_uint8
+    from generative.images.imageio import write_image
 
     grid = torchvision.utils.make_grid(images.clamp(-1, 1), nrow=max(1, int(nrow)), padding=2, pad_value=1.0)
     write_image(path, to_uint8(grid)[0])
@@ -345,7 +345,7 @@ def add_capture_args(group) -> None:
 
 def capture_from_args(args: argparse.Namespace):
     """The :class:`~sequences.run.CameraRun` of :func:`add_capture_args` options (and ``--run`` where present)."""
-    from sequences.captures import load_capture
+    from sequences.capture.load import load_capture
 
     return load_capture(run=getattr(args, "run", None), video=args.video, images=args.images, poses=args.poses,
                         format=args.format, times_path=args.times, frame_times=args.frame_times,

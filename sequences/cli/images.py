@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .common import (SCALE_FLAGS, UsageError, add_backbone_args, add_output_args, backbone_from_args, load_images,
+from sequences.cli.common import (SCALE_FLAGS, UsageError, add_backbone_args, add_output_args, backbone_from_args, load_images,
                      positive_int, save_grid, staged_output)
-from .mix import run_conditional_sample
+from sequences.cli.mix import run_conditional_sample
 
 if TYPE_CHECKING:
     import torch
@@ -163,9 +163,9 @@ def _register_attribute(subparsers) -> None:
 def run_reconstruct(args) -> int:
     import torch
 
-    from generative.backbone import to_uint8
-    from generative.edit import reconstruct
-    from generative.imageio import write_image
+    from generative.backbones.registry import to_uint8
+    from generative.latents.edit import reconstruct
+    from generative.images.imageio import write_image
     from generative.metrics import psnr, rmse
 
     with staged_output(args) as out:
@@ -191,7 +191,7 @@ def run_reconstruct(args) -> int:
 def run_sample(args) -> int:
     import torch
 
-    from generative.edit import decode_latents, sample_latents
+    from generative.latents.edit import decode_latents, sample_latents
 
     n = args.num
     scales = [f"--{s}" for s in SCALE_FLAGS if getattr(args, s, None) is not None]
@@ -211,7 +211,7 @@ def run_sample(args) -> int:
 def run_interpolate_images(args) -> int:
     import torch
 
-    from generative.edit import decode_latents, encode_images, interpolate, interpolation_grid
+    from generative.latents.edit import decode_latents, encode_images, interpolate, interpolation_grid
 
     if len(args.images) not in (2, 4):
         raise UsageError(f"interpolate-images takes 2 images (a strip) or 4 (a grid), got {len(args.images)}")
@@ -237,7 +237,7 @@ def run_interpolate_images(args) -> int:
 def _read_vector(path: str, latent_shape: tuple) -> "torch.Tensor":
     import torch
 
-    from generative.checkpoint import load_torch_file
+    from generative.backbones.checkpoint import load_torch_file
 
     p = Path(path).expanduser()
     if not p.is_file():
@@ -254,8 +254,8 @@ def _read_vector(path: str, latent_shape: tuple) -> "torch.Tensor":
 def run_attribute(args) -> int:
     import torch
 
-    from generative.checkpoint import atomic_save
-    from generative.edit import apply_attribute, attribute_vector
+    from generative.backbones.checkpoint import atomic_save
+    from generative.latents.edit import apply_attribute, attribute_vector
 
     try:
         lambdas = parse_lambdas(args.lambdas)

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .common import LPIPS_VGG_FILES, add_device_arg, non_negative_float, positive_float, positive_int, require_weights
+from sequences.cli.common import LPIPS_VGG_FILES, add_device_arg, non_negative_float, positive_float, positive_int, require_weights
 
 EPILOG = """examples:
   viewgp invert --generator stylegan2-ffhq-256.pt --images faces/ --space wplus --steps 1000 --out latents.pt
@@ -52,13 +52,13 @@ def register(subparsers) -> None:
 
 
 def _generator(spec: str, device: str):
-    from generative.backbone import load_backbone
+    from generative.backbones.registry import load_backbone
 
     path = Path(spec).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"generator checkpoint not found: {path}")
     try:
-        from generative.checkpoint import read_checkpoint
+        from generative.backbones.checkpoint import read_checkpoint
 
         read_checkpoint(path)
         return load_backbone(str(path), device)  # one of ours (records its kind)
@@ -74,8 +74,8 @@ def _claim(work: Path, settings: dict) -> None:
     in place) is rebuilt when every finished frame was made with this configuration."""
     import json
 
-    from generative.checkpoint import load_torch_file
-    from generative.fileio import atomic_write_text
+    from generative.backbones.checkpoint import load_torch_file
+    from generative.images.fileio import atomic_write_text
 
     work.mkdir(parents=True, exist_ok=True)
     record = work / "settings.json"
@@ -100,12 +100,12 @@ def _claim(work: Path, settings: dict) -> None:
 def _sources(args) -> tuple[list[Path], Sequence, list[int], list[str]]:
     """``(image paths, frames, indices to invert, names)`` of ``--images`` or ``--video``."""
     if args.images:
-        from generative.imageio import list_images, read_image
+        from generative.images.imageio import list_images, read_image
 
         paths = list_images(args.images)
         frames = [read_image(p) for p in paths]
         return paths, frames, list(range(len(frames))), [p.name for p in paths]
-    from sequences.video import VideoFrames
+    from sequences.capture.video import VideoFrames
 
     frames = VideoFrames(args.video)  # lazy: frame i is decoded only when (and if) it is inverted
     indices = list(range(0, len(frames), args.every))
@@ -117,8 +117,8 @@ def run(args) -> int:
 
     import torch
 
-    from generative.checkpoint import atomic_save, load_torch_file
-    from generative.invert import InversionConfig, PerceptualLoss, invert_frames
+    from generative.backbones.checkpoint import atomic_save, load_torch_file
+    from generative.latents.invert import InversionConfig, PerceptualLoss, invert_frames
 
     require_weights("--vgg-weights", args.vgg_weights, LPIPS_VGG_FILES)
     gen = _generator(args.generator, args.device)

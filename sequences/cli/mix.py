@@ -25,7 +25,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from .common import SCALE_FLAGS, UsageError, add_backbone_args, non_negative_int, backbone_from_args, load_images, save_grid
+from sequences.cli.common import SCALE_FLAGS, UsageError, add_backbone_args, non_negative_int, backbone_from_args, load_images, save_grid
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +44,7 @@ from A_i); the first row / column show the source images.
 # ------------------------------------------------------------------------------------------ checks
 def require_automodulator(backbone, command: str) -> None:
     """A clear ``ValueError`` unless ``backbone`` decodes per-block latents (an automodulator)."""
-    from generative.mixing import is_automodulator
+    from generative.latents.mixing import is_automodulator
 
     if not is_automodulator(backbone):
         kind = getattr(backbone, "kind", type(backbone).__name__)
@@ -55,7 +55,7 @@ def require_automodulator(backbone, command: str) -> None:
 
 
 def _check_scales_exist(backbone, given: Sequence[str]) -> None:
-    from generative.mixing import blocks_by_scale
+    from generative.latents.mixing import blocks_by_scale
 
     blocks = blocks_by_scale(backbone)
     for s in given:
@@ -112,7 +112,7 @@ def _check_mix_form(args) -> None:
 # ------------------------------------------------------------------------------------------ helpers
 def _encode_one_each(backbone, files: dict, batch_size: int) -> dict:
     """``{name: image file}`` -> ``{name: (1, D) latent}`` (each file encoded once)."""
-    from generative.edit import encode_images
+    from generative.latents.edit import encode_images
 
     unique = list(dict.fromkeys(files.values()))
     _, x = load_images(unique, int(backbone.resolution))
@@ -122,8 +122,8 @@ def _encode_one_each(backbone, files: dict, batch_size: int) -> dict:
 
 
 def _save_single(path: Path, image: "torch.Tensor") -> None:
-    from generative.backbone import to_uint8
-    from generative.imageio import write_image
+    from generative.backbones.registry import to_uint8
+    from generative.images.imageio import write_image
 
     write_image(path, to_uint8(image[None])[0])
 
@@ -166,7 +166,7 @@ def run_mix(args) -> int:
 
 
 def _run_cut(args, backbone, out: Path, bs: int) -> int:
-    from generative.edit import decode_mixed_batched
+    from generative.latents.edit import decode_mixed_batched
 
     cut = _check_cut(args.cut, backbone)
     z = _encode_one_each(backbone, {"a": args.a, "b": args.b}, bs)
@@ -178,8 +178,8 @@ def _run_cut(args, backbone, out: Path, bs: int) -> int:
 
 
 def _run_scales(args, backbone, out: Path, bs: int) -> int:
-    from generative.edit import decode_mixed_batched
-    from generative.mixing import blocks_by_scale, fill_scales, per_block
+    from generative.latents.edit import decode_mixed_batched
+    from generative.latents.mixing import blocks_by_scale, fill_scales, per_block
 
     scale_files = _scale_files(args)
     _check_scales_exist(backbone, list(scale_files))
@@ -193,7 +193,7 @@ def _run_scales(args, backbone, out: Path, bs: int) -> int:
 
 
 def _run_grid(args, backbone, out: Path, bs: int) -> int:
-    from generative.mixing import blocks_by_scale, mixing_grid
+    from generative.latents.mixing import blocks_by_scale, mixing_grid
 
     r = int(backbone.resolution)
     if args.cut is None:
@@ -212,8 +212,8 @@ def run_conditional_sample(args, backbone) -> int:
     """``viewgp sample --conditional``: called by :func:`sequences.cli.images.run_sample`."""
     import torch
 
-    from generative.edit import decode_mixed_batched
-    from generative.mixing import conditional_latents
+    from generative.latents.edit import decode_mixed_batched
+    from generative.latents.mixing import conditional_latents
 
     require_automodulator(backbone, "viewgp sample --conditional")
     n, bs = args.num, args.batch_size

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (LPIPS_ALEX_FILES, LPIPS_VGG_FILES, PIPELINE_PRECISION, UsageError, add_capture_args, add_device_arg,
+from sequences.cli.common import (LPIPS_ALEX_FILES, LPIPS_VGG_FILES, PIPELINE_PRECISION, UsageError, add_capture_args, add_device_arg,
                      add_output_args, add_precision_arg, capture_from_args, check_output_folder, listing,
                      non_negative_int, positive_float, positive_int, require_weights, staged_output)
 
@@ -128,7 +128,7 @@ def register(subparsers) -> None:
 
 def _load_inputs(args):
     run = capture_from_args(args)
-    from generative.backbone import load_backbone
+    from generative.backbones.registry import load_backbone
 
     return run, load_backbone(args.backbone, args.device)
 
@@ -136,7 +136,7 @@ def _load_inputs(args):
 def _config(args, backbone):
     """The pipeline settings of the options. The encoding and inversion cache goes to ``--out``/cache
     itself, not to the staging folder: it is kept across runs, so a killed run resumes its inversions."""
-    from generative.invert import InversionConfig
+    from generative.latents.invert import InversionConfig
     from sequences.pipeline import PipelineConfig
 
     inversion = None
@@ -186,7 +186,7 @@ def _check_args(args) -> None:
 
 def _inputs(args):
     """The camera run and backbone of the options, the run checked for what the pipeline needs."""
-    from sequences.checks import check_run_for_pipeline
+    from sequences.pipeline.state import check_run_for_pipeline
 
     _check_args(args)
     run, backbone = _load_inputs(args)
@@ -218,7 +218,7 @@ def _keyframes(args, run):
 def _report(out: str, metrics: dict) -> None:
     """The same summary as ``viewgp demo``: precision, the methods table with the 95% interval column
     (held-out frames), or each method's error over all frames when smoothing."""
-    from sequences.report import methods_table
+    from sequences.pipeline.report import methods_table
 
     p = metrics["precision"]
     print(f"precision of the posterior samples: {p['precision']} ({p['reason']})")

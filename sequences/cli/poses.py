@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import CLIError, UsageError, add_output_args, check_output_folder, listing, non_negative_int, positive_float, positive_int, staged_output
+from sequences.cli.common import CLIError, UsageError, add_output_args, check_output_folder, listing, non_negative_int, positive_float, positive_int, staged_output
 
 EPILOG = """examples:
   viewgp poses --images scene/images --out scene/poses
@@ -60,7 +60,7 @@ def register(subparsers) -> None:
 
 
 def _options(args):
-    from sequences.sfm import SfMOptions
+    from sequences.capture.sfm import SfMOptions
 
     if args.min_registered < 2:
         raise UsageError(f"--min-registered {args.min_registered}: a model has at least 2 frames")
@@ -71,8 +71,8 @@ def _options(args):
 
 
 def run_poses(args) -> int:
-    from generative.fileio import atomic_write_text
-    from sequences.sfm import pycolmap_missing_reason, reconstruct, sample_video, write_summary
+    from generative.images.fileio import atomic_write_text
+    from sequences.capture.sfm import pycolmap_missing_reason, reconstruct, sample_video, write_summary
 
     if (args.images is None) == (args.video is None):
         raise UsageError("give the frames to pose: --images DIR or --video FILE (one of them)")
@@ -105,7 +105,7 @@ def run_poses(args) -> int:
         else:
             names = None
             if args.max_frames is not None:
-                from sequences.image_folder import list_frame_images
+                from sequences.capture.image_folder import list_frame_images
 
                 folder = Path(args.images)
                 names = [p.relative_to(folder).as_posix() for p in list_frame_images(folder)][: args.max_frames]

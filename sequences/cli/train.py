@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (PRECISION_CHOICES, UsageError, add_device_arg, add_translator_model_args, non_negative_float, non_negative_int,
+from sequences.cli.common import (PRECISION_CHOICES, UsageError, add_device_arg, add_translator_model_args, non_negative_float, non_negative_int,
                      positive_int, translator_model, unit_interval)
 
 EPILOG = """recipes (--recipe; any option below overrides its part of the recipe):
@@ -218,7 +218,7 @@ def _require_tensorboard(args) -> None:
 
 
 def run_translator(args) -> int:
-    from generative.training.translator_loop import TranslatorTrainConfig, train_translator
+    from generative.aging.training import TranslatorTrainConfig, train_translator
 
     _require_tensorboard(args)
     if not args.a or not args.b or len(args.a) != len(args.b):

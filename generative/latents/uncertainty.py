@@ -1,0 +1,82 @@
+"""Per-pixel predictive sd of decoded predictions, from its principled parts.
+
+The predicted frame's error has three sources, each with its own variance term, added per pixel:
+
+* the latent prediction: decoded posterior samples (:func:`generative.latents.frames.pixel_std_maps`) of an
+  *observation* (function + noise, scaled by the GP's leave-one-out scale; see
+  :class:`viewgp.predict.Prediction`), upsampled to the output size;
+* the backbone itself: what decode(encode(x)) misses, measured at the keyframes (where it can be
+  compared with the frame) as a per-pixel mean squared error and carried to every query frame
+  (:func:`reconstruction_variance`);
+* or, for the detail layers, the residual GP's predictive variance instead (the residuals *are* the
+  reconstruction error, predicted at the query).
+
+The result is the *scale* of the predictive distribution: its variance terms are scaled from the
+keyframes, so intervals are Student-t with the keyframe count as degrees of freedom
+(:mod:`viewgp.calibration`, :attr:`viewgp.predict.Prediction.dof`).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from viewgp.calibration import shrunk_variance
+
+from generative.latents.detail import resize_maps
+
+__all__ = ["reconstruction_variance", "combine_sd", "rescaled_sd", "sd_ablation"]
+
+
+def reconstruction_variance(keyframes: np.ndarray, reconstructed: np.ndarray, blur: float = 2.0) -> np.ndarray:
+    """``(S, S)`` per-pixel variance of the backbone's reconstruction error over the keyframes.
+
+    Args:
+        keyframes, reconstructed: uint8 ``(N, S, S, 3)`` at the output size (the reconstructions
+            upsampled); squared errors on the [0, 1] scale, averaged over keyframes and channels,
+            smoothed (Gaussian, ``blur`` pixels) so the estimate generalises to nearby pixels, then
+            shrunk towards its frame mean (:func:`viewgp.calibration.shrunk_variance`).
+    """
+    import cv2
+
+    err = ((keyframes.astype(np.float32) - reconstructed.astype(np.float32)) / 255.0) ** 2
+    var = err.mean(axis=(0, 3))
+    var = cv2.GaussianBlur(var, (0, 0), blur) if blur > 0 else var
+    return shrunk_variance(var, len(keyframes)).astype(np.float32)
+
+
+def combine_sd(latent_sd: Optional[np.ndarray], extra_var: Optional[np.ndarray], size: int) -> np.ndarray:
+    """``sqrt(up(latent_sd)^2 + extra_var)`` at ``size``: ``latent_sd`` ``(M, r, r)`` (decoded samples),
+    ``extra_var`` ``(S, S)`` or ``(M, S, S)``; either may be ``None``. Returns float32 ``(M, S, S)``."""
+    if latent_sd is None and extra_var is None:
+        raise ValueError("combine_sd needs a latent sd map, an extra variance, or both")
+    var = 0.0 if latent_sd is None else resize_maps(latent_sd, size).astype(np.float64) ** 2
+    if extra_var is not None:
+        var = var + np.asarray(extra_var, np.float64)
+    return np.sqrt(var).astype(np.float32)
+
+
+def rescaled_sd(head_sd: np.ndarray, head_var: np.ndarray, target_var: np.ndarray) -> np.ndarray:
+    """A decoded sample spread ``(M, r, r)`` (drawn at latent predictive variances ``head_var`` ``(M,)``)
+    carried to other latent variances ``target_var`` ``(M,)`` to first order: times
+    ``sqrt(target_var / head_var)`` per frame, which is exact for a linear decoder and saves decoding
+    samples for every method and variant."""
+    ratio = np.sqrt(np.maximum(target_var, 0) / np.maximum(head_var, 1e-300))
+    return head_sd * ratio[:, None, None]
+
+
+def sd_ablation(head_sd: np.ndarray, head_var: np.ndarray, var: np.ndarray, noise, res_var: np.ndarray,
+                spread: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    """The headline's (warp) sd map ``(M, size, size)`` with its parts added one at a time: the latent
+    function's posterior alone (``var``, what the pipeline showed before), + observation ``noise``, + the
+    residual detail's variance ``res_var``, + the warped neighbours' ``spread``, + the leave-one-out scale
+    (the full map: ``head_sd``, drawn at the calibrated ``head_var``). The latent parts are the decoded
+    sample spread rescaled to first order (:func:`rescaled_sd`)."""
+    function = rescaled_sd(head_sd, head_var, var)
+    noisy = rescaled_sd(head_sd, head_var, var + noise)
+    return {"latent function only (before)": combine_sd(function, None, size),
+            "+ observation noise": combine_sd(noisy, None, size),
+            "+ residual detail variance": combine_sd(noisy, res_var, size),
+            "+ warped neighbours' spread": combine_sd(noisy, res_var + spread, size),
+            "+ leave-one-out scale": combine_sd(head_sd, res_var + spread, size)}

@@ -1,0 +1,157 @@
+"""Errors of predicted frames against the truth: per-frame MSE / PSNR, LPIPS, and smoothness.
+
+Frames are uint8 ``(N, H, W, 3)`` stacks; errors are on the [0, 1] intensity scale.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+__all__ = ["pixel_calibration", "psnr_of", "frame_errors", "delta_smoothness", "lpips_distance", "method_metrics"]
+
+def psnr_of(mse: float) -> float:
+    """PSNR (dB) of a mean squared error on the [0, 1] scale (capped at 120 dB for identical frames)."""
+    return float(10 * np.log10(1.0 / max(float(mse), 1e-12)))
+
+
+def _frame_mse(pred: np.ndarray, truth: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """Per-frame MSE on the [0, 1] scale of uint8 stacks ``(N, H, W, 3)``: squared differences summed
+    exactly in integers (no float64 copies of whole stacks), a chunk of frames at a time."""
+    if pred.shape != truth.shape:
+        raise ValueError(f"frames of shape {pred.shape} cannot be scored against ground truth of shape {truth.shape}")
+    n, per = len(pred), int(np.prod(pred.shape[1:]))
+    out = np.empty(n, np.float64)
+    for s in range(0, n, chunk):
+        d = pred[s : s + chunk].astype(np.int32) - truth[s : s + chunk].astype(np.int32)
+        out[s : s + chunk] = np.square(d, out=d).reshape(len(d), -1).sum(1, dtype=np.int64)
+    return out / (per * 255.0**2)
+
+
+def frame_errors(pred: np.ndarray, truth: np.ndarray, ssim: bool = False) -> dict[str, list[float]]:
+    """Per-frame MSE (images scaled to [0, 1]), PSNR (dB) and, with ``ssim``, SSIM (Gaussian window,
+    :func:`generative.metrics.ssim`) between uint8 frame stacks ``(N, H, W, 3)``."""
+    mse = _frame_mse(pred, truth)
+    psnr = 10 * np.log10(1.0 / np.maximum(mse, 1e-12))
+    out = {"mse": mse.tolist(), "psnr": psnr.tolist()}
+    if ssim:
+        from generative.metrics import ssim_uint8
+
+        out["ssim"] = ssim_uint8(pred, truth).tolist()
+    return out
+
+
+def delta_smoothness(frames: np.ndarray, delta: int = 5, distance=None) -> Optional[float]:
+    """'LPIPS-delta' of the view-aware paper: mean distance between generated frames ``delta`` apart
+    (``None`` for runs of at most ``delta`` frames).
+
+    ``distance`` maps two uint8 stacks to per-pair distances; the default is RMSE in [0, 1] units
+    (pass an LPIPS callable for the paper's metric).
+    """
+    if len(frames) <= delta:
+        return None
+    a, b = frames[:-delta], frames[delta:]
+    if distance is None:
+        d = np.sqrt(_frame_mse(a, b))
+    else:
+        d = np.asarray(distance(a, b), np.float64)
+    return float(np.mean(d))
+
+
+def lpips_distance(weights_dir: Optional[str] = None, device: str | torch.device = "cpu"):
+    """An LPIPS (AlexNet, v0.1) distance between uint8 frame stacks, or ``None`` with the reason.
+
+    Weights come from ``weights_dir`` (``alexnet-owt-7be5be79.pth`` and the ``lpips`` package's
+    ``alex.pth``) or, without it, from the torch hub cache; nothing is downloaded. Returns
+    ``(distance, None)`` or ``(None, reason)``; a ``weights_dir`` given but lacking the files raises.
+    """
+    from generative.backbones.registry import to_model_images
+    from generative.metrics import LPIPS, WeightsNotFoundError, hub_checkpoint_dir
+
+    folder = weights_dir or str(hub_checkpoint_dir())
+    try:
+        net = LPIPS("alex", os.path.join(folder, "alexnet-owt-7be5be79.pth"), os.path.join(folder, "alex.pth"), device)
+    except WeightsNotFoundError as exc:
+        if weights_dir is not None:
+            raise
+        return None, f"no LPIPS weights ({exc})"
+
+    def distance(a: np.ndarray, b: np.ndarray, batch: int = 64) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(a), batch):
+                x0, x1 = (to_model_images(np.ascontiguousarray(v[s : s + batch]), device) for v in (a, b))
+                if x0.shape[-1] < net.min_size:  # AlexNet's slices need >= 31 px: upsample small frames
+                    size = (net.min_size + 1, net.min_size + 1)
+                    x0, x1 = (torch.nn.functional.interpolate(v, size, mode="bilinear", align_corners=False) for v in (x0, x1))
+                out.append(net(x0, x1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    return distance, None
+
+
+def method_metrics(
+    frames: np.ndarray,
+    truth: Optional[np.ndarray],
+    held: np.ndarray,
+    var: Optional[np.ndarray] = None,
+    lpips: Optional[Callable] = None,
+) -> dict[str, Any]:
+    """The scores of one method's frames ``(M, r, r, 3)``: smoothness, and with ``truth`` per-frame
+    MSE / PSNR / SSIM (and LPIPS) over all frames and over the ``held`` ``(M,)`` out ones; with the latent
+    posterior variance ``var`` ``(M,)``, its mean sd at observed and held-out frames."""
+    entry: dict[str, Any] = {"delta_smoothness_rmse": delta_smoothness(frames)}
+    if lpips is not None:
+        entry["delta_smoothness_lpips"] = delta_smoothness(frames, distance=lpips)
+    if truth is not None:
+        err = frame_errors(frames, truth, ssim=True)
+        entry["per_frame"] = err
+        entry["mse_all"] = float(np.mean(err["mse"]))
+        entry["ssim_all"] = float(np.mean(err["ssim"]))
+        if held.any():
+            entry["mse_held_out"] = float(np.mean(np.asarray(err["mse"])[held]))
+            entry["ssim_held_out"] = float(np.mean(np.asarray(err["ssim"])[held]))
+            # PSNR of the mean held-out MSE: a mean of per-frame PSNRs is dominated by frames that happen
+            # to equal a keyframe (a standstill gives 120 dB), not by the frames that are hard.
+            entry["psnr_held_out"] = psnr_of(entry["mse_held_out"])
+        if lpips is not None:
+            d = lpips(frames, truth)
+            entry["per_frame"]["lpips"] = d.tolist()
+            entry["lpips_all"] = float(d.mean())
+            if held.any():
+                entry["lpips_held_out"] = float(d[held].mean())
+    if var is not None:
+        entry["posterior_sd_observed"] = float(np.sqrt(var[~held]).mean()) if (~held).any() else None
+        entry["posterior_sd_held_out"] = float(np.sqrt(var[held]).mean()) if held.any() else None
+    return entry
+
+
+def pixel_calibration(frames: np.ndarray, truth: np.ndarray, sd: np.ndarray, held: np.ndarray,
+                      dof: Optional[float] = None) -> Optional[dict]:
+    """Calibration of per-pixel predictive sd over the ``held`` ``(M,)`` out frames
+    (:func:`viewgp.calibration.calibration_summary`, Student-t with ``dof`` or Gaussian): ``frames``,
+    ``truth`` uint8 ``(M, S, S, 3)``, ``sd`` ``(M, S, S)`` on the [0, 1] scale (one sd for the three
+    channels). ``None`` without held-out frames."""
+    from viewgp.calibration import calibration_summary
+
+    if not held.any():
+        return None
+    idx = np.flatnonzero(held)
+    return calibration_summary(_HeldOutError(frames, truth, idx), sd[idx][..., None], dof)  # one sd for RGB
+
+
+class _HeldOutError:
+    """``(frames - truth) / 255`` of the frames ``idx``, made a slice of frames at a time when the
+    calibration's accumulation asks for it (float32, as a whole stack would be: 0.7 GB per 1,000
+    frames at 256 px, never held at once)."""
+
+    def __init__(self, frames: np.ndarray, truth: np.ndarray, idx: np.ndarray) -> None:
+        self.frames, self.truth, self.idx = frames, truth, idx
+        self.shape = (len(idx),) + tuple(frames.shape[1:])
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        i = self.idx[rows]
+        return (self.frames[i].astype(np.float32) - self.truth[i].astype(np.float32)) / 255.0

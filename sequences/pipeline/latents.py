@@ -1,0 +1,153 @@
+"""The pipeline's latent steps on a :class:`~sequences.pipeline.state.PipelineState`: adapt the backbone,
+encode (or invert) the frames, fit and predict every method, decode the predictions to frames at the
+output size with the detail layers and the per-pixel sd maps.
+
+The work itself lives below: frame arrays <-> latents in :mod:`generative.latents`, the predictors in
+:mod:`viewgp.predict`, the sd arithmetic in :mod:`generative.latents.uncertainty`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from generative.images.geometry import square_resize_frames
+from generative.latents.detail import add_detail, warp_detail
+from generative.latents.frames import decode_frames, encode_frames, frames_to_model, invert_observed, pixel_std_maps
+from generative.latents.uncertainty import combine_sd, reconstruction_variance, rescaled_sd, sd_ablation
+from sequences.pipeline.state import PipelineState
+from viewgp.predict import BASELINES, pose_neighbours, predict_latents as fit_and_predict, time_neighbours
+
+__all__ = ["adapt_backbone", "encode_latents", "predict_latents", "decode_latents", "warp_diagnostics", "DIAGNOSTICS"]
+
+DIAGNOSTICS = {
+    "per-frame+warp": "diagnostic (sees the held-out frame): warp with flow from its own reconstruction",
+    "truth+warp": "diagnostic (sees the held-out frame): warp with flow from the true frame",
+}
+
+
+def adapt_backbone(state: PipelineState) -> None:
+    """The backbone fine-tuned on the observed frames when ``config.adapt_steps`` asks for it."""
+    config = state.config
+    if not config.adapt_steps:
+        return
+    from generative.latents.adapt import adapt
+
+    with state.timed("adapt_s"):
+        x = frames_to_model(state.keyframes, state.backbone.resolution)
+        state.backbone, losses = adapt(state.backbone, x, config.adapt_steps, seed=config.seed,
+                                       progress=config.progress, bf16=state.precision.bf16)
+    state.adaptation = {"steps": int(config.adapt_steps), "frames": int(len(state.keyframes)),
+                        "l1_first": losses[0], "l1_last": losses[-1]}
+
+
+def encode_latents(state: PipelineState) -> None:
+    """Latents ``(N, *latent_shape)`` of the run's frames: encoded, or inverted at the observed frames
+    (NaN rows elsewhere) for backbones without an encoder or when ``config.inversion`` asks for it."""
+    config, backbone, run = state.config, state.backbone, state.run
+    with state.timed("encode_s"):
+        if backbone.has_encoder and config.inversion is None:
+            state.latents = encode_frames(backbone, run.frames, config.batch_size, config.progress, config.cache_dir)
+        else:
+            state.latents = invert_observed(backbone, run.frames, state.obs, config.cache_dir or state.out_dir,
+                                            config.inversion, config.perceptual_weights, config.device, config.progress)
+
+
+def predict_latents(state: PipelineState) -> None:
+    """Every method of ``config`` fitted on the observed frames, predicted at the query poses; the
+    headline method (``methods[0]``) also draws ``config.n_samples`` calibrated posterior samples (its
+    per-pixel sd maps; the other methods' are carried over to first order,
+    :func:`generative.latents.uncertainty.rescaled_sd`)."""
+    config = state.config
+    poses_obs, times_obs, z_obs = state.poses_obs, state.times_obs, state.latents[state.obs]
+    for i, method in enumerate(config.methods):
+        if method == "independent" and state.novel:
+            continue
+        kwargs = {}
+        if method not in BASELINES:
+            kwargs = dict(n_samples=config.n_samples if i == 0 else 0, steps=config.fit_steps, fixed=config.fixed,
+                          seed=config.seed, bayes=config.bayes, device=config.device)
+        with state.timed(f"{method}_s"):
+            state.preds[method] = fit_and_predict(method, poses_obs, times_obs, z_obs, state.poses_q, state.times_q,
+                                                  state.backbone.latent_geometry, **kwargs)
+
+
+def decode_latents(state: PipelineState) -> None:
+    """Every method's frames at the output size (decoded, upsampled; the headline method also with the
+    keyframes' detail) and the per-frame reconstruction (``"per-frame"``, for the run's own frames);
+    per-pixel sd maps ``(M, S, S)`` of every method with uncertainty; which frames have a
+    reconstruction; and the headline's sd built up one principled part at a time. Samples are decoded
+    under bfloat16 autocast where the precision says so; everything that is scored in float32."""
+    with state.timed("decode_s"):  # all of it: means, samples, detail layers
+        _decode(state)
+    # Student-t degrees of freedom of each sd map: a latent method's, also for its detail layers
+    # (their variances are scaled from the same keyframes).
+    state.dofs = {m: state.preds[m.split("+")[0]].dof for m in state.sd_maps}
+
+
+def _decode(state: PipelineState) -> None:
+    backbone, config, size, z_all, obs = state.backbone, state.config, state.size, state.latents, state.obs
+    head, preds = state.head, state.preds
+    with state.timed("decode_means_s"):
+        if not state.novel:  # per-frame reconstructions where a latent exists (inverted backbones: keyframes only)
+            state.have = ~np.isnan(z_all.reshape(len(z_all), -1)).any(1)
+            recon = np.zeros((len(z_all), backbone.resolution, backbone.resolution, 3), np.uint8)
+            recon[state.have] = decode_frames(backbone, z_all[state.have], config.batch_size, config.progress,
+                                              desc="decode per-frame")
+            state.outputs["per-frame"] = square_resize_frames(recon, size)
+        # The keyframes' reconstructions: already decoded above for the run's own frames.
+        recon_obs = recon[obs] if not state.novel else decode_frames(backbone, z_all[obs], config.batch_size)
+        recon_var = reconstruction_variance(state.keyframes, square_resize_frames(recon_obs, size))
+        decoded = {m: decode_frames(backbone, p.mean, config.batch_size, config.progress, desc=f"decode {m}")
+                   for m, p in preds.items()}
+    head_sd = None
+    with state.timed("decode_samples_s"):
+        if preds[head].samples is not None:
+            head_sd = pixel_std_maps(backbone, preds[head].samples, config.batch_size, bf16=state.precision.bf16,
+                                     progress=config.progress)[0]
+    with state.timed("detail_s"):  # the detail layers (warp, residual GP) and the sd maps
+        h = preds[head]
+        state.sd_maps = {m: combine_sd(rescaled_sd(head_sd, h.predictive_var, p.predictive_var), recon_var, size)
+                         for m, p in preds.items() if head_sd is not None and p.predictive_var is not None}
+        if config.detail and h.model is not None:
+            res_var, spread = _detail(state, decoded[head])
+            if head_sd is not None:
+                state.sd_maps[f"{head}+detail"] = combine_sd(head_sd, res_var, size)
+                state.sd_maps[f"{head}+warp"] = combine_sd(head_sd, res_var + spread, size)
+                state.ablation = sd_ablation(head_sd, h.predictive_var, h.var, h.noise, res_var, spread, size)
+        for m, frames in decoded.items():
+            state.outputs[m] = square_resize_frames(frames, size)
+
+
+def _detail(state: PipelineState, decoded_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The headline method at the output size with the keyframes' detail, both constructions of
+    :mod:`generative.latents.detail`: ``"+warp"`` (keyframe pixels moved along the decoded motion;
+    neighbours in time for the run's own frames, in pose for novel views) and ``"+detail"``
+    (GP-interpolated residuals), added to ``state.outputs``. Returns the residual layer's predictive
+    variance and the warped neighbours' spread (both ``(M, S, S)``)."""
+    head, config = state.head, state.config
+    poses_obs = state.poses_obs
+    z_obs_post, _ = state.preds[head].model.predict(poses_obs)
+    decoded_obs = decode_frames(state.backbone, z_obs_post.cpu().numpy(), config.batch_size)
+    if not state.novel:
+        idx, w = time_neighbours(state.times_obs, np.asarray(state.run.timestamps))
+    else:
+        idx, w = pose_neighbours(poses_obs, state.poses_q)
+    warped, spread = warp_detail(state.keyframes, decoded_obs, decoded_q, idx, w, state.size, progress=config.progress)
+    residual, var = add_detail(head, poses_obs, state.keyframes, decoded_obs, state.poses_q, decoded_q, state.size)
+    state.outputs[f"{head}+warp"], state.outputs[f"{head}+detail"] = warped, residual
+    return var, spread
+
+
+def warp_diagnostics(state: PipelineState) -> None:
+    """The headline's warp driven by what a perfect latent prediction (every frame's own reconstruction at
+    the output size) and a perfect decoder (the truth seen at the backbone's resolution) would give: how
+    much of the warp's error is the latent prediction's and how much the decoder's (rows
+    ``per-frame+warp`` and ``truth+warp``). Only for the run's own frames with every frame encoded."""
+    if state.novel or state.truth is None or state.have is None or not state.have.all():
+        return
+    obs, run = state.obs, state.run
+    idx, w = time_neighbours(np.asarray(run.timestamps)[obs], np.asarray(run.timestamps))
+    truth_small = square_resize_frames(state.truth, state.backbone.resolution)
+    for name, decoded in (("per-frame+warp", state.outputs["per-frame"]), ("truth+warp", truth_small)):
+        state.diagnostics[name], _ = warp_detail(state.keyframes, decoded[obs], decoded, idx, w, state.size,
+                                             progress=state.config.progress)

@@ -1,0 +1,57 @@
+"""The main job, as its steps: encode a camera run -> fit a latent GP over poses -> predict -> decode ->
+score -> report.
+
+A :class:`~sequences.run.CameraRun` is encoded frame by frame into the latent space of a backbone
+(:mod:`generative.latents.frames`; inverted at the keyframes for backbones without an encoder); latent
+predictors (:mod:`viewgp.predict`: GP methods by kernel name and the latent baselines) are fitted to
+the latents of the *observed* frames and predict at every requested pose; the backbone decodes the
+posterior means into frames and posterior samples into per-pixel standard-deviation maps
+(:mod:`~sequences.pipeline.latents`); the no-backbone baselines predict from the keyframes' pixels
+(:mod:`~sequences.pipeline.baselines`); :mod:`~sequences.pipeline.report` writes the videos, strips
+and plots, :mod:`~sequences.pipeline.scores` scores every method against the truth where there is one,
+and everything lands in ``metrics.json``.
+
+This module only orchestrates: each step is one call on the run's :class:`PipelineState`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from sequences.pipeline.baselines import add_pixel_baselines
+from sequences.pipeline.latents import adapt_backbone, decode_latents, encode_latents, predict_latents, warp_diagnostics
+from sequences.pipeline.report import write_media, write_report
+from sequences.pipeline.scores import score_methods
+from sequences.pipeline.state import PipelineConfig, PipelineState, output_size
+from sequences.pipeline.views import azimuth_sweep  # noqa: F401  (re-exported: the CLI builds novel-view queries here)
+from viewgp.keyframes import parse_keyframes  # noqa: F401  (re-exported for the CLI)
+
+__all__ = ["PipelineConfig", "run_pipeline", "output_size", "parse_keyframes", "azimuth_sweep"]
+
+
+def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineConfig(), query=None) -> dict:
+    """Encode ``run``, fit on its observed frames, predict, decode and write everything to ``out_dir``.
+
+    Without ``query`` the prediction targets are the run's own frames (smoothing where all frames are
+    observed, interpolation where some are masked out); with a ``query`` run (poses only, or with
+    ground-truth frames) the targets are its poses (novel views). Every method is scored at the output
+    size (:func:`output_size`). Returns the metrics dict that is also written to ``metrics.json``.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    torch.manual_seed(config.seed)
+    state = PipelineState.start(run, backbone, out_dir, config, query)  # checks, output size, keyframes, targets
+    adapt_backbone(state)  # 1. optional test-time adaptation on the keyframes
+    encode_latents(state)  # 2. every frame's latent (or the keyframes' inversions)
+    predict_latents(state)  # 3. each method fitted on the observed latents, predicted at the targets
+    decode_latents(state)  # 4. frames at the output size, detail layers, per-pixel sd maps
+    if config.pixel_baselines:
+        add_pixel_baselines(state)  # 5. the no-backbone methods on the keyframes' pixels
+    if config.media:
+        write_media(state)  # 6. videos, strips, latent and kernel plots
+    if config.diagnostics:
+        warp_diagnostics(state)
+    metrics = score_methods(state)  # 7. every method against the truth, calibration
+    write_report(state, metrics)  # 8. reliability diagram, report.html, metrics.json
+    return metrics

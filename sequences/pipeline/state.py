@@ -1,0 +1,203 @@
+"""What one pipeline run carries from step to step: the settings (:class:`PipelineConfig`), the checks a
+run must pass before the pipeline spends minutes on it (:func:`check_run_for_pipeline`), and
+:class:`PipelineState`, the small object every step reads and fills in (instead of helpers with ten
+parameters each).
+
+The readers (:mod:`sequences.capture`) check that files parse; :func:`check_run_for_pipeline` checks that
+what they produced can be interpolated: enough frames, and camera positions whose scale the GP can work
+with. Each failure is one ``ValueError`` naming the source, the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from generative.images.geometry import square_resize_frames
+from generative.precision import Precision, choose_precision
+
+__all__ = ["PipelineConfig", "PipelineState", "output_size", "MAX_COORDINATE", "check_run_for_pipeline"]
+
+
+@dataclass
+class PipelineConfig:
+    """What to fit and what to write. ``methods[0]`` is the headline method (decoded with uncertainty
+    and, with ``detail``, given the keyframes' native-resolution detail)."""
+
+    methods: Sequence[str] = ("view", "linear")
+    n_samples: int = 8
+    fit_steps: Optional[int] = None
+    fixed: Optional[dict] = None
+    batch_size: int = 128
+    fps: Optional[float] = None  # frame rate of the videos; None: the run's own (CameraRun.frame_rate), else 30
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = True
+    cache_dir: Optional[str] = None
+    bayes: Optional[dict] = None  # NUTS settings (num_samples, warmup_steps, num_chains): integrate hyper-parameters out
+    inversion: Any = None  # generative.latents.invert.InversionConfig: invert frames instead of encoding them
+    perceptual_weights: Optional[str] = None  # folder with VGG16 LPIPS weights for the inversion loss
+    display_size: int = 256  # videos and strips are upscaled (nearest) to at least this many pixels
+    lpips_weights: Optional[str] = None  # folder with LPIPS weights; None: the torch hub cache, if present
+    output_size: Optional[int] = 256  # short side of the output (centre square); None: the run's own
+    detail: bool = True  # add the keyframes' residual detail to the headline method (generative.latents.detail)
+    pixel_baselines: bool = True  # also score nearest / blended / GP-interpolated keyframe pixels
+    adapt_steps: int = 0  # fine-tune the backbone on the observed frames first (generative.latents.adapt)
+    media: bool = True  # write videos, strips and plots (False: metrics.json only, for batch evaluations)
+    # Also score the headline's warp driven by the held-out frames themselves (not methods: they see the
+    # truth): "per-frame+warp" (flow from each frame's own reconstruction, i.e. a perfect latent prediction)
+    # and "truth+warp" (flow from the true frame at the backbone's resolution, i.e. a perfect decoder too).
+    diagnostics: bool = False
+    # "auto": bfloat16 for posterior samples and adaptation only where the device computes it natively
+    # (generative.precision); "fp32" / "bf16" force one. Scored predictions are always decoded in float32.
+    precision: str = "auto"
+
+
+@dataclass
+class PipelineState:
+    """One run of the pipeline. Set at the start: the inputs, the observed mask ``obs`` ``(N,)``, the
+    output side ``size``, the keyframes' pixels ``(K, S, S, 3)`` at that size, the query poses
+    ``(M, 13)`` and times ``(M,)`` (the run's own frames, or a ``query`` run's novel views) and the truth
+    ``(M, S, S, 3)`` where the targets have frames. Filled in by the steps: ``latents`` ``(N, *latent)``,
+    ``preds`` (method -> :class:`viewgp.predict.Prediction`), ``outputs`` (panel -> uint8 ``(M, S, S, 3)``),
+    ``sd_maps`` / ``dofs`` (per-pixel sd ``(M, S, S)`` and its Student-t degrees of freedom), ``have``
+    (frames with a reconstruction; ``None`` for novel views) and ``ablation`` (the headline's sd map
+    built up one part at a time)."""
+
+    run: Any
+    backbone: Any
+    out_dir: str
+    config: PipelineConfig
+    query: Any = None
+    obs: np.ndarray = None
+    size: int = 0
+    precision: Precision = None
+    keyframes: np.ndarray = None
+    poses_q: torch.Tensor = None
+    times_q: np.ndarray = None
+    truth: Optional[np.ndarray] = None
+    timings: dict = field(default_factory=dict)
+    adaptation: Optional[dict] = None
+    latents: Optional[np.ndarray] = None
+    preds: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    sd_maps: dict = field(default_factory=dict)
+    dofs: dict = field(default_factory=dict)
+    have: Optional[np.ndarray] = None
+    ablation: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)  # scored like methods, never shown as panels
+    labels: Optional[list] = None  # the panels as the report wrote them
+
+    @classmethod
+    def start(cls, run, backbone, out_dir: str, config: PipelineConfig, query=None) -> "PipelineState":
+        """The state before the first step: checks, output size, the keyframes' pixels and the targets."""
+        obs = _observed_mask(run)
+        size = output_size(run, config.output_size)
+        target = run if query is None else query
+        return cls(run, backbone, out_dir, config, query, obs=obs, size=size,
+                   precision=choose_precision(config.precision, config.device),
+                   keyframes=square_resize_frames(run.frames[np.flatnonzero(obs)], size),
+                   poses_q=target.pose_features(with_time=True),
+                   times_q=np.asarray(target.timestamps, np.float64),
+                   truth=None if target.frames is None else square_resize_frames(target.frames, size))  # chunked
+
+    @property
+    def novel(self) -> bool:
+        """Targets are a query run's poses (novel views), not the run's own frames."""
+        return self.query is not None
+
+    @property
+    def head(self) -> str:
+        """The headline method, ``config.methods[0]``."""
+        return self.config.methods[0]
+
+    @property
+    def held(self) -> np.ndarray:
+        """The targets that are scored: the held-out frames, or every novel view."""
+        return ~self.obs if not self.novel else np.ones(len(self.times_q), bool)
+
+    @property
+    def poses_obs(self) -> torch.Tensor:
+        """Pose features with time ``(K, 13)`` of the observed frames."""
+        return self.run.pose_features(with_time=True)[torch.from_numpy(self.obs)]
+
+    @property
+    def times_obs(self) -> np.ndarray:
+        return np.asarray(self.run.timestamps)[self.obs]
+
+    @property
+    def headline(self) -> str:
+        """The headline row: the headline method with warped keyframes where the detail layers ran."""
+        return f"{self.head}+warp" if f"{self.head}+warp" in self.outputs else self.head
+
+    @property
+    def fps(self) -> float:
+        """Frame rate of the written videos: the config's, else the run's own, else 30."""
+        return float(self.config.fps or self.run.frame_rate or 30.0)
+
+    def panels(self) -> dict:
+        """Panel name -> frames ``(M, S, S, 3)``: the ground truth (where there is one), then every output."""
+        return ({"ground truth": self.truth} if self.truth is not None else {}) | self.outputs
+
+    def panel_labels(self) -> list:
+        """The panels as written (:attr:`labels`), or those that would be: all but ``independent``."""
+        return self.labels if self.labels is not None else [k for k in self.panels() if k != "independent"]
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """``timings[name]``: the seconds the block took."""
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - t0
+
+
+def output_size(run, requested: Optional[int]) -> int:
+    """The side of the square output frames: ``requested`` (the short side), never more than the
+    run's own short side; ``None`` or 0: the run's own short side."""
+    h, w = np.asarray(run.frames[0]).shape[:2]
+    own = min(h, w)
+    return own if not requested else min(int(requested), own)
+
+
+def _observed_mask(run) -> np.ndarray:
+    obs = np.asarray(run.observed, bool)
+    if obs.sum() < 1:
+        raise ValueError("the camera run has no observed frames to fit on")
+    if run.frames is None:
+        raise ValueError("the camera run has no frames to encode")
+    return obs
+
+
+#: Larger camera coordinates are not positions in metres (or any unit a camera run is recorded in): a
+#: corrupt row, or a unit error. Squared distances between them would overflow the kernel's float64.
+MAX_COORDINATE = 1e8
+
+
+def check_run_for_pipeline(run, source: str, min_frames: int = 2) -> None:
+    """``ValueError`` unless ``run`` (read from ``source``, named in the message) has at least
+    ``min_frames`` frames with pixels and plausible camera positions."""
+    n = len(run)
+    if run.frames is None:
+        raise ValueError(f"{source}: the camera run has poses but no frames to encode")
+    if n < min_frames:
+        meta = run.metadata
+        if "video_frames" in meta:
+            why = (f" (the video has {meta['video_frames']} frame(s); {n} of them lie inside the time range of "
+                   "the poses). Give a longer video, or a pose file that covers more of it")
+        else:
+            why = "; save a run with more frames"
+        raise ValueError(f"{source}: the camera run has {n} frame(s); the pipeline needs at least {min_frames}{why}")
+    t = np.asarray(run.translations, np.float64)
+    big = np.flatnonzero(np.abs(t).max(axis=1) > MAX_COORDINATE)
+    if big.size:
+        i = int(big[0])
+        raise ValueError(
+            f"{source}: camera position {t[i].tolist()} at t = {float(run.timestamps[i]):.6f} s ({big.size} frame(s) "
+            f"in all) is not a plausible position (a coordinate beyond {MAX_COORDINATE:g}); fix that pose row or "
+            "the units of the pose file"
+        )
