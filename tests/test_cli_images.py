@@ -12,7 +12,7 @@ from generative.backbones.registry import to_model_images, to_uint8
 from generative.images.geometry import square_resize
 from generative.images.imageio import list_images
 from sequences import cli
-from sequences.cli import common
+from sequences.cli import backbones, image_files
 from sequences.cli import images as cli_images
 
 
@@ -56,7 +56,7 @@ def backbone(monkeypatch):
         calls.append((path, device))
         return bb
 
-    monkeypatch.setattr(common, "load_backbone", fake_load)
+    monkeypatch.setattr(backbones, "load_backbone", fake_load)
     bb.calls = calls
     return bb
 
@@ -89,13 +89,13 @@ def test_images_are_read_as_rgb_centre_cropped_and_resized(tmp_path):
     img = np.zeros((10, 30, 3), np.uint8)
     img[:, 10:20] = (255, 0, 0)  # a red centre square in RGB, flanked by black
     _write(tmp_path / "red.png", img)
-    paths, x = common.load_images([str(tmp_path / "red.png")], 5)
+    paths, x = image_files.load_images([str(tmp_path / "red.png")], 5)
     assert x.shape == (1, 3, 5, 5)
     torch.testing.assert_close(x[0, 0], torch.ones(5, 5))  # red channel first, crop kept only the red part
     torch.testing.assert_close(x[0, 1:], -torch.ones(2, 5, 5))
     (tmp_path / "gray").mkdir()
     cv2.imwrite(str(tmp_path / "gray" / "g.png"), np.full((8, 8), 128, np.uint8))
-    _, g = common.load_images([str(tmp_path / "gray")], 4)
+    _, g = image_files.load_images([str(tmp_path / "gray")], 4)
     assert g.shape == (1, 3, 4, 4)
 
 
@@ -107,7 +107,7 @@ def test_image_errors_are_clear(tmp_path):
         list_images([str(tmp_path / "nothere")])
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="cannot read image .*bad.png"):
-        common.load_images([str(tmp_path / "bad.png")], 4)
+        image_files.load_images([str(tmp_path / "bad.png")], 4)
 
 
 def test_parse_lambdas():
@@ -173,8 +173,8 @@ def test_attribute_edits_and_saves_the_vector(backbone, tmp_path):
                    "--lambdas", "-2,-1,0,1,2", "--out", str(out)])  # fmt: skip
     assert rc == 0
     v = torch.load(out / "attribute_vector.pt")
-    _, xa = common.load_images([str(w)], R)
-    _, xb = common.load_images([str(wo)], R)
+    _, xa = image_files.load_images([str(w)], R)
+    _, xb = image_files.load_images([str(wo)], R)
     torch.testing.assert_close(v, edit.attribute_vector(backbone, xa, xb))
     for name in ("img0.png", "img1.png"):
         assert _read_rgb(out / name).shape[:2] == _grid_size(1, 6)  # input + 5 lambdas

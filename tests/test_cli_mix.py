@@ -11,8 +11,8 @@ from generative.backbones.automodulator import AutomodulatorAutoencoder, Automod
 from generative.backbones.registry import to_uint8
 from generative.latents.mixing import SCALES, conditional_latents
 from sequences import cli
-from sequences.cli import common
-from sequences.cli.common import load_images
+from sequences.cli import backbones, options
+from sequences.cli.image_files import load_images
 
 
 @pytest.fixture(autouse=True)
@@ -157,7 +157,7 @@ def test_conditional_samples_keep_the_coarse_latent(ckpt, model, images, tmp_pat
 
 
 def test_cli_scale_flags_are_the_library_scales():
-    assert common.SCALE_FLAGS == SCALES  # spelled out in the CLI so that building the parser skips torch
+    assert options.SCALE_FLAGS == SCALES  # spelled out in the CLI so that building the parser skips torch
 
 
 # ------------------------------------------------------------------------------------------ errors
@@ -186,7 +186,7 @@ def test_clear_errors(ckpt, images, tmp_path, capsys, monkeypatch):
     class Plain(torch.nn.Module):
         kind, resolution, latent_shape, has_encoder = "pioneer", R, (16,), True
 
-    monkeypatch.setattr(common, "load_backbone", lambda path, device: Plain())
+    monkeypatch.setattr(backbones, "load_backbone", lambda path, device: Plain())
     assert "needs an automodulator backbone" in _err(capsys, ["mix", *base, "--coarse", a], 1)
     assert "needs an automodulator backbone" in _err(capsys, ["sample", *base, "--conditional", "--coarse", a], 1)
     assert not (tmp_path / "o.png").exists()

@@ -46,7 +46,7 @@ def test_novel_view_query_times_span_the_run():
 
 
 def test_reconstruct_uses_the_bundled_backbone_and_reports_rmse_on_the_unit_scale(tmp_path, capsys, monkeypatch):
-    from sequences.cli import common
+    from sequences.cli import backbones
 
     from generative.images.imageio import write_image
 
@@ -56,7 +56,7 @@ def test_reconstruct_uses_the_bundled_backbone_and_reports_rmse_on_the_unit_scal
         seen.append(path)
         return TinyBackbone()
 
-    monkeypatch.setattr(common, "load_backbone", load)
+    monkeypatch.setattr(backbones, "load_backbone", load)
     images = tmp_path / "in"
     for i in range(3):
         write_image(images / f"{i}.png", np.full((16, 16, 3), 60 * i, np.uint8))

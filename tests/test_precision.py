@@ -109,7 +109,7 @@ def test_autocast_context():
 
 
 def test_cli_choices_are_the_library_s():
-    from sequences.cli.common import PRECISION_CHOICES
+    from sequences.cli.options import PRECISION_CHOICES
 
     assert PRECISION_CHOICES == P.PRECISIONS
 

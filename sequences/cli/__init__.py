@@ -7,6 +7,16 @@ only gathers them and turns failures into one clear line and an exit code:
 * 0: success; 2: a usage error (a bad option value or combination: argparse's own errors and
   :class:`UsageError`); 1: any other failure (a missing or malformed file, a failed run); 130: interrupted.
 * No traceback unless ``--debug`` is given (before or after the command name).
+
+What several commands share lives in one module per concern: :mod:`~sequences.cli.options` (errors,
+argument types, the help formatter that fills names from the registries, device and precision),
+:mod:`~sequences.cli.backbones` (the one backbone-loading path, weight folders),
+:mod:`~sequences.cli.outputs` (staged output folders), :mod:`~sequences.cli.capture_options` (capture
+sources) and :mod:`~sequences.cli.image_files`. Command modules import those public helpers and never
+each other's private names, so no command module depends on another (the one exception, ``sample
+--conditional`` calling :mod:`sequences.cli.mix`, goes one way). The project's packages (and with them
+torch) are imported inside the functions, so that building the parser (``viewgp --help``) stays fast. A
+new command is a module with ``register(subparsers)`` plus its name in :data:`COMMAND_MODULES`.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 from typing import Optional, Sequence  # noqa: E402
 
-from sequences.cli.common import CLIError, HelpFormatter, UsageError  # noqa: E402
+from sequences.cli.options import CLIError, HelpFormatter, UsageError  # noqa: E402
 
 __all__ = ["CLIError", "UsageError", "build_parser", "main", "version"]
 
@@ -141,7 +151,7 @@ class _Warnings:
 
 def _command_precision(args):
     """The autocast context of a command whose backbone passes all follow ``--precision``
-    (:func:`sequences.cli.common.add_precision_arg` with ``whole_command``); else a no-op."""
+    (:func:`sequences.cli.options.add_precision_arg` with ``whole_command``); else a no-op."""
     if not getattr(args, "precision_whole_command", False):
         return contextlib.nullcontext()
     from generative.precision import choose_precision
@@ -161,7 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with _Warnings() as caught:
         try:
             if getattr(args, "device", None) is not None:
-                from sequences.cli.common import choose_device
+                from sequences.cli.options import choose_device
 
                 args.device = choose_device(args.device)
             with _command_precision(args):

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sequences.cli.common import (UsageError, add_device_arg, add_translator_model_args, non_negative_int, positive_int,
-                     translator_model, unit_interval)
+from sequences.cli.backbones import add_translator_model_args, translator_model
+from sequences.cli.options import UsageError, add_device_arg, non_negative_int, positive_int, unit_interval
 
 EPILOG = """examples:
   # bin labelled faces into the domains 15 ... 65, train a translator per stage and the greedy re-use

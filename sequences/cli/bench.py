@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from sequences.cli.common import add_device_arg, positive_int
+from sequences.cli.options import add_device_arg, positive_int
 
 EPILOG = """examples:
   viewgp bench                          # N = 300 frames, D = 512 latent dims

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sequences.cli.common import add_capture_args, capture_from_args
+from sequences.cli.capture_options import add_capture_args, capture_from_args
 
 IMPORT_EPILOG = """examples:
   viewgp import --images scene/images --poses scene/sparse/0 --out runs/scene

@@ -7,7 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from sequences.cli.common import PIPELINE_PRECISION, UsageError, add_device_arg, add_precision_arg, listing, positive_int, staged_output
+from sequences.cli.options import PIPELINE_PRECISION, UsageError, add_device_arg, add_precision_arg, positive_int
+from sequences.cli.outputs import listing, staged_output
 
 EPILOG = """what it does:
   1. renders a hand-held phone run over a tabletop scene (pybullet, on the CPU; standstill, back-and-forth
@@ -59,7 +60,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from generative.backbones.registry import load_backbone
+    from sequences.cli.backbones import load_backbone
     from sequences.pipeline import PipelineConfig, parse_keyframes, run_pipeline
     from sequences.pipeline.report import methods_table
     from sequences.synthetic import phone_run

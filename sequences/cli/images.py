@@ -13,8 +13,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from sequences.cli.common import (SCALE_FLAGS, UsageError, add_backbone_args, add_output_args, backbone_from_args, load_images,
-                     positive_int, save_grid, staged_output)
+from sequences.cli.backbones import add_backbone_args, backbone_from_args
+from sequences.cli.image_files import load_images, save_grid
+from sequences.cli.options import SCALE_FLAGS, UsageError, positive_int
+from sequences.cli.outputs import add_output_args, staged_output
 from sequences.cli.mix import run_conditional_sample
 
 if TYPE_CHECKING:

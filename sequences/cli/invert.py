@@ -9,7 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from sequences.cli.common import LPIPS_VGG_FILES, add_device_arg, non_negative_float, positive_float, positive_int, require_weights
+from sequences.cli.backbones import LPIPS_VGG_FILES, require_weights
+from sequences.cli.options import add_device_arg, non_negative_float, positive_float, positive_int
 
 EPILOG = """examples:
   viewgp invert --generator stylegan2-ffhq-256.pt --images faces/ --space wplus --steps 1000 --out latents.pt
@@ -52,7 +53,7 @@ def register(subparsers) -> None:
 
 
 def _generator(spec: str, device: str):
-    from generative.backbones.registry import load_backbone
+    from sequences.cli.backbones import load_backbone
 
     path = Path(spec).expanduser()
     if not path.is_file():

@@ -25,7 +25,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from sequences.cli.common import SCALE_FLAGS, UsageError, add_backbone_args, non_negative_int, backbone_from_args, load_images, save_grid
+from sequences.cli.backbones import add_backbone_args, backbone_from_args
+from sequences.cli.image_files import load_images, save_grid
+from sequences.cli.options import SCALE_FLAGS, UsageError, non_negative_int
 
 if TYPE_CHECKING:
     import torch

@@ -9,14 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from sequences.cli.common import (LPIPS_ALEX_FILES, LPIPS_VGG_FILES, PIPELINE_PRECISION, UsageError, add_capture_args, add_device_arg,
-                     add_output_args, add_precision_arg, capture_from_args, check_output_folder, listing,
-                     non_negative_int, positive_float, positive_int, require_weights, staged_output)
+from sequences.cli.backbones import LPIPS_ALEX_FILES, LPIPS_VGG_FILES, require_weights
+from sequences.cli.capture_options import add_capture_args, capture_from_args
+from sequences.cli.options import (PIPELINE_PRECISION, UsageError, add_device_arg, add_precision_arg,
+                                    non_negative_int, positive_float, positive_int)
+from sequences.cli.outputs import add_output_args, check_output_folder, listing, staged_output
 
+# The names come from the registries (viewgp.kernels.KERNEL_NAMES, viewgp.predict.BASELINES) when help is shown.
 COMMON_EPILOG = """
-kernels (--method, first is decoded with uncertainty): view (orientation x translation, default),
-orientation, time, euler, quaternion, geodesic, so3_heat, so3_matern; baselines: linear, nearest,
-independent.
+methods (--method; the first is decoded with uncertainty):
+  kernels: {registry:kernels} (view = orientation x translation, the default)
+  latent baselines: {registry:latent_baselines}
 """
 
 INTERPOLATE_EPILOG = """examples:
@@ -47,8 +50,9 @@ def _add_source(p: argparse.ArgumentParser) -> None:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=None,
-                   help="checkpoint of a trained backbone, or stylegan2:G.pt for a rosinality-format StyleGAN2 "
-                   "generator (inverted at the keyframes); default: the bundled 64 px tabletop Pioneer")
+                   help="checkpoint of a trained backbone (kinds: {registry:backbones}), or stylegan2:G.pt for a "
+                   "rosinality-format StyleGAN2 generator (inverted at the keyframes); default: the bundled 64 px "
+                   "tabletop Pioneer")
     add_output_args(p)
     p.add_argument("--method", nargs="+", default=["view", "linear"], metavar="METHOD",
                    help="methods to compare, the first is the headline (default: view linear; see below)")
@@ -127,9 +131,9 @@ def register(subparsers) -> None:
 
 
 def _load_inputs(args):
-    run = capture_from_args(args)
-    from generative.backbones.registry import load_backbone
+    from sequences.cli.backbones import load_backbone
 
+    run = capture_from_args(args)
     return run, load_backbone(args.backbone, args.device)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sequences.cli.common import CLIError, UsageError, add_output_args, check_output_folder, listing, non_negative_int, positive_float, positive_int, staged_output
+from sequences.cli.options import CLIError, UsageError, non_negative_int, positive_float, positive_int
+from sequences.cli.outputs import add_output_args, check_output_folder, listing, staged_output
 
 EPILOG = """examples:
   viewgp poses --images scene/images --out scene/poses

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from sequences.cli.common import (PRECISION_CHOICES, UsageError, add_device_arg, add_translator_model_args, non_negative_float, non_negative_int,
-                     positive_int, translator_model, unit_interval)
+from sequences.cli.backbones import add_translator_model_args, translator_model
+from sequences.cli.options import (PRECISION_CHOICES, RegistryChoices, UsageError, add_device_arg, non_negative_float,
+                                    non_negative_int, positive_int, unit_interval)
 
 EPILOG = """recipes (--recipe; any option below overrides its part of the recipe):
   paper           the published settings: KL game at 0.1, Adam betas (0, 0.99) Pioneer / (0, 0.9) Balanced,
@@ -89,7 +90,8 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("variant", choices=["pioneer", "balanced", "automodulator", "translator"], help="model variant")
+    p.add_argument("variant", choices=RegistryChoices("trainers"), metavar="VARIANT",
+                   help="model variant: {registry:trainers} (the training registry's, and the CycleGAN translator)")
     data = p.add_mutually_exclusive_group()
     data.add_argument("--data", help="folder of training images (JPEG/PNG, recursive)")
     data.add_argument("--synthetic", type=int, nargs="?", const=2000, metavar="N",
