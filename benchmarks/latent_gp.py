@@ -231,7 +231,7 @@ def floor_seconds(gp: LatentGP, x: torch.Tensor, c: torch.Tensor, device: str, r
     made beforehand (:mod:`viewgp.lapack`; torch's Cholesky where it is not found) and the solve with
     column-major right-hand sides into memory written beforehand (no copy, no page fault timed)."""
     from viewgp.lapack import cholesky_lower_
-    from viewgp.latent_gp import _column_major
+    from viewgp.likelihood import _column_major
 
     with torch.no_grad():
         K = gp._K(x, x)

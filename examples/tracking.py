@@ -9,6 +9,9 @@ re-acquired point would be a different physical feature.
 The tracks valid in every frame become "latents" ``(N, 2K)`` (x, y of every track, in pixels) for
 :func:`viewgp.predict.predict_latents`, so the GP kernels and the baselines are compared exactly as
 on image latents: fit on observed frames, predict the held-out ones, score in pixels.
+
+It lives beside its only users, ``examples/feature_tracking.py`` (reproduction 8(c)) and
+``tests/test_tracking.py``: the pipeline does not track features, so it is not part of the installed packages.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ What the numbers mean, from the renderer that wrote them (chrischoy/3D-R2N2
 Poses are returned in the viewgp convention: camera-to-world, OpenCV camera axes (x right, y down,
 z forward). Frames are composited over ``background`` with the alpha channel. Timestamps are the
 view index (R2N2 viewpoints are random, not a sequence).
+
+It lives beside its only user, ``tests/test_r2n2.py``: no command or example reads R2N2 folders, so it is
+not part of the installed packages.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import torch
 from gpytorch.kernels import RBFKernel, ScaleKernel
 
 import viewgp.latent_gp as latent_gp
+import viewgp.likelihood as likelihood
 from viewgp import poses as P
 from viewgp.fused import FusedGram
 from viewgp.kernels import OrientationKernel, ViewKernel
@@ -163,7 +164,7 @@ def test_fused_gradient_from_the_kept_kernel_blocks_equals_recomputing_them(tran
 def test_step_operands_and_buffers_are_kept_while_fit_runs_only():
     gp = _gp(gradient_trace="hutchinson", trace_probes=8)
     c = torch.randn(30, 4, dtype=torch.float64)
-    make = latent_gp._column_major
+    make = likelihood._column_major
     outside = gp._step_operand("c", c.detach(), make)
     assert gp._step_operand("c", c.detach(), make) is not outside  # outside fit() nothing is kept
     assert gp._buffer("B", (4, 30), torch.float64, "cpu") is not gp._buffer("B", (4, 30), torch.float64, "cpu")
@@ -204,12 +205,10 @@ def test_step_operands_and_buffers_are_kept_while_fit_runs_only():
 
 
 def test_kernel_blocks_are_not_kept_when_memory_is_short(monkeypatch):
-    import viewgp.latent_gp as lg
-
     x, z = _trajectory(40)
     gp = _gp()
     plan = gp._plan()
-    monkeypatch.setattr(lg, "_available_bytes", lambda device: 5 * 40 * 40 * 8)  # factor + copy + W do not fit in half
+    monkeypatch.setattr(likelihood, "available_bytes", lambda device: 5 * 40 * 40 * 8)  # factor + copy + W do not fit in half
     L, kept = gp._gram_cholesky(x, plan, 0.05, keep=torch.float64)
     assert kept is None
     loss = -gp.log_marginal_likelihood(x, z)
@@ -247,7 +246,7 @@ def test_gradient_dtype_rule():
     t = torch.arange(300, dtype=torch.float64)
     banded = torch.linalg.cholesky(torch.exp(-(t[:, None] - t[None, :]) ** 2 / 50) + 1e-2 * torch.eye(300, dtype=torch.float64))
     dense = torch.linalg.cholesky(torch.exp(-(t[:, None] - t[None, :]) ** 2 / 5e5) + 1e-2 * torch.eye(300, dtype=torch.float64))
-    assert latent_gp._tiny_fraction(banded) > 0.5 and latent_gp._tiny_fraction(dense) == 0.0
+    assert likelihood._tiny_fraction(banded) > 0.5 and likelihood._tiny_fraction(dense) == 0.0
     assert gp.gradient_dtype(5000, 1.0, 1e-2, factor=banded) == torch.float64
     assert gp.gradient_dtype(5000, 1.0, 1e-2, factor=dense) == torch.float32
 
@@ -434,14 +433,14 @@ def test_inducing_solver_with_few_frames_stays_close():
 def test_solver_auto_takes_exact_while_it_fits_in_memory(monkeypatch):
     x, z = _trajectory(40, d=2)
     assert _gp(solver="auto").fit(x, z, optimize=False).cholesky_ is not None
-    monkeypatch.setattr(latent_gp, "_available_bytes", lambda device: 1000.0)
+    monkeypatch.setattr(likelihood, "available_bytes", lambda device: 1000.0)
     gp = _gp(solver="auto").fit(x, z, optimize=False)
     assert gp.cholesky_ is None and gp.inducing_ is not None
-    assert latent_gp._available_bytes.__name__ == "<lambda>"
+    assert likelihood.available_bytes.__name__ == "<lambda>"
 
 
 def test_available_bytes_on_the_cpu():
-    monkeypatch_free = latent_gp._available_bytes(torch.device("cpu"))
+    monkeypatch_free = likelihood.available_bytes(torch.device("cpu"))
     assert monkeypatch_free > 0
 
 
@@ -539,7 +538,7 @@ def test_hutchinson_fit_predicts_as_the_exact_fit_and_auto_switches_by_size(monk
             for m in ("exact", "hutchinson")}
     mse = {m: float((gp.predict(x[held])[0] - z[held]).pow(2).mean()) for m, gp in fits.items()}
     assert mse["hutchinson"] == pytest.approx(mse["exact"], rel=0.005)
-    monkeypatch.setattr(latent_gp, "HUTCHINSON_MIN_N", 100)
+    monkeypatch.setattr(likelihood, "HUTCHINSON_MIN_N", 100)
     auto = _gp(gradient_trace="auto")
     assert auto.trace_method(99) == "exact" and auto.trace_method(100) == "hutchinson"
     with pytest.raises(ValueError, match="gradient_trace"):
