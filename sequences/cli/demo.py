@@ -61,7 +61,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from sequences.cli.backbones import load_backbone
-    from sequences.pipeline import PipelineConfig, parse_keyframes, run_pipeline
+    from sequences.pipeline.orchestrate import PipelineConfig, run_pipeline
+    from viewgp.keyframes import parse_keyframes
     from sequences.pipeline.report import methods_table
     from sequences.synthetic import phone_run
 

@@ -141,7 +141,7 @@ def _config(args, backbone):
     """The pipeline settings of the options. The encoding and inversion cache goes to ``--out``/cache
     itself, not to the staging folder: it is kept across runs, so a killed run resumes its inversions."""
     from generative.latents.invert import InversionConfig
-    from sequences.pipeline import PipelineConfig
+    from sequences.pipeline.state import PipelineConfig
 
     inversion = None
     if backbone is not None and (args.refine or not getattr(backbone, "has_encoder", False)):
@@ -201,7 +201,7 @@ def _inputs(args):
 
 def _keyframes(args, run):
     """The observed-frame mask of ``--keyframes`` (see its help) and a line saying what it chose."""
-    from sequences.pipeline import parse_keyframes
+    from viewgp.keyframes import parse_keyframes
 
     spec = args.keyframes
     if spec is None and args.run and 0 < run.observed.sum() < len(run):
@@ -238,7 +238,7 @@ def _report(out: str, metrics: dict) -> None:
 
 def _run(args, run, backbone, query=None) -> int:
     """The pipeline into a staging folder that replaces ``--out`` on success; prints the summary."""
-    from sequences.pipeline import run_pipeline
+    from sequences.pipeline.orchestrate import run_pipeline
 
     with staged_output(args) as staging:
         metrics = run_pipeline(run, backbone, str(staging), _config(args, backbone), query=query)
@@ -276,7 +276,7 @@ def parse_range(spec: str) -> np.ndarray:
 
 
 def run_views(args) -> int:
-    from sequences.pipeline import azimuth_sweep
+    from sequences.pipeline.views import azimuth_sweep
 
     azimuths = parse_range(args.azimuths)
     run, backbone = _inputs(args)

@@ -79,6 +79,8 @@ def decode_latents(state: PipelineState) -> None:
     under bfloat16 autocast where the precision says so; everything that is scored in float32."""
     with state.timed("decode_s"):  # all of it: means, samples, detail layers
         _decode(state)
+    head = state.head
+    state.headline = f"{head}+warp" if f"{head}+warp" in state.outputs else head
     # Student-t degrees of freedom of each sd map: a latent method's, also for its detail layers
     # (their variances are scaled from the same keyframes).
     state.dofs = {m: state.preds[m.split("+")[0]].dof for m in state.sd_maps}

@@ -24,11 +24,9 @@ from sequences.pipeline.baselines import add_pixel_baselines
 from sequences.pipeline.latents import adapt_backbone, decode_latents, encode_latents, predict_latents, warp_diagnostics
 from sequences.pipeline.report import write_media, write_report
 from sequences.pipeline.scores import score_methods
-from sequences.pipeline.state import PipelineConfig, PipelineState, output_size
-from sequences.pipeline.views import azimuth_sweep  # noqa: F401  (re-exported: the CLI builds novel-view queries here)
-from viewgp.keyframes import parse_keyframes  # noqa: F401  (re-exported for the CLI)
+from sequences.pipeline.state import PipelineConfig, PipelineState
 
-__all__ = ["PipelineConfig", "run_pipeline", "output_size", "parse_keyframes", "azimuth_sweep"]
+__all__ = ["run_pipeline"]
 
 
 def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineConfig(), query=None) -> dict:
@@ -37,7 +35,7 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     Without ``query`` the prediction targets are the run's own frames (smoothing where all frames are
     observed, interpolation where some are masked out); with a ``query`` run (poses only, or with
     ground-truth frames) the targets are its poses (novel views). Every method is scored at the output
-    size (:func:`output_size`). Returns the metrics dict that is also written to ``metrics.json``.
+    size (:func:`~sequences.pipeline.state.output_size`). Returns the metrics dict that is also written to ``metrics.json``.
     """
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(config.seed)

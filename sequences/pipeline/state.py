@@ -74,7 +74,13 @@ class PipelineState:
     out_dir: str
     config: PipelineConfig
     query: Any = None
+    novel: bool = False  # the targets are a query run's poses (novel views), not the run's own frames
+    head: str = ""  # the headline method, config.methods[0]
     obs: np.ndarray = None
+    held: np.ndarray = None  # the targets that are scored: the held-out frames, or every novel view
+    poses_obs: torch.Tensor = None  # pose features with time (K, 13) of the observed frames
+    times_obs: np.ndarray = None  # (K,)
+    fps: float = 30.0  # frame rate of the written videos: the config's, else the run's own, else 30
     size: int = 0
     precision: Precision = None
     keyframes: np.ndarray = None
@@ -92,53 +98,23 @@ class PipelineState:
     ablation: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)  # scored like methods, never shown as panels
     labels: Optional[list] = None  # the panels as the report wrote them
+    headline: str = ""  # the headline row: the headline method, with warped keyframes where the detail ran
 
     @classmethod
     def start(cls, run, backbone, out_dir: str, config: PipelineConfig, query=None) -> "PipelineState":
         """The state before the first step: checks, output size, the keyframes' pixels and the targets."""
         obs = _observed_mask(run)
         size = output_size(run, config.output_size)
-        target = run if query is None else query
-        return cls(run, backbone, out_dir, config, query, obs=obs, size=size,
-                   precision=choose_precision(config.precision, config.device),
+        target, novel = (run, False) if query is None else (query, True)
+        times_q = np.asarray(target.timestamps, np.float64)
+        return cls(run, backbone, out_dir, config, query, novel=novel, head=config.methods[0], obs=obs,
+                   held=~obs if not novel else np.ones(len(times_q), bool),
+                   poses_obs=run.pose_features(with_time=True)[torch.from_numpy(obs)],
+                   times_obs=np.asarray(run.timestamps)[obs], fps=float(config.fps or run.frame_rate or 30.0),
+                   size=size, precision=choose_precision(config.precision, config.device),
                    keyframes=square_resize_frames(run.frames[np.flatnonzero(obs)], size),
-                   poses_q=target.pose_features(with_time=True),
-                   times_q=np.asarray(target.timestamps, np.float64),
+                   poses_q=target.pose_features(with_time=True), times_q=times_q,
                    truth=None if target.frames is None else square_resize_frames(target.frames, size))  # chunked
-
-    @property
-    def novel(self) -> bool:
-        """Targets are a query run's poses (novel views), not the run's own frames."""
-        return self.query is not None
-
-    @property
-    def head(self) -> str:
-        """The headline method, ``config.methods[0]``."""
-        return self.config.methods[0]
-
-    @property
-    def held(self) -> np.ndarray:
-        """The targets that are scored: the held-out frames, or every novel view."""
-        return ~self.obs if not self.novel else np.ones(len(self.times_q), bool)
-
-    @property
-    def poses_obs(self) -> torch.Tensor:
-        """Pose features with time ``(K, 13)`` of the observed frames."""
-        return self.run.pose_features(with_time=True)[torch.from_numpy(self.obs)]
-
-    @property
-    def times_obs(self) -> np.ndarray:
-        return np.asarray(self.run.timestamps)[self.obs]
-
-    @property
-    def headline(self) -> str:
-        """The headline row: the headline method with warped keyframes where the detail layers ran."""
-        return f"{self.head}+warp" if f"{self.head}+warp" in self.outputs else self.head
-
-    @property
-    def fps(self) -> float:
-        """Frame rate of the written videos: the config's, else the run's own, else 30."""
-        return float(self.config.fps or self.run.frame_rate or 30.0)
 
     def panels(self) -> dict:
         """Panel name -> frames ``(M, S, S, 3)``: the ground truth (where there is one), then every output."""
