@@ -168,7 +168,7 @@ def demo_like(tmp_path_factory):
 def test_metrics_json_carries_calibration_for_every_method_with_uncertainty(demo_like):
     m = json.loads((demo_like / "metrics.json").read_text())
     with_sd = {k for k, v in m["methods"].items() if "calibration" in v}
-    assert {"view", "time", "view+warp", "view+detail", "px-gp"} <= with_sd
+    assert {"view", "time", "view+warp", "view+detail", "view+fuse", "px-gp"} <= with_sd
     assert not with_sd & {"linear", "px-nearest-time", "px-blend", "per-frame"}  # no uncertainty to score
     for k in with_sd:
         c = m["methods"][k]["calibration"]
@@ -259,3 +259,23 @@ def test_summary_equals_the_direct_formulas_with_one_sd_per_rgb_pixel(dof):
         calibration_summary(err, sd[:, :, :3], dof)
     with pytest.raises(ValueError, match="finite"):
         calibration_summary(err, -sd, dof)
+
+
+def test_fusion_follows_the_surer_prediction_per_pixel():
+    from generative.latents.uncertainty import fuse_by_variance
+
+    a = np.full((3, 2, 2, 3), 200, np.uint8)
+    b = np.full((3, 2, 2, 3), 100, np.uint8)
+    sd_a = np.array([[[0.1, 0.1], [0.0, 0.2]]] * 3, np.float32)
+    sd_b = np.array([[[0.1, 0.3], [0.0, 0.1]]] * 3, np.float32)
+    out, sd = fuse_by_variance(a, sd_a, b, sd_b, keep_a=np.array([False, True, False]), chunk=2)
+    f = out[0, ..., 0]
+    assert f[0, 0] == 150  # equal variances: the mean
+    assert f[0, 1] == 190  # a nine times surer: w = 0.09 / 0.1 = 0.9
+    assert f[1, 0] == 200  # neither has variance: a (the warp, exact at keyframes)
+    assert f[1, 1] == 120  # b surer: w = 0.01 / 0.05 = 0.2
+    assert np.array_equal(out[1], a[1]) and np.allclose(sd[1], sd_a[1])  # kept frames are a, with a's sd
+    assert np.allclose(sd[0], [[0.1, 0.9 * 0.1 + 0.1 * 0.3], [0.0, 0.2 * 0.2 + 0.8 * 0.1]])  # fully correlated errors
+    assert np.array_equal(out[2], out[0])  # chunking changes nothing
+    with pytest.raises(ValueError, match="same"):
+        fuse_by_variance(a, sd_a[:, :1], b, sd_b)

@@ -62,8 +62,9 @@ def test_demo_writes_everything(tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     from sequences.pipeline.baselines import PIXEL_BASELINES
 
-    assert set(m["methods"]) == {"view", "time", "linear", "view+warp", "view+detail", "per-frame", *PIXEL_BASELINES} - {"px-blend-pose"}
-    assert m["output_size"] == 64 and m["headline"] == "view+warp"
+    assert set(m["methods"]) == {"view", "time", "linear", "view+warp", "view+detail", "view+fuse", "per-frame",
+                                 *PIXEL_BASELINES} - {"px-blend-pose"}
+    assert m["output_size"] == 64 and m["headline"] == "view+fuse"
     assert "best no-backbone baseline" in text and "px-gp" in text
     view = m["methods"]["view"]
     assert view["posterior_sd_held_out"] > view["posterior_sd_observed"]

@@ -79,11 +79,12 @@ def test_interpolation_writes_valid_outputs(tmp_path, phone):
     assert view["posterior_sd_held_out"] > view["posterior_sd_observed"]
     from sequences.pipeline.baselines import PIXEL_BASELINES
 
-    assert set(saved["methods"]) == {"view", "linear", "time", "view+warp", "view+detail", "per-frame", *PIXEL_BASELINES} - {"px-blend-pose"}
-    assert saved["output_size"] == 32 and saved["headline"] == "view+warp"
+    assert set(saved["methods"]) == {"view", "linear", "time", "view+warp", "view+detail", "view+fuse", "per-frame",
+                                     *PIXEL_BASELINES} - {"px-blend-pose"}
+    assert saved["output_size"] == 32 and saved["headline"] == "view+fuse"
     # The detail layer and the keyframe baselines give every observed frame back exactly ...
     obs = np.asarray(run.observed)
-    for name in ("view+warp", "px-nearest-time", "px-blend"):
+    for name in ("view+warp", "view+fuse", "px-nearest-time", "px-blend"):
         assert np.max(np.asarray(saved["methods"][name]["per_frame"]["mse"])[obs]) == 0.0, name
     # (the residual layer smooths at its fitted noise, which noise-free keyframes make tiny)
     assert np.max(np.asarray(saved["methods"]["view+detail"]["per_frame"]["mse"])[obs]) < 1e-3
@@ -106,7 +107,7 @@ def test_novel_views_on_an_azimuth_sweep(tmp_path):
     assert _video_frames(tmp_path / "interpolated.mp4") == 12
     assert m["n_frames"] == 12 and "mse_all" not in m["methods"]["view"]
     # novel views have no place in the run's time: pose-based pixel baselines only, warped by pose neighbours
-    assert set(m["methods"]) == {"view", "nearest", "view+warp", "view+detail", "px-nearest-pose", "px-blend-pose", "px-flow", "px-gp"}
+    assert set(m["methods"]) == {"view", "nearest", "view+warp", "view+detail", "view+fuse", "px-nearest-pose", "px-blend-pose", "px-flow", "px-gp"}
 
 
 def test_cli_errors_are_one_line_and_exit_nonzero(tmp_path, capsys):

@@ -26,7 +26,7 @@ from viewgp.calibration import shrunk_variance
 
 from generative.latents.detail import resize_maps
 
-__all__ = ["reconstruction_variance", "combine_sd", "rescaled_sd", "sd_ablation"]
+__all__ = ["reconstruction_variance", "combine_sd", "rescaled_sd", "sd_ablation", "fuse_by_variance"]
 
 
 def reconstruction_variance(keyframes: np.ndarray, reconstructed: np.ndarray, blur: float = 2.0) -> np.ndarray:
@@ -80,3 +80,36 @@ def sd_ablation(head_sd: np.ndarray, head_var: np.ndarray, var: np.ndarray, nois
             "+ residual detail variance": combine_sd(noisy, res_var, size),
             "+ warped neighbours' spread": combine_sd(noisy, res_var + spread, size),
             "+ leave-one-out scale": combine_sd(head_sd, res_var + spread, size)}
+
+
+def fuse_by_variance(a: np.ndarray, sd_a: np.ndarray, b: np.ndarray, sd_b: np.ndarray,
+                     keep_a: Optional[np.ndarray] = None, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Two predictions of the same frames fused per pixel by their predictive variances: ``w a + (1 - w) b``
+    with ``w = sd_b^2 / (sd_a^2 + sd_b^2)`` (the inverse-variance weights), so each pixel follows the
+    prediction that is surer there (e.g. warped keyframe pixels where the neighbours agree, the decoded
+    frame where they disagree or the motion is large).
+
+    The two errors are not independent (both follow the same latent prediction), so the fused sd is the
+    conservative one of fully correlated errors, ``w sd_a + (1 - w) sd_b``, not ``1 / sqrt(1/sd_a^2 + 1/sd_b^2)``.
+
+    Args: uint8 frames ``a``, ``b`` ``(M, S, S, 3)``; their sd maps ``(M, S, S)`` ([0, 1] units); ``keep_a``
+        ``(M,)`` bool: frames where ``a`` is taken as it is (e.g. observed frames, which the warp returns exactly).
+    Returns the fused uint8 frames ``(M, S, S, 3)`` and sd ``(M, S, S)`` float32 (``chunk`` frames at a time:
+    no float copy of all frames).
+    """
+    if a.shape != b.shape or sd_a.shape != sd_b.shape or sd_a.shape != a.shape[:3]:
+        raise ValueError(f"fuse_by_variance: frames {a.shape} / {b.shape} and sd maps {sd_a.shape} / {sd_b.shape} "
+                         "must describe the same (M, S, S) frames")
+    out = np.empty_like(a)
+    sd = np.empty(sd_a.shape, np.float32)
+    for s in range(0, len(a), chunk):
+        va, vb = sd_a[s : s + chunk].astype(np.float32) ** 2, sd_b[s : s + chunk].astype(np.float32) ** 2
+        total = va + vb
+        # where neither has any variance (both exact, e.g. at a keyframe) take a: the warp returns keyframes exactly
+        w = np.where(total > 0, vb / np.where(total > 0, total, 1.0), 1.0)
+        if keep_a is not None:
+            w[np.asarray(keep_a, bool)[s : s + chunk]] = 1.0
+        out[s : s + chunk] = np.clip(np.round(w[..., None] * a[s : s + chunk] + (1 - w[..., None]) * b[s : s + chunk]),
+                                     0, 255).astype(np.uint8)
+        sd[s : s + chunk] = w * sd_a[s : s + chunk] + (1 - w) * sd_b[s : s + chunk]
+    return out, sd

@@ -194,7 +194,7 @@ def _inputs(args):
 
     _check_args(args)
     run, backbone = _load_inputs(args)
-    source = args.run or f"{args.video} with {args.poses}"
+    source = args.run or f"{args.video or args.images} with {args.poses}"
     check_run_for_pipeline(run, source)
     return run, backbone
 

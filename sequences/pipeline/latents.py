@@ -13,7 +13,8 @@ import numpy as np
 from generative.images.geometry import square_resize_frames
 from generative.latents.detail import add_detail, warp_detail
 from generative.latents.frames import decode_frames, encode_frames, frames_to_model, invert_observed, pixel_std_maps
-from generative.latents.uncertainty import combine_sd, reconstruction_variance, rescaled_sd, sd_ablation
+from generative.latents.uncertainty import (combine_sd, fuse_by_variance, reconstruction_variance, rescaled_sd,
+                                            sd_ablation)
 from sequences.pipeline.state import PipelineState
 from viewgp.predict import BASELINES, pose_neighbours, predict_latents as fit_and_predict, time_neighbours
 
@@ -73,14 +74,14 @@ def predict_latents(state: PipelineState) -> None:
 
 def decode_latents(state: PipelineState) -> None:
     """Every method's frames at the output size (decoded, upsampled; the headline method also with the
-    keyframes' detail) and the per-frame reconstruction (``"per-frame"``, for the run's own frames);
+    keyframes' detail, and the two fused, ``+fuse``, the headline) and the per-frame reconstruction (``"per-frame"``, for the run's own frames);
     per-pixel sd maps ``(M, S, S)`` of every method with uncertainty; which frames have a
     reconstruction; and the headline's sd built up one principled part at a time. Samples are decoded
     under bfloat16 autocast where the precision says so; everything that is scored in float32."""
     with state.timed("decode_s"):  # all of it: means, samples, detail layers
         _decode(state)
     head = state.head
-    state.headline = f"{head}+warp" if f"{head}+warp" in state.outputs else head
+    state.headline = next(m for m in (f"{head}+fuse", f"{head}+warp", head) if m in state.outputs)
     # Student-t degrees of freedom of each sd map: a latent method's, also for its detail layers
     # (their variances are scaled from the same keyframes).
     state.dofs = {m: state.preds[m.split("+")[0]].dof for m in state.sd_maps}
@@ -106,7 +107,7 @@ def _decode(state: PipelineState) -> None:
         if preds[head].samples is not None:
             head_sd = pixel_std_maps(backbone, preds[head].samples, config.batch_size, bf16=state.precision.bf16,
                                      progress=config.progress)[0]
-    with state.timed("detail_s"):  # the detail layers (warp, residual GP) and the sd maps
+    with state.timed("detail_s"):  # the detail layers (warp, residual GP, fusion) and the sd maps
         h = preds[head]
         state.sd_maps = {m: combine_sd(rescaled_sd(head_sd, h.predictive_var, p.predictive_var), recon_var, size)
                          for m, p in preds.items() if head_sd is not None and p.predictive_var is not None}
@@ -118,6 +119,13 @@ def _decode(state: PipelineState) -> None:
                 state.ablation = sd_ablation(head_sd, h.predictive_var, h.var, h.noise, res_var, spread, size)
         for m, frames in decoded.items():
             state.outputs[m] = square_resize_frames(frames, size)
+        warp = f"{head}+warp"
+        if warp in state.sd_maps and head in state.sd_maps:
+            # the headline: warped keyframe pixels and the decoded frame, each pixel weighted by their
+            # variances (observed frames stay the keyframes themselves, as the warp gives them)
+            state.outputs[f"{head}+fuse"], state.sd_maps[f"{head}+fuse"] = fuse_by_variance(
+                state.outputs[warp], state.sd_maps[warp], state.outputs[head], state.sd_maps[head],
+                keep_a=None if state.novel else obs)
 
 
 def _detail(state: PipelineState, decoded_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -264,7 +264,8 @@ def methods_table(metrics: Mapping[str, Any]) -> str:
         ratio = methods[head]["mse_held_out"] / mse
         verdict = f"{(1 - ratio) * 100:.1f}% lower MSE" if ratio < 1 else f"{(ratio - 1) * 100:.1f}% HIGHER MSE (loses)"
         lines.append(f"  {head} vs the best no-backbone baseline ({name}): {verdict}")
-    lines += _diagnostic_lines({m: e["mse_held_out"] for m, e in rows}, head)
+    warp = next((m for m, e in ranked if m.endswith("+warp")), None)  # the diagnostics are of the warp
+    lines += _diagnostic_lines({m: e["mse_held_out"] for m, e in rows}, warp)
     return "\n".join(lines)
 
 

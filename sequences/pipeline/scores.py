@@ -34,13 +34,14 @@ def score_methods(state: PipelineState) -> dict[str, Any]:
                "video": {"codec": video_codec(), "fps": round(state.fps, 6)}}
     with state.timed("metrics_s"):
         metrics |= _scores(state)
-        held, truth, headline = state.held, state.truth, state.headline
+        held, truth = state.held, state.truth
+        warp = f"{state.head}+warp"  # the sd map built up part by part is the warp's (the fused one is made from it)
         if truth is not None and state.ablation and held.any():  # nothing held out (all observed): nothing to calibrate
             rows = dict(zip(state.ablation, _parallel_map(
-                lambda sd: pixel_calibration(state.outputs[headline], truth, sd, held), list(state.ablation.values()))))
-            if state.dofs.get(headline) is not None:  # the headline's own calibration: its sd map with t intervals
-                rows[f"+ Student-t ({state.dofs[headline]:g} keyframes)"] = metrics["methods"][headline]["calibration"]
-            metrics["calibration_ablation"] = {"method": headline, **rows}
+                lambda sd: pixel_calibration(state.outputs[warp], truth, sd, held), list(state.ablation.values()))))
+            if state.dofs.get(warp) is not None:  # the warp's own calibration: its sd map with t intervals
+                rows[f"+ Student-t ({state.dofs[warp]:g} keyframes)"] = metrics["methods"][warp]["calibration"]
+            metrics["calibration_ablation"] = {"method": warp, **rows}
         if not state.novel:
             metrics["latent_calibration"] = _latent_calibration(state.preds, state.latents, held)
     return metrics
@@ -112,6 +113,8 @@ def method_kind(method: str) -> str:
         return "pixel baseline (no backbone)"
     if method.endswith("+warp"):
         return "latent GP + keyframes warped along the decoded motion"
+    if method.endswith("+fuse"):
+        return "latent GP: warped keyframes and decoded frame fused per pixel by their variances"
     if method.endswith("+detail"):
         return "latent GP + GP-interpolated keyframe residuals"
     if method == "per-frame":
