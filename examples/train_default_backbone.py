@@ -1,6 +1,7 @@
-"""Train the bundled default backbone: a 64 px Pioneer autoencoder on rendered tabletop runs and turntables.
+"""Train the bundled default backbone: a 64 px Pioneer autoencoder on rendered tabletop runs and turntables,
+then fine-tuned on those renders together with crops of real photographs.
 
-This is how ``generative/weights/pioneer64_tabletop.safetensors`` (the backbone ``viewgp demo`` and the
+This is how ``generative/weights/pioneer64_default.safetensors`` (the backbone ``viewgp demo`` and the
 pipeline commands use when no ``--backbone`` is given) was made, with our own renderer and training code:
 
 1. renders training images at 128 px (area-resized to 64 px by the data loader, which anti-aliases the
@@ -25,17 +26,26 @@ pipeline commands use when no ``--backbone`` is given) was made, with our own re
 
     .venv/bin/python examples/train_default_backbone.py --out /tmp/default64 --threads 1
 
-Real photographs (issue 25): ``--photos`` adds random crops of BSDS500's ``train`` and ``val`` photographs
+Real photographs: ``--photos`` adds random crops of BSDS500's ``train`` and ``val`` photographs
 (``../shared/data/natural/``; at several scales, flipped, colour-jittered; ``test`` is never trained on) to the
-renders, ``--photo-crops`` crops of each photograph per epoch, and ``--finetune IMAGES`` starts from the
-bundled weights instead of growing a new network: IMAGES more images at 64 px. The evaluation then also
-reports held-out PSNR on 1,000 fixed crops of BSDS500's ``test`` photographs at 64 px, and on every real
-capture under ``../shared/data/captures/`` at the pipeline's 256 px output (each photograph centre-cropped,
-encoded at 64 px, decoded and resized to 256 px, as ``viewgp interpolate`` does for its per-frame row);
-``--eval-only`` appends these to ``curve.jsonl`` (the learning curve):
+renders, ``--photo-crops`` crops of each photograph per epoch, and ``--finetune IMAGES`` starts from
+``--init-from`` (default: the bundled weights) instead of growing a new network: IMAGES more images at 64 px.
+The evaluation then also reports held-out PSNR on 1,000 fixed crops of BSDS500's ``test`` photographs at
+64 px, and on every real capture under ``../shared/data/captures/`` at the pipeline's 256 px output (each
+photograph centre-cropped, encoded at 64 px, decoded and resized to 256 px, as ``viewgp interpolate`` does
+for its per-frame row); ``--eval-only`` appends these to ``curve.jsonl`` (the learning curve).
 
-    .venv/bin/python examples/train_default_backbone.py --out /work/runs/bb25 --threads 2 \
-        --photos --photo-crops 100 --finetune 200000 --lr 64=0.0003
+The bundled weights are three runs of this script (README "The bundled backbone" has the curve):
+
+    # 1. renders only, grown 4 -> 64 px: 400k images (the weights shipped until December 2026)
+    .venv/bin/python examples/train_default_backbone.py --out runs/stage1 --threads 1
+    # 2. + photographs, lr 3e-4: stopped after 96k images (432k counted from the start of growth)
+    .venv/bin/python examples/train_default_backbone.py --out runs/stage2 --threads 2 --photos --photo-crops 100 \
+        --finetune 200000 --lr 64=0.0003 --init-from runs/stage1/run/model.safetensors
+    # 3. the same data, lr 1e-4: stopped after 32k images, exported from that checkpoint
+    .venv/bin/python examples/train_default_backbone.py --out runs/stage3 --threads 2 --photos --photo-crops 100 \
+        --finetune 64000 --lr 64=0.0001 --init-from runs/stage2/run/checkpoints/ckpt_000000432000.pt
+    .venv/bin/python examples/train_default_backbone.py --out runs/stage3 --eval-only --export
 
 ``--resume`` continues a killed run; ``--eval-only`` evaluates the newest checkpoint (or the finished
 export) without training, so the learning curve can be read while training goes on.
@@ -65,7 +75,7 @@ from generative.images.geometry import square_resize  # noqa: E402
 from generative.public_data import missing_reason, public_data_folder  # noqa: E402
 from generative.training.loop import TrainConfig, train  # noqa: E402
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "generative" / "weights" / "pioneer64_tabletop.safetensors"
+WEIGHTS = Path(__file__).resolve().parents[1] / "generative" / "weights" / "pioneer64_default.safetensors"
 DEMO_SCENE = ("duck", "teddy", "soccerball", "mug", "lego")
 #: Turntable objects in the training set; random_025 ... random_049 are held out (see module docstring).
 TRAIN_TURNTABLE_RANDOM = range(0, 25)
@@ -212,7 +222,7 @@ def main() -> int:
     p.add_argument("--export", action="store_true",
                    help="with --eval-only: also write the bundled weights and the grid from the newest checkpoint "
                         "(how a run stopped where its learning curve flattened is shipped)")
-    p.add_argument("--grid", default=str(Path(__file__).with_name("pioneer64_tabletop_grid.png")))
+    p.add_argument("--grid", default=str(Path(__file__).with_name("pioneer64_default_grid.png")))
     p.add_argument("--photos", nargs="*", default=None, metavar="DIR",
                    help="also train on random crops of these photograph folders (no folder given: BSDS500's train "
                         "and val under ../shared/data/natural/)")

@@ -32,8 +32,8 @@ def test_bundled_backbone_loads_and_reconstructs_better_than_the_mean():
 def test_missing_bundled_weights_name_the_file(tmp_path, monkeypatch):
     import generative.backbones.registry as gb
 
-    monkeypatch.setattr(gb, "DEFAULT_BACKBONE", tmp_path / "pioneer64_tabletop.safetensors")
-    with pytest.raises(FileNotFoundError, match="pioneer64_tabletop.safetensors"):
+    monkeypatch.setattr(gb, "DEFAULT_BACKBONE", tmp_path / "pioneer64_default.safetensors")
+    with pytest.raises(FileNotFoundError, match="pioneer64_default.safetensors"):
         gb.load_default()
     from sequences.cli import main
 

@@ -243,10 +243,11 @@ def load(
 
 
 # The bundled default: a 64 px Pioneer (reconstruction recipe) trained by examples/train_default_backbone.py
-# on rendered tabletop phone runs and turntable views (EMA decoder + encoder in half precision, 6.6 MB,
-# shipped as package data).
+# on rendered tabletop phone runs and turntable views, then fine-tuned on those renders together with crops of
+# BSDS500's photographs, so that it reconstructs real footage too (EMA decoder + encoder in half precision,
+# 6.6 MB, shipped as package data).
 # The bundled weights stay in generative/weights/ (package data), beside the package rather than this module.
-DEFAULT_BACKBONE = Path(__file__).resolve().parents[1] / "weights" / "pioneer64_tabletop.safetensors"
+DEFAULT_BACKBONE = Path(__file__).resolve().parents[1] / "weights" / "pioneer64_default.safetensors"
 
 
 def load_default(device: Union[str, torch.device] = "cpu") -> "Backbone":

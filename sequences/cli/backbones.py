@@ -38,7 +38,7 @@ def add_backbone_args(p: argparse.ArgumentParser, backbone_help: str = "checkpoi
         p.add_argument("--backbone", required=True, metavar="CKPT", help=backbone_help)
     else:
         p.add_argument("--backbone", default=None, metavar="CKPT",
-                       help=f"{backbone_help} (default: the bundled 64 px tabletop Pioneer)")
+                       help=f"{backbone_help} (default: the bundled 64 px Pioneer)")
     add_device_arg(p)
     add_precision_arg(p, "the encoder and decoder passes", whole_command=True)
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass (default 16)")

@@ -52,7 +52,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=None,
                    help="checkpoint of a trained backbone (kinds: {registry:backbones}), or stylegan2:G.pt for a "
                    "rosinality-format StyleGAN2 generator (inverted at the keyframes); default: the bundled 64 px "
-                   "tabletop Pioneer")
+                   "Pioneer")
     add_output_args(p)
     p.add_argument("--method", nargs="+", default=["view", "linear"], metavar="METHOD",
                    help="methods to compare, the first is the headline (default: view linear; see below)")
