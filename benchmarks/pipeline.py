@@ -105,8 +105,10 @@ def main() -> None:
     if len(names) == 2:
         a, b = names
         print(f"  {a} / {b} pipeline wall: {results[a][1] / results[b][1]:.2f}")
-        ma, mb = (results[k][2]["methods"]["view+warp"]["mse_held_out"] for k in names)
-        print(f"  view+warp held-out MSE {a} {ma:.5f}, {b} {mb:.5f} (only the samples' precision differs)")
+        head = results[a][2]["headline"]
+        ma, mb = (results[k][2]["methods"][head]["mse_held_out"] for k in names)
+        print(f"  {head} (headline) held-out MSE {a} {ma:.5f}, {b} {mb:.5f} (the samples' precision enters through "
+              "the sd maps that weight the fusion)")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
 
 
