@@ -35,7 +35,7 @@ The evaluation then also reports held-out PSNR on 1,000 fixed crops of BSDS500's
 photograph centre-cropped, encoded at 64 px, decoded and resized to 256 px, as ``viewgp interpolate`` does
 for its per-frame row); ``--eval-only`` appends these to ``curve.jsonl`` (the learning curve).
 
-The bundled weights are three runs of this script (README "The bundled backbone" has the curve):
+The bundled weights are three runs of this script (docs/backbones.md, "The bundled backbone", has the curve):
 
     # 1. renders only, grown 4 -> 64 px: 400k images (the weights shipped until December 2026)
     .venv/bin/python examples/train_default_backbone.py --out runs/stage1 --threads 1

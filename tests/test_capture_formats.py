@@ -275,10 +275,10 @@ def test_orientation_and_imu_round_trip_warn_about_translations(tmp_path):
     np.testing.assert_allclose(back.rotations, traj.rotations, atol=1e-12)
 
 
-def test_readme_lists_every_format():
+def test_docs_list_every_format():
     from sequences.poses.formats import FORMATS
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    table = readme[readme.index("| `--format` |"):]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "captures.md").read_text()
+    table = page[page.index("| `--format` |"):]
     for name in FORMATS:
-        assert f"| `{name}` |" in table, f"README's pose-format table lacks {name}"
+        assert f"| `{name}` |" in table, f"docs/captures.md's pose-format table lacks {name}"

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("viewgp", "generative", "sequences")
 FORBIDDEN = {"viewgp": ("generative", "sequences"), "generative": ("sequences",)}
 
-#: The layers inside each package, bottom first (the README's Architecture section says what each holds).
+#: The layers inside each package, bottom first (docs/architecture.md says what each holds).
 #: A unit (a sub-package taken whole, or a top-level module) may import only the units before it.
 SUBPACKAGE_ORDER = {
     "generative": (

@@ -13,10 +13,10 @@ A recipe fixes the losses, optimiser and EMA; the network size, schedule and dat
   reconstruction on (``decoder_recon_weight=1``), Adam betas (0.5, 0.99), lr 1e-3, one decoder update,
   EMA 0.995, channels-last activations and ``precision="auto"``: bfloat16 autocast where the device
   computes it natively (2.3x the float32 images/s on AVX512-BF16 and AMX CPUs), float32 elsewhere, where
-  bfloat16 is emulated and many times slower (``benchmarks/training_precision.py``; README). Measured: the same 32 px turntable setting
+  bfloat16 is emulated and many times slower (``benchmarks/training_precision.py``; docs/performance.md). Measured: the same 32 px turntable setting
   reached 0.079 against 0.141 for the mean image in 26 min on one CPU thread (with the KL game at 0.02);
   the bundled default backbone was trained with it; and a 16 px run of ``viewgp train balanced --recipe
-  reconstruction`` on 12,000 procedural images (32-channel nets, README) reached a held-out RMSE of 0.159
+  reconstruction`` on 12,000 procedural images (32-channel nets, docs/backbones.md) reached a held-out RMSE of 0.159
   against 0.237 for the mean image in 75 s on one CPU thread.
 """
 
