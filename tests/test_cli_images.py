@@ -220,6 +220,10 @@ def test_help_has_examples(capsys):
         assert exc.value.code == 0
         text = capsys.readouterr().out
         assert "examples:" in text and f"viewgp {command}" in text and "--device" in text
+        from generative.backbones.registry import registered_kinds
+
+        flat = " ".join(text.split())  # help lines wrap anywhere
+        assert f"(kinds: {', '.join(registered_kinds())})" in flat  # --backbone names the registry's kinds
 
 
 def test_reconstruct_decodes_in_bfloat16_where_the_cpu_has_it_unless_told_fp32(backbone, tmp_path, monkeypatch):

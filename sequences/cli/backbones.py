@@ -30,7 +30,10 @@ def backbone_from_args(args: argparse.Namespace):
     return load_backbone(args.backbone, choose_device(args.device))
 
 
-def add_backbone_args(p: argparse.ArgumentParser, backbone_help: str = "checkpoint of a trained backbone",
+ANY_BACKBONE_HELP = "checkpoint of a trained backbone (kinds: {registry:backbones})"  # kinds filled when shown
+
+
+def add_backbone_args(p: argparse.ArgumentParser, backbone_help: str = ANY_BACKBONE_HELP,
                       required: bool = True) -> None:
     """``--backbone CKPT`` (required, or the bundled default), ``--device`` (default auto), ``--precision``
     and ``--batch-size``."""
@@ -38,7 +41,7 @@ def add_backbone_args(p: argparse.ArgumentParser, backbone_help: str = "checkpoi
         p.add_argument("--backbone", required=True, metavar="CKPT", help=backbone_help)
     else:
         p.add_argument("--backbone", default=None, metavar="CKPT",
-                       help=f"{backbone_help} (default: the bundled 64 px Pioneer)")
+                       help=f"{backbone_help}; default: the bundled 64 px Pioneer")
     add_device_arg(p)
     add_precision_arg(p, "the encoder and decoder passes", whole_command=True)
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass (default 16)")
