@@ -166,6 +166,7 @@ def capture_psnr(model, size: int = 256) -> dict:
     photograph resized to ``size`` px (``viewgp interpolate``'s per-frame row)."""
     from generative.images.geometry import square_resize_frames
     from generative.images.imageio import list_images, read_image
+    from generative.latents.frames import decode_frames, encode_frames
 
     captures = public_data_folder("captures")
     out = {}
@@ -174,10 +175,8 @@ def capture_psnr(model, size: int = 256) -> dict:
             continue
         frames = [read_image(f) for f in list_images(folder / "images")]
         truth = square_resize_frames(frames, size).astype(np.float32) / 255
-        x = to_model_images(np.stack([square_resize(f, RESOLUTION) for f in frames]))
-        with torch.no_grad():
-            recon = model.decode(model.encode(x)).clamp(-1, 1)
-        recon = ((recon + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        # the pipeline's own encode and decode of frame arrays, so this is its per-frame row
+        recon = decode_frames(model, encode_frames(model, np.stack(frames), progress=False))
         out[folder.name] = psnr01(float(((square_resize_frames(recon, size).astype(np.float32) / 255 - truth) ** 2).mean()))
     return out
 

@@ -155,8 +155,8 @@ def warp_diagnostics(state: PipelineState) -> None:
     ``per-frame+warp`` and ``truth+warp``). Only for the run's own frames with every frame encoded."""
     if state.novel or state.truth is None or state.have is None or not state.have.all():
         return
-    obs, run = state.obs, state.run
-    idx, w = time_neighbours(np.asarray(run.timestamps)[obs], np.asarray(run.timestamps))
+    obs = state.obs
+    idx, w = time_neighbours(state.times_obs, np.asarray(state.run.timestamps))  # as the headline's warp
     truth_small = square_resize_frames(state.truth, state.backbone.resolution)
     for name, decoded in (("per-frame+warp", state.outputs["per-frame"]), ("truth+warp", truth_small)):
         state.diagnostics[name], _ = warp_detail(state.keyframes, decoded[obs], decoded, idx, w, state.size,

@@ -264,8 +264,7 @@ def methods_table(metrics: Mapping[str, Any]) -> str:
         ratio = methods[head]["mse_held_out"] / mse
         verdict = f"{(1 - ratio) * 100:.1f}% lower MSE" if ratio < 1 else f"{(ratio - 1) * 100:.1f}% HIGHER MSE (loses)"
         lines.append(f"  {head} vs the best no-backbone baseline ({name}): {verdict}")
-    warp = next((m for m, e in ranked if m.endswith("+warp")), None)  # the diagnostics are of the warp
-    lines += _diagnostic_lines({m: e["mse_held_out"] for m, e in rows}, warp)
+    lines += _diagnostic_lines({m: e["mse_held_out"] for m, e in ranked}, {m: e["mse_held_out"] for m, e in rows})
     return "\n".join(lines)
 
 
@@ -273,12 +272,15 @@ def _diagnostic(entry: Mapping[str, Any]) -> bool:
     return entry.get("kind", "").startswith("diagnostic")
 
 
-def _diagnostic_lines(mse: Mapping[str, float], head: Optional[str]) -> list[str]:
-    """How far the headline's warp is from the same warp driven by the held-out frames' own reconstructions
-    (a perfect latent prediction) and by the true frames (a perfect decoder), when those rows were scored."""
-    if head not in mse:
+def _diagnostic_lines(methods: Mapping[str, float], mse: Mapping[str, float]) -> list[str]:
+    """How far the best warp among ``methods`` (held-out MSE by name) is from the same warp driven by the
+    held-out frames' own reconstructions (a perfect latent prediction) and by the true frames (a perfect
+    decoder), when those diagnostic rows are in ``mse``."""
+    warps = [m for m in methods if m.endswith("+warp")]  # the diagnostics are of the warp
+    if not warps:
         return []
-    return [f"  {head} / {d}: {mse[head] / mse[d]:.2f}x the MSE ({what})"
+    warp = min(warps, key=methods.get)
+    return [f"  {warp} / {d}: {mse[warp] / mse[d]:.2f}x the MSE ({what})"
             for d, what in (("per-frame+warp", "a perfect latent prediction"), ("truth+warp", "a perfect decoder"))
             if mse.get(d)]
 
@@ -316,8 +318,7 @@ def aggregate_table(per_unit: Mapping[str, Mapping[str, Mapping[str, Any]]], tit
         ratio = mse[m] / mse[p]
         verdict = f"{(1 - ratio) * 100:.1f}% lower MSE" if ratio < 1 else f"{(ratio - 1) * 100:.1f}% HIGHER MSE (loses)"
         lines.append(f"  best with a backbone ({m}) vs best without ({p}): {verdict}")
-        warps = [r for r in model if r.endswith("+warp")]  # the diagnostics are of the warp
-        lines += _diagnostic_lines(mse, min(warps, key=mse.get) if warps else None)
+        lines += _diagnostic_lines({r: mse[r] for r in model}, mse)
     return "\n".join(lines)
 
 
