@@ -10,6 +10,13 @@ through the pipeline first takes the one-off costs (library initialisation, firs
 
     .venv/bin/python benchmarks/pipeline.py                     # the demo, fp32 and bf16
     .venv/bin/python benchmarks/pipeline.py --precisions fp32   # float32 only
+    .venv/bin/python benchmarks/pipeline.py --frames 10000      # a long run, end to end from a video file
+
+Runs longer than ``--stream-from`` frames (default 2,000) are measured as a user would make them: the
+scene is rendered once, a block at a time, into an MP4 and a TUM pose file (kept in ``--workdir`` for
+the next time), and ``viewgp interpolate --video ... --poses ...`` runs as a child process that
+streams the frames from the video (every output written); the table gives its phases from
+``metrics.json``, its wall time and its peak resident memory.
 
 Only the ratios within one run compare across machines; the CPU line says what this one computes.
 """
@@ -65,16 +72,84 @@ def phase_rows(metrics: dict, methods: tuple[str, ...]) -> dict[str, float]:
     return rows
 
 
+def render_video_run(n: int, size: int, folder: Path, seed: int = 0) -> tuple[Path, Path]:
+    """The demo's scene over an ``n``-frame phone trajectory rendered into ``folder/run.mp4`` and
+    ``folder/poses.txt`` (TUM), 500 frames at a time (never the whole run in memory); reused when
+    both exist."""
+    import numpy as np
+
+    from sequences.capture.video import VideoWriter
+    from sequences.poses.formats import write_poses
+    from sequences.poses.trajectory import PoseTrajectory
+    from sequences.synthetic import (_PHONE_DEFAULT_SCENE, intrinsics_from_fov, phone_trajectory, render_views,
+                                     tabletop_scene)
+
+    video, poses = folder / "run.mp4", folder / "poses.txt"
+    if video.exists() and poses.exists():
+        return video, poses
+    folder.mkdir(parents=True, exist_ok=True)
+    t, R, T, _ = phone_trajectory(n, 30.0, seed)
+    scene, K = tabletop_scene(_PHONE_DEFAULT_SCENE, seed=seed), intrinsics_from_fov(55.0, size)
+    with VideoWriter(video, 30.0, progress=True, total=n) as writer:
+        for s in range(0, n, 500):
+            writer.write(render_views(scene, R[s : s + 500], T[s : s + 500], K, size)[0])
+    write_poses(poses, PoseTrajectory(np.asarray(t), np.asarray(R), np.asarray(T)), "tum")
+    return video, poses
+
+
+def long_run(args) -> None:
+    """``viewgp interpolate`` on a rendered video of ``args.frames`` frames, timed as a child process."""
+    import json
+    import subprocess
+
+    folder = Path(args.workdir or Path.home() / ".cache" / "viewgp-bench" / f"phone-{args.frames}-{args.size}")
+    t0 = time.perf_counter()
+    video, poses = render_video_run(args.frames, args.size, folder)
+    print(f"rendered run: {video} ({time.perf_counter() - t0:.0f} s; reused when present)")
+    for prec in args.precisions:
+        out = folder / f"out-{prec}"
+        cmd = [sys.executable, "-m", "sequences.cli", "interpolate", "--video", str(video), "--poses", str(poses),
+               "--keyframes", args.keyframes, "--out", str(out), "--overwrite", "--output-size", str(args.size),
+               "--precision", prec] + (["--quiet"] if args.quiet else [])
+        t0 = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        rc = subprocess.call(cmd, cwd=Path(__file__).resolve().parents[1])
+        wall = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far
+        if rc != 0:
+            sys.exit(f"viewgp interpolate exited with {rc}")
+        metrics = json.loads((out / "metrics.json").read_text())
+        t, n = metrics["timings"], metrics["n_frames"]
+        methods = tuple(m for m in metrics["methods"] if metrics["methods"][m].get("hyperparameters"))
+        print(f"\nviewgp interpolate, {n} frames streamed from {video.name} ({args.keyframes}, "
+              f"{metrics['n_observed']} keyframes, {args.size} px, samples in {metrics['precision']['precision']}): "
+              "seconds (frames/s)")
+        for label, v in phase_rows(metrics, methods).items():
+            print(f"  {label:<20}  {v:8.2f} ({n / max(v, 1e-9):6.0f})")
+        print(f"  {'whole command':<20}  {wall:8.2f} ({n / wall:6.0f})")
+        print(f"  peak RSS {max(peak, before) / 2**20:.2f} GB; headline {metrics['headline']} held-out MSE "
+              f"{metrics['methods'][metrics['headline']]['mse_held_out']:.5f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=120, help="frames in the rendered run (default 120, the demo's)")
     p.add_argument("--size", type=int, default=256, help="frame and output size (default 256)")
     p.add_argument("--keyframes", default="every:10")
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "auto"])
+    p.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16", "auto"],
+                   help="default: fp32 and bf16 (long runs: auto)")
+    p.add_argument("--stream-from", type=int, default=2000,
+                   help="runs of more frames are rendered to a video and run through viewgp interpolate (default 2000)")
+    p.add_argument("--workdir", default=None, help="folder of the rendered long run (default ~/.cache/viewgp-bench/...)")
+    p.add_argument("--quiet", action="store_true", help="long runs: no progress bars")
     args = p.parse_args()
+    print(cpu_line())
+    if args.frames > args.stream_from:
+        args.precisions = args.precisions or ["auto"]
+        return long_run(args)
+    args.precisions = args.precisions or ["fp32", "bf16"]
     methods = ("view", "time", "linear")  # the demo's
 
-    print(cpu_line())
     print(f"precision='auto' picks {choose_precision('auto')}")
     backbone = load_default("cpu")
     t0 = time.perf_counter()

@@ -94,12 +94,13 @@ def test_flow_interpolation_moves_pixels_where_a_blend_leaves_a_double_image():
 
 
 def test_pixel_baselines_own_frames_and_novel_views():
-    from sequences.pipeline.baselines import pixel_baselines
+    from sequences.pipeline.baselines import fit_pixel_gp, pixel_baselines
 
     x = _poses(10, seed=4)
     frames = _textured(10, 24, seed=5)
     keep = np.arange(0, 10, 3)
-    own = pixel_baselines(frames[keep], keep / 10.0, x[keep], np.arange(10) / 10.0, x, steps=5)
+    gp = fit_pixel_gp(frames[keep], x[keep], x, steps=5)
+    own = pixel_baselines(frames[keep], keep / 10.0, x[keep], np.arange(10) / 10.0, x, gp)
     assert set(own) == {"px-nearest-time", "px-nearest-pose", "px-blend", "px-flow", "px-gp"}
     for name, (f, _, _) in own.items():
         assert f.shape == (10, 24, 24, 3) and f.dtype == np.uint8
@@ -107,9 +108,15 @@ def test_pixel_baselines_own_frames_and_novel_views():
             assert np.array_equal(f[keep], frames[keep]), name
     mid = (frames[0].astype(float) * 2 + frames[3].astype(float)) / 3  # frame 1 lies 1/3 of the way to frame 3
     assert np.abs(own["px-blend"][0][1] - mid).max() <= 1
-    novel = pixel_baselines(frames[keep], keep / 10.0, x[keep], np.arange(10) / 10.0, x, steps=5, novel=True)
+    novel = pixel_baselines(frames[keep], keep / 10.0, x[keep], np.arange(10) / 10.0, x, gp, novel=True)
     assert set(novel) == {"px-nearest-pose", "px-blend-pose", "px-flow", "px-gp"}
     assert np.array_equal(novel["px-flow"][0][keep], frames[keep])  # a query at a keyframe's pose: that keyframe
+    # the pixel GP fitted once, asked a chunk at a time: the same frames and variances as all at once
+    parts = [pixel_baselines(frames[keep], keep / 10.0, x[keep], np.arange(10)[s:e] / 10.0, x[s:e], gp)["px-gp"]
+             for s, e in ((0, 4), (4, 10))]
+    # (uint8 of the same values; a differently blocked matrix product may round a last bit differently)
+    assert np.abs(np.concatenate([p[0] for p in parts]).astype(int) - own["px-gp"][0]).max() <= 1
+    assert np.allclose(np.concatenate([p[1] for p in parts]), own["px-gp"][1], rtol=1e-12)
 
 
 def test_adaptation_lowers_the_error_and_leaves_the_original_alone():

@@ -298,3 +298,59 @@ def test_warp_diagnostics_are_scored_apart_from_the_methods(tmp_path, phone):
     assert "view+warp / per-frame+warp:" in table and "view+warp / truth+warp:" in table
     text = methods_table(m)
     assert "view+warp / truth+warp:" in text and "*" not in text.split("truth+warp")[1].split("\n")[0]
+
+
+def _without_timings(metrics):
+    """metrics.json without what a run's speed changes (seconds)."""
+    if isinstance(metrics, dict):
+        return {k: _without_timings(v) for k, v in metrics.items() if k not in ("timings", "fit_seconds")}
+    if isinstance(metrics, list):
+        return [_without_timings(v) for v in metrics]
+    return metrics
+
+
+def test_chunked_run_scores_as_one_chunk(tmp_path, phone):
+    """Steps 4-7 stream through the targets a chunk at a time; the chunk size changes no score (pairs
+    of frames across chunk borders, calibration sums, the headline's sd ablation included), and the
+    videos and strips still hold every frame."""
+    from viewgp.keyframes import parse_keyframes
+
+    run = phone.with_observed(parse_keyframes("every:5", len(phone)))
+    found = {}
+    for chunk in (7, 1000):
+        cfg = PipelineConfig(methods=("view", "linear"), n_samples=3, progress=False, chunk_frames=chunk, diagnostics=True)
+        found[chunk] = run_pipeline(run, TinyBackbone(), str(tmp_path / str(chunk)), cfg)
+        assert _video_frames(tmp_path / str(chunk) / "comparison.mp4") == 30
+    a, b = (json.loads(json.dumps(_without_timings(found[c]))) for c in (7, 1000))
+    assert a.keys() == b.keys() and a["methods"].keys() == b["methods"].keys()
+    for name in a["methods"]:
+        ea, eb = a["methods"][name], b["methods"][name]
+        assert ea["per_frame"]["mse"] == pytest.approx(eb["per_frame"]["mse"], rel=1e-9, abs=1e-12), name
+        assert ea["delta_smoothness_rmse"] == pytest.approx(eb["delta_smoothness_rmse"], rel=1e-9), name
+        if "calibration" in eb:
+            assert ea["calibration"]["nlpd"] == pytest.approx(eb["calibration"]["nlpd"], rel=1e-9), name
+            assert ea["calibration"]["reliability"] == eb["calibration"]["reliability"], name
+    ablation = [k for k in b["calibration_ablation"] if k != "method"]
+    for row in ablation:
+        assert a["calibration_ablation"][row]["coverage_90"] == pytest.approx(b["calibration_ablation"][row]["coverage_90"])
+
+
+def test_long_run_limits_scored_and_sampled_frames(tmp_path, phone):
+    """Past ``score_frames`` targets SSIM / LPIPS are scored at evenly spaced frames (``None`` elsewhere),
+    MSE at all; past ``sample_frames`` the samples are decoded at one frame per window and carried to
+    the others: the sd maps stay finite and calibrated sums still cover every held-out pixel."""
+    from viewgp.keyframes import parse_keyframes
+    from sequences.pipeline.latents import sample_stride
+
+    assert sample_stride(30, None) == 1 and sample_stride(30, 30) == 1 and sample_stride(30, 10) == 3
+    run = phone.with_observed(parse_keyframes("every:5", len(phone)))
+    cfg = PipelineConfig(methods=("view",), n_samples=3, progress=False, score_frames=10, sample_frames=10,
+                         chunk_frames=12, media=False)
+    m = run_pipeline(run, TinyBackbone(), str(tmp_path), cfg)
+    assert m["scored_frames"] == {"mse": 30, "ssim_lpips": 10}
+    view = m["methods"]["view"]
+    ssim = view["per_frame"]["ssim"]
+    assert len(ssim) == 30 and sum(v is not None for v in ssim) == 10 and ssim[0] is not None and ssim[-1] is not None
+    assert all(v is not None for v in view["per_frame"]["mse"]) and np.isfinite(view["ssim_held_out"])
+    cal = view["calibration"]
+    assert 0.0 < cal["coverage_90"] <= 1.0 and np.isfinite(cal["nlpd"])

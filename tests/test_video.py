@@ -136,6 +136,28 @@ def test_write_video_is_atomic_and_checks_input(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
 
 
+def test_video_writer_appends_blocks_and_leaves_nothing_on_failure(tmp_path):
+    """A long video written a block at a time (the pipeline's chunks): every block in order, one file;
+    a block of another size or an exception inside ``with`` leaves no file and no temporary."""
+    from sequences.capture.video import VideoWriter
+
+    frames = _frames(9)
+    with VideoWriter(tmp_path / "v.mp4", fps=10) as writer:
+        for s in (0, 4, 6):
+            writer.write(frames[s : {0: 4, 4: 6, 6: 9}[s]])
+    back = VideoFrames(tmp_path / "v.mp4")
+    assert len(back) == 9 and [_index_of(f) for f in back[:]] == list(range(9))
+    with pytest.raises(ValueError, match=r"frame 2 has size"):
+        with VideoWriter(tmp_path / "w.mp4", fps=10) as writer:
+            writer.write(frames[:2])
+            writer.write(frames[2:4, :-2])
+    with pytest.raises(RuntimeError, match="stop"):
+        with VideoWriter(tmp_path / "x.mp4", fps=10) as writer:
+            writer.write(frames[:2])
+            raise RuntimeError("stop")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
 def test_written_video_and_strip_get_normal_file_permissions(tmp_path):
     # mkstemp creates private 0600 files; outputs must be readable like any file open() would create.
     old = os.umask(0o022)

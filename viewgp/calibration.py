@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 __all__ = ["LEVELS", "RELIABILITY_LEVELS", "PRIOR_FRAMES", "normal_quantile", "interval_half_width", "coverage", "nlpd",
-           "calibration_summary", "shrunk_variance"]
+           "calibration_summary", "calibration_parts", "merge_parts", "summary_of", "shrunk_variance"]
 
 #: Central interval levels reported everywhere.
 LEVELS = (0.5, 0.9, 0.95)
@@ -159,8 +159,34 @@ def calibration_summary(err, sd, dof: Optional[float] = None) -> dict:
     reliability curve (``reliability``: expected level -> observed coverage) and ``dof`` (``None``:
     Gaussian intervals; else Student-t). ``sd`` broadcasts to ``err`` (e.g. ``(M, S, S, 1)`` against
     ``(M, S, S, 3)``); one pass in chunks of frames, however many there are."""
-    levels = tuple(LEVELS) + tuple(p for p in RELIABILITY_LEVELS if p not in LEVELS)
-    acc = _accumulate(err, sd, levels, dof)
+    return summary_of(calibration_parts(err, sd, dof), dof)
+
+
+#: Every level a summary reports: the coverage levels, then the reliability curve's others.
+SUMMARY_LEVELS = tuple(LEVELS) + tuple(p for p in RELIABILITY_LEVELS if p not in LEVELS)
+
+
+def calibration_parts(err, sd, dof: Optional[float] = None) -> dict:
+    """The sums :func:`calibration_summary` is made of, for one part of the errors (e.g. one chunk of a
+    long run's frames): add parts with :func:`merge_parts`, then :func:`summary_of`."""
+    return _accumulate(err, sd, SUMMARY_LEVELS, dof)
+
+
+def merge_parts(a: Optional[dict], b: dict) -> dict:
+    """Two parts' sums as one (``a`` may be ``None``): counts and sums add; the sd means are weighted
+    by the values behind them (every chunk broadcasts its sd over the channels alike)."""
+    if a is None:
+        return b
+    n = a["n"] + b["n"]
+    wa, wb = (a["n"] / n, b["n"] / n) if n else (0.5, 0.5)
+    return {"n": n, "inside": {p: a["inside"][p] + b["inside"][p] for p in a["inside"]},
+            "sq_e": a["sq_e"] + b["sq_e"], "sq_r": a["sq_r"] + b["sq_r"], "log_t": a["log_t"] + b["log_t"],
+            "mean_log_sd": wa * a["mean_log_sd"] + wb * b["mean_log_sd"],
+            "rms_sd": math.sqrt(wa * a["rms_sd"] ** 2 + wb * b["rms_sd"] ** 2)}
+
+
+def summary_of(acc: dict, dof: Optional[float] = None) -> dict:
+    """:func:`calibration_summary` of accumulated parts."""
     n = acc["n"]
     cov = {p: _fraction(c, n) for p, c in acc["inside"].items()}
     return {

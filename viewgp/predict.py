@@ -51,6 +51,7 @@ __all__ = [
     "nearest_in_time",
     "predict_latents",
     "predict_residuals",
+    "ResidualGP",
 ]
 
 BASELINES = ("linear", "linear-pose", "nearest", "independent")
@@ -88,6 +89,24 @@ class Prediction:
         if self.var is None:
             return None
         return self.loo_scale * (self.var + (self.noise or 0.0))
+
+    def at(self, poses_query: Tensor) -> "Prediction":
+        """The fitted GP's posterior at other query poses ``(M', P)`` (mean and variance; no samples):
+        what a long run's chunks ask of a model fitted once (GP methods only)."""
+        from dataclasses import replace
+
+        if self.model is None:
+            raise ValueError(f"{self.method}: no fitted GP to predict at new poses")
+        mean, var = self.model.predict(poses_query)
+        return replace(self, mean=mean.cpu().numpy(), var=var.cpu().numpy(), samples=None)
+
+    def rows(self, rows: slice) -> "Prediction":
+        """The prediction at the query frames ``rows`` only (mean, variance and samples sliced; the
+        fitted model and its hyper-parameters shared)."""
+        from dataclasses import replace
+
+        return replace(self, mean=self.mean[rows], var=None if self.var is None else self.var[rows],
+                       samples=None if self.samples is None else self.samples[:, rows])
 
 
 def scale_dof(n_obs: int) -> Optional[float]:
@@ -167,6 +186,7 @@ def gp_predict(
     optimizer: str = "auto",
     subset="auto",
     solver: str = "auto",
+    predict: bool = True,
     **gp_options: Any,
 ) -> Prediction:
     """Fit a GP with kernel ``method`` on the observed frames and predict at ``poses_query``.
@@ -182,6 +202,8 @@ def gp_predict(
             stratified subset beyond; the solve always uses all frames).
         solver: ``"exact"``, ``"inducing"`` or ``"auto"`` (exact while it fits in memory), and
             ``gp_options`` further :class:`LatentGP` arguments (see :func:`build_gp`).
+        predict: ``False``: fit only (``poses_query`` give the start values); the prediction has no
+            rows, and :meth:`Prediction.at` predicts at any chunk of poses later.
     """
     z, flat = _flat(z_obs)
     gp = build_gp(method, poses_obs, poses_query, flat, geometry, fixed, device, solver=solver, **gp_options)
@@ -190,13 +212,16 @@ def gp_predict(
     gp.fit(poses_obs, torch.from_numpy(z), steps=steps, optimize=steps > 0 and not fixed, progress=progress,
            optimizer=optimizer, subset=subset, seed=seed)
     fit_s = time.perf_counter() - t0
-    mean, var = gp.predict(poses_query)
+    if predict:
+        mean, var = gp.predict(poses_query)
+    else:  # no rows: Prediction.at predicts later
+        mean, var = torch.zeros((0,) + tuple(z.shape[1:]), dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
     # The closed-form LOO scale needs diag(K_y^-1): one more O(N^3) pass, affordable while the exact
     # factor exists and N is moderate; longer runs (and the inducing solver) keep the ML scale.
     dof = scale_dof(len(z)) if gp.cholesky_ is not None else None
     c2 = gp.loo_scale() if dof is not None else 1.0
     samples = None
-    if n_samples > 0:
+    if n_samples > 0 and predict:
         g = torch.Generator().manual_seed(seed)
         samples = gp.sample(poses_query, n_samples, generator=g, scale=math.sqrt(c2) if calibrated else 1.0,
                             include_noise=calibrated).cpu().numpy()
@@ -366,37 +391,67 @@ def predict_residuals(
         raise ValueError("predict_residuals: consume takes the mean and variance of one fit; not with relative_noise")
     r = torch.as_tensor(residuals, dtype=torch.float64)
     r = r.reshape(r.shape[0], -1)
-    gp = build_gp(method, poses_obs, poses_query, r, device=device)
-    steps = default_fit_steps(r.shape[0]) if steps is None else steps
-    gp.fit(poses_obs, r, steps=steps, optimize=steps > 0, optimizer="adam", subset=None)  # the schedule its tables were measured with
-    hyper = gp.hyperparameters()
-    noise = float(gp.noise.detach())
-    c2 = gp.loo_scale(per_dimension=True)  # (D,) per-dimension LOO scale c_d^2
-    scale = torch.from_numpy(shrunk_variance(c2.cpu().numpy(), r.shape[0])).to(c2)
-    m = poses_query.shape[0]
-    observation_var = lambda v: ((v[:, None] + noise) * scale[None, :]).cpu().numpy()  # noqa: E731
+    model = ResidualGP.fit(method, poses_obs, r, poses_query, steps, device)
+    m, d = poses_query.shape[0], r.shape[1]
     stored = None
     if consume is None:
-        stored = (np.empty((m, r.shape[1]), np.float32), np.empty((m, r.shape[1]), np.float32))
+        stored = (np.empty((m, d), np.float32), np.empty((m, d), np.float32))
 
         def consume(s: int, e: int, mean: np.ndarray, var: np.ndarray) -> None:
             stored[0][s:e], stored[1][s:e] = mean, var
 
     if relative_noise is None:  # mean and variance of the same fit: one prediction per chunk
-        for s in range(0, m, chunk):
-            mu, v = gp.predict(poses_query[s : s + chunk])
-            consume(s, min(s + chunk, m), mu.cpu().numpy().astype(np.float32), observation_var(v).astype(np.float32))
-        return (*(stored or (None, None)), hyper)
+        model.predict(poses_query, consume, chunk)
+        return (*(stored or (None, None)), model.hyperparameters)
     mean, var = stored
     for s in range(0, m, chunk):
-        _, v = gp.predict(poses_query[s : s + chunk])
-        var[s : s + chunk] = observation_var(v)
+        _, v = model.gp.predict(poses_query[s : s + chunk])
+        var[s : s + chunk] = model.observation_var(v)
+    gp = model.gp
     gp.noise = relative_noise * float(gp.kernel.outputscale.detach())
     gp.fit(poses_obs, r, optimize=False)
     for s in range(0, m, chunk):
         mu, _ = gp.predict(poses_query[s : s + chunk])
         mean[s : s + chunk] = mu.cpu().numpy()
-    return mean, var, hyper
+    return mean, var, model.hyperparameters
+
+
+@dataclass
+class ResidualGP:
+    """The residual GP of :func:`predict_residuals`, fitted once on the keyframes' residuals and then
+    asked for its mean and calibrated per-dimension variance at any chunk of query poses (a long run's
+    chunks share one fit). ``scale`` ``(D,)``: the shrunk per-dimension leave-one-out scale."""
+
+    gp: LatentGP
+    noise: float
+    scale: Tensor
+    hyperparameters: dict
+
+    @classmethod
+    def fit(cls, method: str, poses_obs: Tensor, residuals, poses_query: Tensor, steps: Optional[int] = None,
+            device: str | torch.device | None = None) -> "ResidualGP":
+        """Fit to residuals ``(N, D)`` at ``poses_obs`` ``(N, P)``; ``poses_query`` ``(M, P)`` (all the
+        queries there will be) enter only the data-driven start values (:func:`build_gp`)."""
+        r = torch.as_tensor(residuals, dtype=torch.float64)
+        r = r.reshape(r.shape[0], -1)
+        gp = build_gp(method, poses_obs, poses_query, r, device=device)
+        steps = default_fit_steps(r.shape[0]) if steps is None else steps
+        gp.fit(poses_obs, r, steps=steps, optimize=steps > 0, optimizer="adam", subset=None)  # the schedule its tables were measured with
+        c2 = gp.loo_scale(per_dimension=True)  # (D,) per-dimension LOO scale c_d^2
+        scale = torch.from_numpy(shrunk_variance(c2.cpu().numpy(), r.shape[0])).to(c2)
+        return cls(gp, float(gp.noise.detach()), scale, gp.hyperparameters())
+
+    def observation_var(self, v: Tensor) -> np.ndarray:
+        """``(m, D)`` calibrated variance of an observation from the latent function's ``(m,)``."""
+        return ((v[:, None] + self.noise) * self.scale[None, :]).cpu().numpy()
+
+    def predict(self, poses_query: Tensor, consume: Callable[[int, int, np.ndarray, np.ndarray], None],
+                chunk: int = 32) -> None:
+        """``consume(s, e, mean, var)`` (float32 ``(e - s, D)`` each) for queries ``s:e``, ``chunk`` at a time."""
+        m = poses_query.shape[0]
+        for s in range(0, m, chunk):
+            mu, v = self.gp.predict(poses_query[s : s + chunk])
+            consume(s, min(s + chunk, m), mu.cpu().numpy().astype(np.float32), self.observation_var(v).astype(np.float32))
 
 
 def predict_latents(

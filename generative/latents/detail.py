@@ -8,8 +8,8 @@ The backbone works at its own, small resolution (64 px for the bundled one); a u
 * at every keyframe ``k`` the residual ``r_k = x_k - up(D(z*_k))`` (its pixels at ``S`` minus its own
   upsampled *posterior* decode) is what the backbone could not say;
 * the residuals are interpolated to the query poses by a GP of the same kernel, its hyper-parameters
-  fitted to the residuals (:func:`viewgp.predict.predict_residuals`; the mean with near-zero noise),
-  and added: ``up(D(z*_q)) + r_q``.
+  fitted to the residuals once (:func:`fit_detail`, :class:`viewgp.predict.ResidualGP`), and
+  added chunk by chunk of queries (:func:`add_detail`): ``up(D(z*_q)) + r_q``.
 
 So an observed frame comes back exactly (its residual is reproduced), frames between keyframes get the
 keyframes' detail blended by pose similarity, and the residual's posterior variance (per pixel) joins
@@ -32,7 +32,7 @@ from torch import Tensor
 
 from generative.images.geometry import square_resize_frames
 
-__all__ = ["resize_maps", "add_detail", "optical_flow", "warp_image", "warp_detail"]
+__all__ = ["resize_maps", "fit_detail", "add_detail", "optical_flow", "warp_image", "warp_detail"]
 
 
 def resize_maps(maps: np.ndarray, size: int) -> np.ndarray:
@@ -43,33 +43,38 @@ def resize_maps(maps: np.ndarray, size: int) -> np.ndarray:
                      for m in maps])
 
 
-def add_detail(
-    method: str,
-    poses_obs: Tensor,
-    keyframes: np.ndarray,
-    decoded_obs: np.ndarray,
-    poses_query: Tensor,
-    decoded_query: np.ndarray,
-    size: Optional[int] = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frames at the output size with the keyframes' residual detail.
+def fit_detail(method: str, poses_obs: Tensor, keyframes: np.ndarray, decoded_obs: np.ndarray,
+               poses_query: Tensor, size: Optional[int] = None):
+    """The residual GP of the keyframes' detail (keyframe pixels minus their decoded posterior mean),
+    fitted once for every chunk of queries (:class:`viewgp.predict.ResidualGP`).
 
     Args:
         method: the GP kernel by name (the headline method's).
         poses_obs ``(N, P)``, keyframes uint8 ``(N, S, S, 3)``: observed frames at the output size.
         decoded_obs uint8 ``(N, r, r, 3)``: the decoded posterior mean at the observed poses.
-        poses_query ``(M, P)``, decoded_query uint8 ``(M, r, r, 3)``: the decoded prediction.
+        poses_query ``(M, P)``: every query pose (start values only).
         size: output size ``S`` (default: the keyframes').
-    Returns:
-        frames uint8 ``(M, S, S, 3)`` and the residual's predictive variance ``(M, S, S)`` (mean over RGB
-        of the per-channel variance; [0, 1] units).
     """
-    from viewgp.predict import predict_residuals
+    from viewgp.predict import ResidualGP
 
     s = int(size or keyframes.shape[1])
     up_obs = square_resize_frames(decoded_obs, s).astype(np.float32) / 255.0
     residual = keyframes.astype(np.float32) / 255.0 - up_obs
-    m = len(decoded_query)
+    return ResidualGP.fit(method, poses_obs, residual.reshape(len(residual), -1), poses_query)
+
+
+def add_detail(model, poses_query: Tensor, decoded_query: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames at the output size with the keyframes' residual detail from the fitted ``model``
+    (:func:`fit_detail`).
+
+    Args:
+        poses_query ``(M, P)``, decoded_query uint8 ``(M, r, r, 3)``: the decoded prediction.
+        size: output size ``S``.
+    Returns:
+        frames uint8 ``(M, S, S, 3)`` and the residual's predictive variance ``(M, S, S)`` (mean over RGB
+        of the per-channel variance; [0, 1] units).
+    """
+    s, m = int(size), len(decoded_query)
     frames = np.empty((m, s, s, 3), np.uint8)
     var_rgb = np.empty((m, s, s), np.float32)
 
@@ -79,7 +84,7 @@ def add_detail(
         frames[a:b] = np.round(np.clip(up_q + mean.reshape(up_q.shape), 0.0, 1.0) * 255.0).astype(np.uint8)
         var_rgb[a:b] = var.reshape(up_q.shape).mean(-1)
 
-    predict_residuals(method, poses_obs, residual.reshape(len(residual), -1), poses_query, consume=consume)
+    model.predict(poses_query, consume)
     return frames, var_rgb
 
 
@@ -131,6 +136,8 @@ def flow_interpolation(keyframes: np.ndarray, neighbours: np.ndarray, weights: n
             out[q] = keyframes[k1 if t >= 1.0 else k0]
             continue
         if (k0, k1) not in flows:
+            if len(flows) >= 16:  # queries come in time order: a pair's flows are not needed again
+                flows.clear()  # (a long run holds a handful, never 2 MB x every pair)
             flows[(k0, k1)] = (optical_flow(keyframes[k0], keyframes[k1]), optical_flow(keyframes[k1], keyframes[k0]))
         f01, f10 = flows[(k0, k1)]
         ft0 = -(1 - t) * t * f01 + t * t * f10

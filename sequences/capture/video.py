@@ -41,6 +41,7 @@ from sequences.poses.trajectory import PoseTrajectory
 __all__ = [
     "VideoError",
     "VideoFrames",
+    "VideoWriter",
     "read_video",
     "write_video",
     "video_codec",
@@ -281,100 +282,141 @@ def video_codec() -> str:
     return "h264"
 
 
-def _frame_blocks(frames, n: int, h: int, w: int):
-    """``(B, H, W, 3)`` uint8 blocks of a frame array or lazy source (bounded memory), checked to be
-    ``(h, w)`` and padded to even sizes by repeating the last row / column: both codecs store 2x2
-    chroma blocks (OpenCV's mp4v writer silently crops an odd edge, and reads back short)."""
-    for start in range(0, n, 64):
-        block = _frames_array(frames[start:start + 64])
-        if block.shape[1:3] != (h, w):
-            raise ValueError(f"write_video: frame {start} has size {block.shape[1:3]}, expected {(h, w)}")
+class VideoWriter:
+    """An MP4 written a block of frames at a time (:meth:`write`), for videos longer than memory: in the
+    codec of :func:`video_codec` (H.264 through an ffmpeg pipe where the machine can, else OpenCV's
+    mp4v). The file is written to a temporary name beside ``path``; :meth:`close` checks that it opens
+    with every frame at the right size and moves it into place, so ``path`` is never half-written (an
+    exception inside ``with`` removes the temporary file). Frames of odd height or width gain one
+    repeated row or column (both codecs store 2x2 chroma blocks; OpenCV's mp4v writer silently crops an
+    odd edge, and reads back short). ``total``: the frame count for the progress bar (``progress``)."""
+
+    def __init__(self, path: PathLike, fps: float, progress: bool = False, total: Optional[int] = None) -> None:
+        if not (fps > 0 and np.isfinite(fps)):
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.path, self.fps, self.codec, self.n = Path(path), float(fps), video_codec(), 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent)
+        os.close(fd)  # OpenCV picks the container from the file name: the temporary file keeps the extension
+        self.hw: Optional[tuple[int, int]] = None
+        self._proc = self._cv_writer = self._log = None
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, desc=f"write {self.path.name}", unit="frame", disable=not progress)
+
+    def _open(self, h: int, w: int) -> None:
+        self.hw = (h, w)
+        H, W = h + h % 2, w + w % 2
+        if self.codec == "h264":
+            rate = Fraction(self.fps).limit_denominator(100_000)  # 30.000000000000004 -> 30/1, 29.97 -> 2997/100
+            cmd = [_h264_encoder(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                   "-s", f"{W}x{H}", "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-", "-an",
+                   "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-f", "mp4", self.tmp]
+            self._log = tempfile.TemporaryFile()  # a file, not a pipe: ffmpeg never blocks on a full stderr pipe
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        else:
+            cv2 = _cv2()
+            self._cv_writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (W, H))
+            if not self._cv_writer.isOpened():
+                raise VideoError(f"{self.path}: OpenCV cannot open an mp4v writer for {W}x{H} at {self.fps} fps")
+
+    def write(self, frames) -> None:
+        """Append uint8 RGB frames ``(B, H, W, 3)`` (every block of one video the same size)."""
+        block = _frames_array(frames)
+        if block.ndim != 4 or block.shape[3] != 3:
+            raise ValueError(f"write_video: expected (N, H, W, 3) RGB frames, got shape {tuple(block.shape)}")
+        h, w = int(block.shape[1]), int(block.shape[2])
+        if self.hw is None:
+            self._open(h, w)
+        elif (h, w) != self.hw:
+            raise ValueError(f"write_video: frame {self.n} has size {(h, w)}, expected {self.hw}")
         if h % 2 or w % 2:
             block = np.pad(block, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        yield block
-
-
-def _write_h264(exe: str, tmp: str, blocks, fps: float, H: int, W: int) -> None:
-    """H.264 (yuv420p) of even-sized ``(H, W)`` frame ``blocks`` through an ffmpeg pipe."""
-    rate = Fraction(float(fps)).limit_denominator(100_000)  # 30.000000000000004 -> 30/1, 29.97 -> 2997/100
-    cmd = [exe, "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}",
-           "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-", "-an", "-c:v", "libx264", "-preset",
-           "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-f", "mp4", tmp]
-    with tempfile.TemporaryFile() as log:  # a file, not a pipe: ffmpeg never blocks on a full stderr pipe
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            for block in blocks:
-                proc.stdin.write(np.ascontiguousarray(block).tobytes())
-            proc.stdin.close()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        rc = proc.wait()
-        log.seek(0)
-        message = log.read().decode("utf-8", "replace").strip().splitlines()
-    if rc != 0:
-        raise VideoError(f"ffmpeg could not encode H.264 ({message[0] if message else f'exit code {rc}'})")
-
-
-def _write_mp4v(tmp: str, blocks, fps: float, H: int, W: int) -> None:
-    """OpenCV's MPEG-4 part 2 of ``(H, W)`` frame ``blocks``."""
-    cv2 = _cv2()
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H))
-    if not writer.isOpened():
-        raise VideoError(f"OpenCV cannot open an mp4v writer for {W}x{H} at {fps} fps")
-    try:
-        for block in blocks:
+        if self._proc is not None:
+            try:
+                self._proc.stdin.write(np.ascontiguousarray(block).tobytes())
+            except BrokenPipeError:
+                self._finish_h264()  # raises with ffmpeg's own message
+        else:
+            cv2 = _cv2()
             for img in block:
-                writer.write(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
+                self._cv_writer.write(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR))
+        self.n += len(block)
+        self._bar.update(len(block))
+
+    def _finish_h264(self) -> None:
+        proc, self._proc = self._proc, None
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        rc = proc.wait()
+        self._log.seek(0)
+        message = self._log.read().decode("utf-8", "replace").strip().splitlines()
+        self._log.close()
+        if rc != 0:
+            raise VideoError(f"{self.path}: ffmpeg could not encode H.264 ({message[0] if message else f'exit code {rc}'})")
+
+    def close(self) -> Path:
+        """Finish the file, check it reads back as every frame written, and move it into place."""
+        self._bar.close()
+        if self.n == 0:
+            self.abort()
+            raise ValueError(f"write_video: expected (N, H, W, 3) RGB frames with N >= 1 for {self.path}, got none")
+        try:
+            if self._proc is not None:
+                self._finish_h264()
+            if self._cv_writer is not None:
+                self._cv_writer.release()
+                self._cv_writer = None
+            check = VideoFrames(self.tmp)
+            check.close()
+            H, W = (v + v % 2 for v in self.hw)
+            if len(check) != self.n or check.shape[1:3] != (H, W):
+                raise VideoError(f"{self.path}: written video reads back as {check.shape}, expected {(self.n, H, W, 3)}")
+            atomic_write(self.path, lambda tmp: os.replace(self.tmp, tmp), suffix=self.path.suffix)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Stop writing and remove the temporary file (``path`` is left as it was)."""
+        self._bar.close()
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+        if self._cv_writer is not None:
+            self._cv_writer.release()
+            self._cv_writer = None
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def write_video(path: PathLike, frames, fps: float, progress: bool = False) -> Path:
-    """Write RGB uint8 frames ``(N, H, W, 3)`` (array or frame source) as MP4 at ``fps``, in the codec of
-    :func:`video_codec` (H.264 where the machine can, else OpenCV's mp4v). Frames of odd height or width
-    gain one repeated row or column (both codecs need even sizes).
-
-    The file is written to a temporary name, checked to open and hold ``N`` frames of the right
-    size, and then moved into place (:func:`generative.images.fileio.atomic_write`), so ``path`` is never
-    half-written. ``progress``: a bar over the frames written.
-    """
-    path = Path(path)
+    """Write RGB uint8 frames ``(N, H, W, 3)`` (array or frame source, read 64 frames at a time) as MP4
+    at ``fps`` with a :class:`VideoWriter` (codec, padding to even sizes, atomic and checked)."""
     if not (fps > 0 and np.isfinite(fps)):
         raise ValueError(f"fps must be positive, got {fps}")
     if not hasattr(frames, "shape"):
         frames = np.asarray(frames)
     if len(frames.shape) != 4 or frames.shape[3] != 3 or frames.shape[0] == 0:
         raise ValueError(f"write_video: expected (N, H, W, 3) RGB frames with N >= 1, got shape {tuple(frames.shape)}")
-    n, h, w = len(frames), int(frames.shape[1]), int(frames.shape[2])
-    H, W = h + h % 2, w + w % 2
-    codec = video_codec()
-
-    def counted(blocks):
-        from tqdm.auto import tqdm
-
-        with tqdm(total=n, desc=f"write {path.name}", unit="frame", disable=not progress) as bar:
-            for block in blocks:
-                yield block
-                bar.update(len(block))
-
-    def write(tmp: str) -> None:
-        blocks = counted(_frame_blocks(frames, n, h, w))
-        try:
-            if codec == "h264":
-                _write_h264(_h264_encoder(), tmp, blocks, fps, H, W)
-            else:
-                _write_mp4v(tmp, blocks, fps, H, W)
-        except VideoError as exc:
-            raise VideoError(f"{path}: {exc}") from None
-        check = VideoFrames(tmp)
-        check.close()
-        if len(check) != n or check.shape[1:3] != (H, W):
-            raise VideoError(f"{path}: written video reads back as {check.shape}, expected {(n, H, W, 3)}")
-
-    # OpenCV picks the container from the file name, so the temporary file keeps the real extension.
-    return atomic_write(path, write, suffix=path.suffix)
+    n = len(frames)
+    with VideoWriter(path, fps, progress, total=n) as writer:
+        for start in range(0, n, 64):
+            writer.write(frames[start : start + 64])
+    return Path(path)
 
 
 def write_strip(path: PathLike, frames, ncols: Optional[int] = None, pad: int = 2, pad_value: int = 255) -> Path:

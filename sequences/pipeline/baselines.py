@@ -11,10 +11,26 @@ from typing import Optional
 import numpy as np
 import torch
 
-__all__ = ["PIXEL_BASELINES", "pixel_baselines", "add_pixel_baselines"]
+__all__ = ["PIXEL_BASELINES", "fit_pixel_gp", "pixel_baselines", "add_pixel_baselines"]
 
 #: Methods that use no backbone at all: what a user could do without us (keys of :func:`pixel_baselines`).
 PIXEL_BASELINES = ("px-nearest-time", "px-nearest-pose", "px-blend", "px-blend-pose", "px-flow", "px-gp")
+
+
+def fit_pixel_gp(keyframes: np.ndarray, poses_obs: torch.Tensor, poses_query: torch.Tensor, kernel: str = "view",
+                 steps: Optional[int] = None, device: str | torch.device = "cpu"):
+    """The ``px-gp`` baseline fitted once on the keyframes' flattened pixels ``(N, S*S*3)`` (the same
+    :class:`~viewgp.latent_gp.LatentGP` and kernel as the latent GP; one Cholesky for all values); a
+    :class:`viewgp.predict.Prediction` without rows, asked at each chunk of ``poses_query`` by
+    :func:`pixel_baselines`."""
+    from viewgp.predict import gp_predict
+
+    flat = keyframes.reshape(len(keyframes), -1).astype(np.float64) / 255.0
+    # Adam from the median-heuristic start, as the latent GPs had it: on pixels, full type-II ML (which
+    # L-BFGS reaches) drives the lengthscales to zero, since raw pixels of moving frames barely correlate,
+    # and then predicts the mean image (demo run: held-out MSE 0.0245 vs 0.0161 with Adam's 150 steps).
+    return gp_predict(kernel, poses_obs, flat, poses_query, steps=steps, device=device, optimizer="adam", subset=None,
+                      predict=False)
 
 
 def pixel_baselines(
@@ -23,9 +39,7 @@ def pixel_baselines(
     poses_obs: torch.Tensor,
     times_query: np.ndarray,
     poses_query: torch.Tensor,
-    kernel: str = "view",
-    steps: Optional[int] = None,
-    device: str | torch.device = "cpu",
+    pixel_gp=None,
     novel: bool = False,
 ) -> dict[str, tuple[np.ndarray, Optional[np.ndarray], Optional[float]]]:
     """Frames predicted from the keyframes' pixels alone (no backbone), ``{name: (frames, var, dof)}``.
@@ -38,8 +52,7 @@ def pixel_baselines(
       (:func:`generative.latents.detail.flow_interpolation`: DIS flow both ways, linear-motion intermediate
       flows, both keyframes warped and blended; for novel views the two nearest in pose, ``t`` from
       the pose distances);
-    * ``px-gp``: the same :class:`~viewgp.latent_gp.LatentGP` and kernel as the latent GP, on the
-      flattened pixels (one Cholesky for all ``S x S x 3`` values); ``var`` is its calibrated
+    * ``px-gp``: ``pixel_gp`` (:func:`fit_pixel_gp`) at the query poses; ``var`` is its calibrated
       predictive variance ``(M,)`` per value and ``dof`` that of its Student-t
       (:attr:`viewgp.predict.Prediction.dof`); ``None`` for the other methods.
 
@@ -49,11 +62,10 @@ def pixel_baselines(
         uint8 frames ``(M, S, S, 3)`` per method.
     """
     from generative.latents.detail import flow_interpolation
-    from viewgp.predict import (gp_predict, linear_interpolation, nearest_in_time, nearest_view, pose_neighbours,
-                                time_neighbours)
+    from viewgp.predict import nearest_in_time, nearest_view, pose_neighbours, time_neighbours
 
     shape = keyframes.shape[1:]
-    flat = keyframes.reshape(len(keyframes), -1).astype(np.float64) / 255.0
+    flat = keyframes.reshape(len(keyframes), -1)
 
     def frames(values: np.ndarray) -> np.ndarray:
         return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8).reshape((-1,) + shape)
@@ -67,37 +79,49 @@ def pixel_baselines(
             out[s : s + 64] = frames(blend(s, min(s + 64, m)))
         return out
 
+    def pixels(idx: np.ndarray) -> np.ndarray:
+        return flat[idx].astype(np.float64) / 255.0
+
     out: dict[str, tuple[np.ndarray, Optional[np.ndarray], Optional[float]]] = {}
     if not novel:  # the nearest keyframe's own pixels (indexing only: no float copy)
         out["px-nearest-time"] = (nearest_in_time(times_obs, keyframes, times_query), None, None)
     out["px-nearest-pose"] = (nearest_view(poses_obs, keyframes, poses_query), None, None)
     if novel:
         idx, w = pose_neighbours(poses_obs, poses_query)
-        out["px-blend-pose"] = (chunked(lambda s, e: np.einsum("mk,mkd->md", w[s:e], flat[idx[s:e]])), None, None)
+        out["px-blend-pose"] = (chunked(lambda s, e: np.einsum("mk,mkd->md", w[s:e], pixels(idx[s:e]))), None, None)
     else:
-        out["px-blend"] = (chunked(lambda s, e: linear_interpolation(times_obs, flat, times_query[s:e])), None, None)
+        idx, w = time_neighbours(times_obs, times_query)  # linear_interpolation's, on a chunk's pixels only
+        out["px-blend"] = (chunked(lambda s, e: (1 - w[s:e, 1:]) * pixels(idx[s:e, 0]) + w[s:e, 1:] * pixels(idx[s:e, 1])),
+                           None, None)
     # Classical flow interpolation between the two keyframes around each query (in time; in pose for
     # novel views, which have no place in the run's time).
     idx, w = pose_neighbours(poses_obs, poses_query) if novel else time_neighbours(times_obs, times_query)
     out["px-flow"] = (flow_interpolation(keyframes, idx, w), None, None)
-    # Adam from the median-heuristic start, as the latent GPs had it: on pixels, full type-II ML (which
-    # L-BFGS reaches) drives the lengthscales to zero, since raw pixels of moving frames barely correlate,
-    # and then predicts the mean image (demo run: held-out MSE 0.0245 vs 0.0161 with Adam's 150 steps).
-    gp = gp_predict(kernel, poses_obs, flat, poses_query, steps=steps, device=device, optimizer="adam", subset=None)
-    out["px-gp"] = (chunked(lambda s, e: gp.mean[s:e]), gp.predictive_var, gp.dof)
+    if pixel_gp is not None:
+        var = np.empty(len(times_query))
+
+        def gp_block(s: int, e: int) -> np.ndarray:
+            p = pixel_gp.at(poses_query[s:e])
+            var[s:e] = p.predictive_var
+            return p.mean
+        out["px-gp"] = (chunked(gp_block), var, pixel_gp.dof)
     return out
 
 
 def add_pixel_baselines(state) -> None:
-    """The no-backbone methods of :func:`pixel_baselines` on the keyframes' pixels (the pixel GP with the
-    headline's kernel; ``"view"`` when the headline is a latent baseline), added to the state's outputs
-    with their sd maps and Student-t degrees of freedom."""
+    """The no-backbone methods of :func:`pixel_baselines` on the keyframes' pixels at this chunk's
+    targets (the pixel GP fitted on the first call, with the headline's kernel; ``"view"`` when the
+    headline is a latent baseline), added to the state's outputs with their sd maps and Student-t
+    degrees of freedom."""
     from viewgp.predict import BASELINES
 
     kernel = state.head if state.head not in BASELINES else "view"
     with state.timed("pixel_baselines_s"):
-        found = pixel_baselines(state.keyframes, state.times_obs, state.poses_obs, state.times_q, state.poses_q, kernel,
-                                device=state.config.device, novel=state.novel)
+        if "px-gp" not in state.pixel_models:  # fitted once for every chunk (the dict is shared)
+            state.pixel_models["px-gp"] = fit_pixel_gp(state.keyframes, state.poses_obs, state.all_poses_q, kernel,
+                                                       device=state.config.device)
+        found = pixel_baselines(state.keyframes, state.times_obs, state.poses_obs, state.times_q, state.poses_q,
+                                state.pixel_models["px-gp"], novel=state.novel)
         size = state.size
         state.outputs |= {name: frames for name, (frames, _, _) in found.items()}
         state.sd_maps |= {name: np.broadcast_to(np.sqrt(var)[:, None, None], (len(var), size, size))

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-__all__ = ["pixel_calibration", "psnr_of", "frame_errors", "delta_smoothness", "lpips_distance", "method_metrics"]
+__all__ = ["pixel_calibration", "pixel_calibration_parts", "psnr_of", "frame_errors", "delta_smoothness", "lpips_distance", "method_metrics"]
 
 def psnr_of(mse: float) -> float:
     """PSNR (dB) of a mean squared error on the [0, 1] scale (capped at 120 dB for identical frames)."""
@@ -135,12 +135,22 @@ def pixel_calibration(frames: np.ndarray, truth: np.ndarray, sd: np.ndarray, hel
     (:func:`viewgp.calibration.calibration_summary`, Student-t with ``dof`` or Gaussian): ``frames``,
     ``truth`` uint8 ``(M, S, S, 3)``, ``sd`` ``(M, S, S)`` on the [0, 1] scale (one sd for the three
     channels). ``None`` without held-out frames."""
-    from viewgp.calibration import calibration_summary
+    from viewgp.calibration import summary_of
+
+    parts = pixel_calibration_parts(frames, truth, sd, held, dof)
+    return None if parts is None else summary_of(parts, dof)
+
+
+def pixel_calibration_parts(frames: np.ndarray, truth: np.ndarray, sd: np.ndarray, held: np.ndarray,
+                            dof: Optional[float] = None) -> Optional[dict]:
+    """:func:`pixel_calibration`'s sums for one chunk of frames (:func:`viewgp.calibration.merge_parts`
+    adds chunks); ``None`` without held-out frames."""
+    from viewgp.calibration import calibration_parts
 
     if not held.any():
         return None
     idx = np.flatnonzero(held)
-    return calibration_summary(_HeldOutError(frames, truth, idx), sd[idx][..., None], dof)  # one sd for RGB
+    return calibration_parts(_HeldOutError(frames, truth, idx), sd[idx][..., None], dof)  # one sd for RGB
 
 
 class _HeldOutError:

@@ -19,11 +19,13 @@ from __future__ import annotations
 import os
 
 import torch
+from tqdm.auto import tqdm
 
 from sequences.pipeline.baselines import add_pixel_baselines
-from sequences.pipeline.latents import adapt_backbone, decode_latents, encode_latents, predict_latents, warp_diagnostics
-from sequences.pipeline.report import write_media, write_report
-from sequences.pipeline.scores import score_methods
+from sequences.pipeline.latents import (adapt_backbone, decode_keyframes, decode_latents, encode_latents,
+                                        predict_latents, warp_diagnostics)
+from sequences.pipeline.report import add_media, finish_media, start_media, write_report
+from sequences.pipeline.scores import Scorer
 from sequences.pipeline.state import PipelineConfig, PipelineState
 
 __all__ = ["run_pipeline"]
@@ -35,7 +37,10 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     Without ``query`` the prediction targets are the run's own frames (smoothing where all frames are
     observed, interpolation where some are masked out); with a ``query`` run (poses only, or with
     ground-truth frames) the targets are its poses (novel views). Every method is scored at the output
-    size (:func:`~sequences.pipeline.state.output_size`). Returns the metrics dict that is also written to ``metrics.json``.
+    size (:func:`~sequences.pipeline.state.output_size`). Steps 4-7 stream through the targets
+    ``config.chunk_frames`` at a time (truth read, frames decoded, scored and appended to the videos,
+    then dropped), so a long video never sits in memory. Returns the metrics dict that is also written
+    to ``metrics.json``.
     """
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -43,13 +48,26 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     adapt_backbone(state)  # 1. optional test-time adaptation on the keyframes
     encode_latents(state)  # 2. every frame's latent (or the keyframes' inversions)
     predict_latents(state)  # 3. each method fitted on the observed latents, predicted at the targets
-    decode_latents(state)  # 4. frames at the output size, detail layers, per-pixel sd maps
-    if config.pixel_baselines:
-        add_pixel_baselines(state)  # 5. the no-backbone methods on the keyframes' pixels
-    if config.media:
-        write_media(state)  # 6. videos, strips, latent and kernel plots
-    if config.diagnostics:
-        warp_diagnostics(state)
-    metrics = score_methods(state)  # 7. every method against the truth, calibration
+    decode_keyframes(state)  # 4a. what every chunk shares: the keyframes' decodes, the detail GP
+    scorer, media = Scorer(state), start_media(state)
+    try:
+        for start, stop in tqdm(list(state.chunks()), desc="frames", unit="chunk",
+                                disable=not config.progress or state.n_targets <= config.chunk_frames):
+            chunk = state.chunk(start, stop)
+            decode_latents(chunk)  # 4. frames at the output size, detail layers, per-pixel sd maps
+            if config.pixel_baselines:
+                add_pixel_baselines(chunk)  # 5. the no-backbone methods on the keyframes' pixels
+            if config.diagnostics:
+                warp_diagnostics(chunk)
+            state.headline = chunk.headline
+            add_media(media, chunk)  # 6. videos and strips, this chunk's frames appended
+            scorer.add(chunk)  # 7. every method against the truth, calibration sums
+            state.dofs = chunk.dofs
+    except BaseException:
+        if media is not None:
+            media.abort()
+        raise
+    finish_media(media, state)  # 6. videos finished, strips, latent and kernel plots
+    metrics = scorer.finish(state)  # 7. every method's scores and calibration
     write_report(state, metrics)  # 8. reliability diagram, report.html, metrics.json
     return metrics

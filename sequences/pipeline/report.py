@@ -28,9 +28,11 @@ __all__ = [
     "panel_grid",
     "LazyPanelGrid",
     "pose_kernel_matrices",
-    "write_frame_outputs",
+    "FrameOutputs",
     "write_plots",
-    "write_media",
+    "start_media",
+    "add_media",
+    "finish_media",
     "write_report",
     "write_metrics",
     "methods_table",
@@ -143,57 +145,88 @@ def pose_kernel_matrices(poses: Tensor) -> dict[str, np.ndarray]:
     return out
 
 
-def write_frame_outputs(
-    out_dir: str,
-    panels: Mapping[str, np.ndarray],
-    headline: str,
-    std: Optional[np.ndarray],
-    observed: Optional[np.ndarray],
-    fps: float,
-    display_size: int,
-    columns: int = 4,
-    progress: bool = False,
-) -> list[str]:
-    """Videos and strips of a run; returns the comparison's panel labels in reading order
-    (``progress``: a bar for each video).
+class FrameOutputs:
+    """Videos and strips of a run, written a chunk of frames at a time (:meth:`add`, then :meth:`close`).
 
-    ``panels``: ``{label: uint8 (M, S, S, 3)}`` in display order (ground truth first where there is
-    one); ``headline`` names the panel written alone as ``interpolated.mp4``; ``std`` ``(M, S, S)``:
-    per-pixel posterior sd, shown with its colour scale (``uncertainty.mp4`` and a panel); ``observed``
-    ``(M,)``: keyframes, marked with a green border on the first panel. Writes ``comparison.mp4``
-    (the panels tiled ``columns`` to a row, labelled), ``comparison_strip.png`` (every tenth frame,
-    the panels side by side) and ``strip_<label>.png`` per panel.
+    ``panels`` (given to :meth:`add`): ``{label: uint8 (m, S, S, 3)}`` of one chunk in display order
+    (ground truth first where there is one; the same labels every chunk); ``headline`` names the panel
+    written alone as ``interpolated.mp4``; ``std`` ``(m, S, S)``: per-pixel posterior sd, shown with its
+    colour scale (``uncertainty.mp4`` and a panel; the scale's top is the first chunk's 99.5th
+    percentile, so every chunk is drawn alike); ``observed`` ``(m,)``: keyframes, marked with a green
+    border on the first panel. Writes ``comparison.mp4`` (the panels tiled ``columns`` to a row,
+    labelled), each video's poster (a frame near the middle, shown by report.html before it plays),
+    ``comparison_strip.png`` (every tenth frame of the run, the panels side by side) and
+    ``strip_<label>.png`` per panel. ``n_frames``: the run's frame count (strips and posters).
     """
-    from generative.images.imageio import write_image
-    from sequences.capture.video import write_strip, write_video
 
-    show = lambda frames: upscale_for_display(frames, display_size)  # noqa: E731
-    panels = {k: show(v) for k, v in panels.items()}
-    def video(name: str, frames: np.ndarray) -> None:
-        """The video and its poster (a frame near the middle, shown by report.html before it plays)."""
-        write_video(os.path.join(out_dir, name), frames, fps, progress)
-        write_image(os.path.join(out_dir, name.replace(".mp4", "_poster.png")), np.ascontiguousarray(frames[len(frames) * 5 // 11]))
+    def __init__(self, out_dir: str, n_frames: int, headline: str, fps: float, display_size: int,
+                 columns: int = 4, progress: bool = False) -> None:
+        self.out_dir, self.n, self.headline, self.fps = out_dir, int(n_frames), headline, fps
+        self.display_size, self.columns, self.progress = display_size, columns, progress
+        self.step = max(1, self.n // 10)  # the strips' frames: every step-th of the run
+        self.poster_at = self.n * 5 // 11
+        self.writers: dict[str, Any] = {}
+        self.posters: dict[str, np.ndarray] = {}
+        self.strips: dict[str, list] = {}
+        self.top: Optional[float] = None
+        self.labels: Optional[list[str]] = None
+        self.done = 0
 
-    video("interpolated.mp4", panels[headline])
-    if observed is not None and observed.any() and not observed.all():
-        first = next(iter(panels))
-        panels[first] = mark_keyframes(panels[first], observed)
-    if std is not None:
-        top = float(np.percentile(std, 99.5))  # a few extreme pixels would leave the rest of the map black
-        heat = with_colour_scale(show(std_to_rgb(std, top)), top)
-        video("uncertainty.mp4", heat)
-        panels["uncertainty (sd)"] = heat
-    labels = list(panels)
-    video("comparison.mp4", LazyPanelGrid(panels, columns))
-    step = max(1, len(panels[labels[0]]) // 10)
-    small = min(128, panels[labels[0]].shape[1])  # the strip is an overview: at most 128 px a panel
-    side = np.concatenate([np.stack([square_resize(f, small) for f in v[::step]]) for v in panels.values()], axis=2)
-    strip = np.concatenate(list(side), axis=0)[None]  # every 10th frame, one row each, one header on top
-    write_strip(os.path.join(out_dir, "comparison_strip.png"), with_header(strip, labels))
-    for label, frames in panels.items():
-        name = "".join(c if c.isalnum() or c in "-_+" else "_" for c in label)
-        write_strip(os.path.join(out_dir, f"strip_{name}.png"), frames[::step])
-    return labels
+    def _video(self, name: str, frames: np.ndarray) -> None:
+        from sequences.capture.video import VideoWriter
+
+        if name not in self.writers:
+            self.writers[name] = VideoWriter(os.path.join(self.out_dir, name), self.fps, self.progress, total=self.n)
+        self.writers[name].write(frames)
+        if self.done <= self.poster_at < self.done + len(frames):
+            self.posters[name] = np.ascontiguousarray(frames[self.poster_at - self.done])
+
+    def add(self, panels: Mapping[str, np.ndarray], std: Optional[np.ndarray], observed: Optional[np.ndarray]) -> None:
+        """Append one chunk's frames to every video and keep its strip frames."""
+        show = lambda frames: upscale_for_display(frames, self.display_size)  # noqa: E731
+        panels = {k: show(v) for k, v in panels.items()}
+        self._video("interpolated.mp4", panels[self.headline])
+        if observed is not None and observed.any() and not observed.all():
+            first = next(iter(panels))
+            panels[first] = mark_keyframes(panels[first], observed)
+        if std is not None:
+            if self.top is None:  # a few extreme pixels would leave the rest of the map black
+                self.top = float(np.percentile(std, 99.5))
+            heat = with_colour_scale(show(std_to_rgb(std, self.top)), self.top)
+            self._video("uncertainty.mp4", heat)
+            panels["uncertainty (sd)"] = heat
+        self.labels = list(panels)
+        grid = LazyPanelGrid(panels, self.columns)
+        for s in range(0, len(grid), 64):
+            self._video("comparison.mp4", grid[s : s + 64])
+        m = len(panels[self.labels[0]])
+        keep = [i for i in range(m) if (self.done + i) % self.step == 0]
+        for label, frames in panels.items():
+            self.strips.setdefault(label, []).extend(frames[keep])
+        self.done += m
+
+    def close(self) -> list[str]:
+        """Finish the videos and write the posters and strips; returns the comparison's panel labels in
+        reading order."""
+        from generative.images.imageio import write_image
+        from sequences.capture.video import write_strip
+
+        for name, writer in self.writers.items():
+            writer.close()
+            write_image(os.path.join(self.out_dir, name.replace(".mp4", "_poster.png")), self.posters[name])
+        small = min(128, self.strips[self.labels[0]][0].shape[0])  # the strip is an overview: at most 128 px a panel
+        side = np.concatenate([np.stack([square_resize(f, small) for f in v]) for v in self.strips.values()], axis=2)
+        strip = np.concatenate(list(side), axis=0)[None]  # every 10th frame, one row each, one header on top
+        write_strip(os.path.join(self.out_dir, "comparison_strip.png"), with_header(strip, self.labels))
+        for label, frames in self.strips.items():
+            name = "".join(c if c.isalnum() or c in "-_+" else "_" for c in label)
+            write_strip(os.path.join(self.out_dir, f"strip_{name}.png"), np.stack(frames))
+        return self.labels
+
+    def abort(self) -> None:
+        """Remove the unfinished videos' temporary files."""
+        for writer in self.writers.values():
+            writer.abort()
 
 
 def write_plots(
@@ -209,7 +242,15 @@ def write_plots(
     from sequences.pipeline.plots import plot_kernel_matrices, plot_latent_trajectories
 
     plot_latent_trajectories(os.path.join(out_dir, "latent_trajectories.png"), times, predictions, observed, encoded)
-    plot_kernel_matrices(os.path.join(out_dir, "kernel_matrices.png"), pose_kernel_matrices(poses), times)
+    # a long run's kernel matrices over evenly spaced frames (10,000 frames: two 0.8 GB matrices, and
+    # more cells than the figure has pixels)
+    rows = np.unique(np.round(np.linspace(0, len(times) - 1, min(len(times), PLOT_FRAMES))).astype(np.int64))
+    plot_kernel_matrices(os.path.join(out_dir, "kernel_matrices.png"), pose_kernel_matrices(poses[rows]),
+                         np.asarray(times)[rows])
+
+
+#: The kernel-matrix plot shows at most this many frames.
+PLOT_FRAMES = 1000
 
 
 def _finite_or_none(x: Any) -> Any:
@@ -434,15 +475,33 @@ def write_html(out_dir: str, metrics: Mapping[str, Any], title: str = "viewgp ru
 
 
 # ------------------------------------------------------------------------------ the pipeline's steps
-def write_media(state) -> None:
-    """The videos and strips of every panel (ground truth first) and the latent and kernel plots of a
-    pipeline run; ``state.labels`` becomes the panels as written."""
+def start_media(state) -> Optional[FrameOutputs]:
+    """The run's :class:`FrameOutputs` (``None`` without ``config.media``)."""
+    if not state.config.media:
+        return None
+    return FrameOutputs(state.out_dir, state.n_targets, state.headline or state.head, state.fps,
+                        state.config.display_size, progress=state.config.progress)
+
+
+def add_media(media: Optional[FrameOutputs], state) -> None:
+    """One chunk's panels (ground truth first) appended to the videos and strips."""
+    if media is None:
+        return
+    with state.timed("videos_s"):
+        media.headline = state.headline
+        panels = state.panels()
+        media.add({k: panels[k] for k in state.panel_labels()}, state.sd_maps.get(state.headline),
+                  state.target_obs if not state.novel else None)
+
+
+def finish_media(media: Optional[FrameOutputs], state) -> None:
+    """The videos closed, strips written (``state.labels``: the panels as written), and the latent and
+    kernel plots (the kernel matrices over at most :data:`PLOT_FRAMES` frames of a long run)."""
+    if media is None:
+        return
     preds, z_all, obs = state.preds, state.latents, state.obs
     with state.timed("videos_s"):
-        panels = state.panels()
-        state.labels = write_frame_outputs(state.out_dir, {k: panels[k] for k in state.panel_labels()}, state.headline,
-                                           state.sd_maps.get(state.headline), obs if not state.novel else None,
-                                           state.fps, state.config.display_size, progress=state.config.progress)
+        state.labels = media.close()
     with state.timed("plots_s"):
         trajectories = {m: (p.mean, p.var) for m, p in preds.items() if m != "independent"}
         write_plots(state.out_dir, state.times_q, trajectories or {"per-frame": (z_all, None)},

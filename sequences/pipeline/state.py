@@ -56,6 +56,17 @@ class PipelineConfig:
     # "auto": bfloat16 for posterior samples and adaptation only where the device computes it natively
     # (generative.precision); "fp32" / "bf16" force one. Scored predictions are always decoded in float32.
     precision: str = "auto"
+    # Target frames decoded, scored and written per chunk: steps 4-7 stream through the targets this
+    # many at a time, so memory does not grow with the run's length (a 256 px panel is 0.2 GB per 1,000
+    # frames, and a run has a dozen panels and their sd maps).
+    chunk_frames: int = 500
+    # SSIM and LPIPS (and LPIPS-delta) are scored on at most this many target frames, evenly spaced (all
+    # of them in shorter runs); MSE / PSNR and the calibration use every frame.
+    score_frames: int = 1000
+    # Posterior samples decoded at most at this many target frames, evenly spaced; the sd maps of the
+    # frames between carry the nearest decoded map, rescaled by the predictive variance (first order,
+    # generative.latents.uncertainty.rescaled_sd). None: at every frame.
+    sample_frames: Optional[int] = 1000
 
 
 @dataclass
@@ -99,6 +110,18 @@ class PipelineState:
     diagnostics: dict = field(default_factory=dict)  # scored like methods, never shown as panels
     labels: Optional[list] = None  # the panels as the report wrote them
     headline: str = ""  # the headline row: the headline method, with warped keyframes where the detail ran
+    # Steps 4-7 run on one chunk of the targets at a time (:meth:`chunk`): ``start`` is the chunk's first
+    # target, ``target_obs`` ``(M,)`` which targets are keyframes (none for novel views) and
+    # ``target_latents`` the targets' own latents (the run's own frames only). The keyframe layer
+    # (:func:`~sequences.pipeline.latents.decode_keyframes`) is computed once for every chunk:
+    # ``keyframe_layer`` holds the keyframes' reconstructions, their variance and the fitted detail GPs.
+    start: int = 0
+    n_targets: int = 0  # targets in the whole run (the chunk's are ``len(times_q)``)
+    all_poses_q: Optional[torch.Tensor] = None  # the whole run's query poses (start values of fits made once)
+    target_obs: Optional[np.ndarray] = None
+    target_latents: Optional[np.ndarray] = None
+    keyframe_layer: dict = field(default_factory=dict)
+    pixel_models: dict = field(default_factory=dict)  # baselines fitted once on the keyframes (px-gp)
 
     @classmethod
     def start(cls, run, backbone, out_dir: str, config: PipelineConfig, query=None) -> "PipelineState":
@@ -114,7 +137,34 @@ class PipelineState:
                    size=size, precision=choose_precision(config.precision, config.device),
                    keyframes=square_resize_frames(run.frames[np.flatnonzero(obs)], size),
                    poses_q=target.pose_features(with_time=True), times_q=times_q,
-                   truth=None if target.frames is None else square_resize_frames(target.frames, size))  # chunked
+                   target_obs=obs.copy() if not novel else np.zeros(len(times_q), bool),
+                   n_targets=len(times_q), all_poses_q=target.pose_features(with_time=True))
+
+    def chunk(self, start: int, stop: int) -> "PipelineState":
+        """The state restricted to targets ``start:stop``: their poses, times, truth (read and resized
+        now, a block of frames at a time), masks, latents and every prediction's rows; empty outputs.
+        Settings, keyframes, the keyframe layer, fitted models and ``timings`` are shared."""
+        from dataclasses import replace
+
+        rows = slice(start, stop)
+        target = self.run if self.query is None else self.query
+        truth = None if target.frames is None else square_resize_frames(target.frames[rows], self.size)
+        return replace(self, poses_q=self.poses_q[rows], times_q=self.times_q[rows], held=self.held[rows],
+                       target_obs=self.target_obs[rows], truth=truth, start=start,
+                       target_latents=None if self.novel else self.latents[rows],
+                       preds={m: p.rows(rows) for m, p in self.preds.items()}, outputs={}, sd_maps={}, dofs={},
+                       diagnostics={}, ablation={}, have=None)
+
+    def chunks(self) -> Iterator[tuple[int, int]]:
+        """``(start, stop)`` of each chunk of ``config.chunk_frames`` targets."""
+        m, step = len(self.times_q), max(1, int(self.config.chunk_frames))
+        return ((s, min(s + step, m)) for s in range(0, m, step))
+
+    @property
+    def every_frame_encoded(self) -> bool:
+        """Every frame of the run has a latent (inverted backbones: only the keyframes)."""
+        z = self.latents
+        return z is not None and not np.isnan(z.reshape(len(z), -1)).any()
 
     def panels(self) -> dict:
         """Panel name -> frames ``(M, S, S, 3)``: the ground truth (where there is one), then every output."""
@@ -126,10 +176,10 @@ class PipelineState:
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
-        """``timings[name]``: the seconds the block took."""
+        """``timings[name]``: the seconds the block took, summed over every chunk that ran it."""
         t0 = time.perf_counter()
         yield
-        self.timings[name] = time.perf_counter() - t0
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
 
 
 def output_size(run, requested: Optional[int]) -> int:
