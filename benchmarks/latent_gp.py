@@ -115,9 +115,9 @@ def estimate(n: int, d: int, steps: int) -> tuple[float, float]:
 
 def time_ours(x: torch.Tensor, z: torch.Tensor, steps: int) -> dict:
     stamps: list[float] = []
-    gp = LatentGP(kernel=make_kernel())
+    gp = LatentGP(kernel=make_kernel(), optimizer="adam", steps=steps, subset=None)
     t0 = time.perf_counter()
-    gp.fit(x, z, steps=steps, optimizer="adam", subset=None, callback=lambda s, v: stamps.append(time.perf_counter()))
+    gp.fit(x, z, callback=lambda s, v: stamps.append(time.perf_counter()))
     fit = time.perf_counter() - t0
     t0 = time.perf_counter()
     gp.predict(x)
@@ -351,9 +351,9 @@ def accuracy(sizes: list[int], d: int, device: str) -> None:
         xt, zt = x[~held], z[~held]
         res = {}
         for name, subset in (("full", None), ("subset", m)):
-            gp = long_gp(xt, zt, device)
+            gp = long_gp(xt, zt, device, optimizer="lbfgs", steps=150, subset=subset)
             t0 = time.perf_counter()
-            gp.fit(xt, zt, steps=150, optimizer="lbfgs", subset=subset)
+            gp.fit(xt, zt)
             res[name] = (held_out_mse(gp, x, z, held), time.perf_counter() - t0, gp)
         mf, ms = res["full"][0], res["subset"][0]
         m_used = len(res["subset"][2].subset_) if res["subset"][2].subset_ is not None else xt.shape[0]
@@ -369,9 +369,9 @@ def inducing_error(n: int, d: int, device: str, tols: list[float], budget: int =
     x, z = phone_run(n, d)
     held = torch.arange(n) % 5 == 2
     xt, zt = x[~held], z[~held]
-    gp = long_gp(xt, zt, device)
+    gp = long_gp(xt, zt, device, optimizer="lbfgs", steps=150, subset="auto")
     t0 = time.perf_counter()
-    gp.fit(xt, zt, steps=150, optimizer="lbfgs", subset="auto")
+    gp.fit(xt, zt)
     t_exact = time.perf_counter() - t0
     t0 = time.perf_counter()
     m_ex, v_ex = gp.predict(x)
@@ -382,10 +382,10 @@ def inducing_error(n: int, d: int, device: str, tols: list[float], budget: int =
           f"{'solve+pred s':>12} {'exact s':>8}", flush=True)
     centred = (m_ex - gp.mean_).norm()
     for tol in tols:
-        sp = long_gp(xt, zt, device, solver="inducing", max_inducing=budget, inducing_tol=tol)
+        sp = long_gp(xt, zt, device, solver="inducing", max_inducing=budget, inducing_tol=tol, optimizer=None)
         sp.load_state_dict(state)
         t0 = time.perf_counter()
-        sp.fit(xt, zt, optimize=False)
+        sp.fit(xt, zt)
         m_sp, v_sp = sp.predict(x)
         dt = time.perf_counter() - t0
         err_m = float((m_sp - m_ex).norm() / centred)
@@ -457,7 +457,7 @@ def main() -> None:
     n, steps = (300, 10) if args.quick else (1000, 50)
     x, z = trajectory(n), latents(n, 512, seed=2)
     t0 = time.perf_counter()
-    LatentGP(kernel=make_kernel()).fit(x, z, steps=steps)
+    LatentGP(kernel=make_kernel(), steps=steps).fit(x, z)
     print(f"{steps}-step fit, N={n} D=512: {time.perf_counter() - t0:.2f} s (target < 20 s at N=1000, 50 steps)")
 
 

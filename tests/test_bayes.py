@@ -44,7 +44,8 @@ def _gp_data(n: int, d: int, lengthscale: float, noise: float, seed: int):
 
 
 def _rbf_gp(lengthscale: float = 3.0, outputscale: float = 1.0, noise: float = 0.05) -> LatentGP:
-    gp = LatentGP(kernel=ScaleKernel(TemporalKernel("rbf")))
+    """A GP at these hyper-parameters, kept by fit() (``optimizer=None``: only the solve)."""
+    gp = LatentGP(kernel=ScaleKernel(TemporalKernel("rbf")), optimizer=None)
     with torch.no_grad():
         gp.kernel.base_kernel.lengthscale = lengthscale
         gp.kernel.outputscale = outputscale
@@ -66,7 +67,7 @@ def test_layout_labels_match_hyperparameters():
 
 def test_potential_is_negative_lml_plus_gaussian_log_prior():
     x, z = _gp_data(30, 4, 1.5, 0.01, seed=1)
-    gp = _rbf_gp().fit(x, z, optimize=False)
+    gp = _rbf_gp().fit(x, z)
     layout = hyperparameter_layout(gp)
     loc = torch.tensor([-3.0, 0.0, 1.0], dtype=F64)
     scale = torch.tensor([2.0, 1.0, 0.5], dtype=F64)
@@ -86,12 +87,14 @@ def test_potential_is_negative_lml_plus_gaussian_log_prior():
 
 def test_point_mass_posterior_reduces_to_point_prediction():
     x, z = _gp_data(40, 6, 1.5, 0.01, seed=2)
-    gp = _rbf_gp(lengthscale=1.2, outputscale=0.8, noise=0.02).fit(x, z, optimize=False)
+    gp = _rbf_gp(lengthscale=1.2, outputscale=0.8, noise=0.02).fit(x, z)
     xq = _time_poses(torch.linspace(0, 20, 25, dtype=F64))
     mean_ref, var_ref = gp.predict(xq)
     layout = hyperparameter_layout(gp)
     samples = current_log_values(gp, layout).expand(7, -1)
+    gp.optimizer = "lbfgs"  # bayes_predict only solves at each sample, whatever gp's fit options
     mean, var = bayes_predict(gp, layout, samples, x, z, xq)
+    assert gp.optimizer == "lbfgs" and gp.optimizer_ is None
     assert mean.shape == mean_ref.shape == (25, 6) and var.shape == var_ref.shape == (25,)
     assert torch.allclose(mean, mean_ref, rtol=0, atol=1e-10)
     assert torch.allclose(var, var_ref, rtol=0, atol=1e-10)
@@ -103,10 +106,10 @@ def test_mixture_matches_law_of_total_variance():
     thetas = [(0.9, 1.1, 0.02), (2.5, 0.7, 0.05)]  # (lengthscale, outputscale, noise)
     means, vars_ = [], []
     for ls, os_, nz in thetas:  # independent reference: one LatentGP per hyper-parameter sample
-        m, v = _rbf_gp(ls, os_, nz).fit(x, z, optimize=False).predict(xq)
+        m, v = _rbf_gp(ls, os_, nz).fit(x, z).predict(xq)
         means.append(m)
         vars_.append(v)
-    gp = _rbf_gp().fit(x, z, optimize=False)
+    gp = _rbf_gp().fit(x, z)
     layout = hyperparameter_layout(gp)
     samples = torch.tensor([[math.log(nz), math.log(os_), math.log(ls)] for ls, os_, nz in thetas], dtype=F64)
     mean, var = bayes_predict(gp, layout, samples, x, z, xq)

@@ -111,7 +111,7 @@ def test_kernels_not_covered_fall_back_to_their_gpytorch_graph():
     ard.base_kernel.translation = type(ard.base_kernel.translation)(ard=True)
     assert FusedGram.from_kernel(ard) is None
     x, z = _trajectory(30)
-    gp = LatentGP(kernel=ScaleKernel(ViewKernel(orientation="exp")).double()).fit(x, z, steps=3)
+    gp = LatentGP(kernel=ScaleKernel(ViewKernel(orientation="exp")).double(), steps=3).fit(x, z)
     assert gp.predict(x)[0].shape == z.shape
 
 
@@ -188,10 +188,10 @@ def test_step_operands_and_buffers_are_kept_while_fit_runs_only():
         seen.append((name, out.data_ptr()))
         return out
 
-    fresh = _gp(gradient_trace="hutchinson", trace_probes=8)
+    fresh = _gp(gradient_trace="hutchinson", trace_probes=8, steps=5, optimizer="lbfgs")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(LatentGP, "_buffer", spy)
-        fresh.fit(x, z, steps=5, optimizer="lbfgs")
+        fresh.fit(x, z)
     during = {}
     for name, ptr in seen[:-1]:  # the last: the solve on all frames after the fit, not kept
         during.setdefault(name, set()).add(ptr)
@@ -200,7 +200,7 @@ def test_step_operands_and_buffers_are_kept_while_fit_runs_only():
     # kept memory does not change results: the same fit without the cache
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(LatentGP, "_buffer", lambda self, name, shape, dtype, device: torch.empty(shape, dtype=dtype, device=device))
-        again = _gp(gradient_trace="hutchinson", trace_probes=8).fit(x, z, steps=5, optimizer="lbfgs")
+        again = _gp(gradient_trace="hutchinson", trace_probes=8, steps=5, optimizer="lbfgs").fit(x, z)
     assert again.history_ == fresh.history_
 
 
@@ -256,15 +256,15 @@ def test_lbfgs_converges_from_either_side_where_adam_stops_short():
     x, z = _trajectory(80, d=6)
     finals = []
     for factor in (0.5, 2.0):
-        gp = _gp()
+        gp = _gp(optimizer="lbfgs", steps=100)
         gp.kernel.base_kernel.orientation.lengthscale = 0.8 * factor
         gp.kernel.base_kernel.translation.lengthscale = 1.3 * factor
-        gp.fit(x, z, optimizer="lbfgs", steps=100)
+        gp.fit(x, z)
         finals.append((gp.history_[-1], len(gp.history_), gp.hyperparameters()))
-        adam = _gp()
+        adam = _gp(optimizer="adam", steps=30)
         adam.kernel.base_kernel.orientation.lengthscale = 0.8 * factor
         adam.kernel.base_kernel.translation.lengthscale = 1.3 * factor
-        adam.fit(x, z, optimizer="adam", steps=30)
+        adam.fit(x, z)
         assert gp.log_marginal_likelihood() >= adam.log_marginal_likelihood() - 1e-9
     (v1, n1, h1), (v2, n2, h2) = finals
     assert abs(v1 - v2) < 1e-6 and n1 < 100 and n2 < 100
@@ -274,7 +274,7 @@ def test_lbfgs_converges_from_either_side_where_adam_stops_short():
 
 def test_float32_gradients_reach_the_float64_optimum():
     x, z = _trajectory(120, d=6, seed=1)
-    fits = [_gp(gradient_precision=p).fit(x, z, optimizer="lbfgs") for p in ("float64", "float32")]
+    fits = [_gp(gradient_precision=p, optimizer="lbfgs").fit(x, z) for p in ("float64", "float32")]
     h64, h32 = (gp.hyperparameters() for gp in fits)
     # The orientation lengthscale is not identified here (the pose is a function of time and the
     # translation explains the latents): compare what is, the likelihood and the predictions.
@@ -286,7 +286,7 @@ def test_float32_gradients_reach_the_float64_optimum():
 
 def test_lbfgs_backtracks_from_failed_evaluations_and_keeps_the_best(monkeypatch):
     x, z = _trajectory(40, d=3)
-    gp = _gp()
+    gp = _gp(optimizer="lbfgs", steps=30)
     real = LatentGP.neg_log_marginal_likelihood
     calls = []
 
@@ -298,14 +298,14 @@ def test_lbfgs_backtracks_from_failed_evaluations_and_keeps_the_best(monkeypatch
 
     monkeypatch.setattr(LatentGP, "neg_log_marginal_likelihood", flaky)
     with pytest.warns(RuntimeWarning, match="backtracked"):
-        gp.fit(x, z, optimizer="lbfgs", steps=30)
+        gp.fit(x, z)
     assert gp.is_fitted and len(gp.history_) > 3
     assert min(gp.history_) <= gp.history_[0]
 
 
 def test_lbfgs_that_cannot_start_warns_and_keeps_the_start(monkeypatch):
     x, z = _trajectory(30, d=3)
-    gp = _gp()
+    gp = _gp(optimizer="lbfgs")
     before = gp.hyperparameters()
 
     def broken(self, *args):
@@ -313,20 +313,20 @@ def test_lbfgs_that_cannot_start_warns_and_keeps_the_start(monkeypatch):
 
     monkeypatch.setattr(LatentGP, "neg_log_marginal_likelihood", broken)
     with pytest.warns(RuntimeWarning, match="stopped at the start"):
-        gp.fit(x, z, optimizer="lbfgs")
+        gp.fit(x, z)
     assert gp.hyperparameters() == before and gp.is_fitted
 
 
 def test_bad_optimizer_and_subset_arguments():
     x, z = _trajectory(20, d=2)
     with pytest.raises(ValueError, match="optimizer"):
-        _gp().fit(x, z, optimizer="sgd")
+        _gp(optimizer="sgd")
     with pytest.raises(ValueError, match="subset"):
-        _gp().fit(x, z, subset="half")
+        _gp(subset="half")
     with pytest.raises(ValueError, match="subset"):
-        _gp().fit(x, z, subset=1)
-    with pytest.raises(ValueError, match="subset"):
-        _gp().fit(x, z, subset=[0, 25])
+        _gp(subset=1)
+    with pytest.raises(ValueError, match="subset"):  # indices are checked against the frames in fit()
+        _gp(subset=[0, 25]).fit(x, z)
     with pytest.raises(ValueError, match="solver"):
         LatentGP(solver="fast")
 
@@ -383,26 +383,26 @@ def test_kernel_cover_stops_at_the_tolerance_and_skips_duplicates():
 
 def test_fit_on_a_subset_solves_on_all_frames():
     x, z = _trajectory(150, d=4)
-    gp = _gp().fit(x, z, optimizer="lbfgs", subset=50)
+    gp = _gp(optimizer="lbfgs", subset=50).fit(x, z)
     assert gp.subset_.shape == (50,) and gp.alpha_.shape == (150, 4) and gp.cholesky_.shape == (150, 150)
-    ref = _gp()
+    ref = _gp(optimizer=None)
     ref.load_state_dict(gp.state_dict())
-    ref.fit(x, z, optimize=False)
+    ref.fit(x, z)
     assert ref.subset_ is None
     torch.testing.assert_close(gp.predict(x)[0], ref.predict(x)[0])
-    full = _gp().fit(x, z, optimizer="lbfgs")
+    full = _gp(optimizer="lbfgs").fit(x, z)
     assert full.subset_ is None
-    held = _gp().fit(x, z, optimizer="lbfgs", subset=[0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110])
+    held = _gp(optimizer="lbfgs", subset=[0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110]).fit(x, z)
     assert held.subset_.tolist()[:3] == [0, 10, 20]
-    assert _gp().fit(x, z, subset="auto", steps=2).subset_ is None  # 150 frames: all of them
+    assert _gp(subset="auto", steps=2).fit(x, z).subset_ is None  # 150 frames: all of them
 
 
 # ------------------------------------------------------------------------------------ inducing points
 def test_inducing_solver_with_every_frame_equals_the_exact_posterior():
     x, z = _trajectory(60, d=5)
     xq = _trajectory(119)[0][1::2]  # poses between the training frames
-    exact = _gp().fit(x, z, optimize=False)
-    sparse = _gp(solver="inducing", max_inducing=1000, inducing_tol=0.0).fit(x, z, optimize=False)
+    exact = _gp(optimizer=None).fit(x, z)
+    sparse = _gp(solver="inducing", max_inducing=1000, inducing_tol=0.0, optimizer=None).fit(x, z)
     assert sparse.cholesky_ is None and sparse.inducing_.index.shape == (60,)
     m_e, v_e = exact.predict(xq)
     m_s, v_s = sparse.predict(xq)
@@ -418,10 +418,10 @@ def test_inducing_solver_with_every_frame_equals_the_exact_posterior():
 
 def test_inducing_solver_with_few_frames_stays_close():
     x, z = _trajectory(300, d=4, noise=0.1)
-    exact = _gp().fit(x, z, optimizer="lbfgs", subset=100)
-    sparse = _gp(solver="inducing", max_inducing=75)
+    exact = _gp(optimizer="lbfgs", subset=100).fit(x, z)
+    sparse = _gp(solver="inducing", max_inducing=75, optimizer=None)
     sparse.load_state_dict(exact.state_dict())
-    sparse.fit(x, z, optimize=False)
+    sparse.fit(x, z)
     assert len(sparse.inducing_.index) == 75
     m_e, v_e = exact.predict(x)
     m_s, v_s = sparse.predict(x)
@@ -432,9 +432,9 @@ def test_inducing_solver_with_few_frames_stays_close():
 
 def test_solver_auto_takes_exact_while_it_fits_in_memory(monkeypatch):
     x, z = _trajectory(40, d=2)
-    assert _gp(solver="auto").fit(x, z, optimize=False).cholesky_ is not None
+    assert _gp(solver="auto", optimizer=None).fit(x, z).cholesky_ is not None
     monkeypatch.setattr(likelihood, "available_bytes", lambda device: 1000.0)
-    gp = _gp(solver="auto").fit(x, z, optimize=False)
+    gp = _gp(solver="auto", optimizer=None).fit(x, z)
     assert gp.cholesky_ is None and gp.inducing_ is not None
     assert likelihood.available_bytes.__name__ == "<lambda>"
 
@@ -449,7 +449,7 @@ def test_available_bytes_on_the_cpu():
 def test_predict_in_blocks_equals_one_block(monkeypatch, solver):
     x, z = _trajectory(50, d=3)
     xq = _trajectory(23, seed=4)[0]
-    gp = _gp(solver=solver, max_inducing=20).fit(x, z, optimize=False)
+    gp = _gp(solver=solver, max_inducing=20, optimizer=None).fit(x, z)
     m1, v1 = gp.predict(xq)
     monkeypatch.setattr(latent_gp, "_PREDICT_BLOCK", 5)
     m2, v2 = gp.predict(xq, include_noise=True)
@@ -474,8 +474,8 @@ def test_gp_predict_passes_the_long_run_options_and_device():
 def test_long_run_paths_keep_float64_on_the_requested_device():
     x, z = _trajectory(40, d=2)
     for solver in ("exact", "inducing"):
-        gp = LatentGP(kernel=_kernel(), device="cpu", solver=solver, max_inducing=15).fit(x, z, steps=3,
-                                                                                             optimizer="lbfgs")
+        gp = LatentGP(kernel=_kernel(), device="cpu", solver=solver, max_inducing=15, steps=3,
+                      optimizer="lbfgs").fit(x, z)
         mean, var = gp.predict(x)
         assert mean.dtype == var.dtype == torch.float64 and mean.device.type == "cpu"
         assert math.isfinite(gp.history_[-1])
@@ -487,13 +487,13 @@ def test_long_run_paths_keep_float64_on_the_requested_device():
 # ------------------------------------------------------------------------------------ optimizer="auto"
 def test_auto_optimizer_keeps_the_candidate_with_the_lower_leave_one_out_error():
     x, z = _trajectory(40, d=6, seed=3, noise=0.01)
-    auto = _gp().fit(x, z, optimizer="auto", steps=60)
+    auto = _gp(optimizer="auto", steps=60).fit(x, z)
     assert set(auto.loo_errors_) == {"lbfgs", "adam"}
     kept = min(auto.loo_errors_, key=auto.loo_errors_.get)
     assert auto.optimizer_ == kept
     assert auto.loo_error() == pytest.approx(auto.loo_errors_[kept], rel=1e-9)
     # The kept candidate is exactly the one its optimiser alone gives (same start, same steps).
-    alone = _gp().fit(x, z, optimizer=kept, steps=60)
+    alone = _gp(optimizer=kept, steps=60).fit(x, z)
     assert auto.hyperparameters() == pytest.approx(alone.hyperparameters(), rel=1e-9)
     assert torch.allclose(auto.predict(x[:5])[0], alone.predict(x[:5])[0], atol=1e-10)
 
@@ -501,9 +501,9 @@ def test_auto_optimizer_keeps_the_candidate_with_the_lower_leave_one_out_error()
 def test_auto_optimizer_is_lbfgs_alone_past_the_comparison_size(monkeypatch):
     monkeypatch.setattr(latent_gp, "AUTO_COMPARE_MAX_FRAMES", 30)
     x, z = _trajectory(40, d=6, seed=3)
-    gp = _gp().fit(x, z, optimizer="auto", steps=60)
+    gp = _gp(optimizer="auto", steps=60).fit(x, z)
     assert gp.optimizer_ == "lbfgs" and gp.loo_errors_ is None
-    assert gp.hyperparameters() == pytest.approx(_gp().fit(x, z, optimizer="lbfgs", steps=60).hyperparameters())
+    assert gp.hyperparameters() == pytest.approx(_gp(optimizer="lbfgs", steps=60).fit(x, z).hyperparameters())
 
 
 # ------------------------------------------------------------------------------------ Hutchinson trace
@@ -534,7 +534,7 @@ def test_hutchinson_trace_estimates_the_exact_gradient_with_the_exact_value():
 def test_hutchinson_fit_predicts_as_the_exact_fit_and_auto_switches_by_size(monkeypatch):
     x, z = _trajectory(200, d=16, seed=5, noise=0.05)
     held = torch.arange(200) % 5 == 2
-    fits = {m: _gp(gradient_trace=m, trace_probes=128).fit(x[~held], z[~held], optimizer="lbfgs", steps=60)
+    fits = {m: _gp(gradient_trace=m, trace_probes=128, optimizer="lbfgs", steps=60).fit(x[~held], z[~held])
             for m in ("exact", "hutchinson")}
     mse = {m: float((gp.predict(x[held])[0] - z[held]).pow(2).mean()) for m, gp in fits.items()}
     assert mse["hutchinson"] == pytest.approx(mse["exact"], rel=0.005)

@@ -262,8 +262,9 @@ def bayes_predict(
     ``layout`` order), conditioned on ``poses_obs`` ``(N, P)`` / ``latents`` ``(N, ...)``, at ``poses``
     ``(M, P)``: mean ``(M, *latent_shape)``, variance ``(M,)``.
 
-    At most ``max_samples`` evenly thinned samples are used; ``gp`` is refactorised at each
-    (``fit(optimize=False)``) and finally set to ``restore`` (default: the last sample used).
+    At most ``max_samples`` evenly thinned samples are used; ``gp`` is refactorised at each (the solve
+    of :meth:`~viewgp.latent_gp.LatentGP.fit` with nothing optimised, whatever ``gp``'s ``optimizer``)
+    and finally set to ``restore`` (default: the last sample used).
     """
     s = log_samples.shape[0]
     idx = torch.linspace(0, s - 1, min(s, max_samples), dtype=torch.float64).round().long().unique()
@@ -271,7 +272,7 @@ def bayes_predict(
     with torch.no_grad():
         for i in idx.tolist():
             set_log_values(gp, layout, log_samples[i])
-            gp.fit(poses_obs, latents, optimize=False)
+            gp._fit(poses_obs, latents, optimizer=None)
             xq = gp.as_poses(poses)
             mean, V = gp.posterior(xq)  # flat (M, D), unprojected: project the mixture mean only
             var = (gp.kernel_diag(xq) - V.pow(2).sum(0)).clamp_min(0)
@@ -284,7 +285,7 @@ def bayes_predict(
         var = v_sum / k + between
         if restore is not None:
             set_log_values(gp, layout, restore)
-            gp.fit(poses_obs, latents, optimize=False)
+            gp._fit(poses_obs, latents, optimizer=None)
         mean = gp.project(mean.reshape((-1,) + gp.latent_shape_))
     return mean, var
 
@@ -329,7 +330,8 @@ def nuts_latent_gp(
     for hp in layout:
         if hp.name == "raw_noise":
             prior_scale[hp.offset : hp.offset + hp.size] = noise_log_sd
-    gp.fit(poses, latents, steps=ml_steps, optimize=ml_steps > 0, optimizer="adam", subset=None)
+    # Adam on all frames whatever gp's own fit options (they stay as they are).
+    gp._fit(poses, latents, optimizer="adam", steps=ml_steps, subset=None)
     ml = current_log_values(gp, layout)
     potential = make_potential(gp, layout, prior_loc, prior_scale)
     result = BayesResult(gp, layout, gp.train_poses_, torch.as_tensor(latents), ml, None,

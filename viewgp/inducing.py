@@ -12,7 +12,7 @@ diagonal, low rank off it. With ``Lam = s_n^2 + diag(K - Q)`` (N,), ``L_z L_z^T 
 
 O(N M^2) time and O(N M) memory, one factorisation for all D (Snelson & Ghahramani 2006; the
 numerically stable form of Rasmussen & Williams 2006, 8.3). The hyper-parameters are those of the
-exact fit on a subset of frames (:meth:`viewgp.latent_gp.LatentGP.fit` with ``subset=``).
+exact fit on a subset of frames (:class:`viewgp.latent_gp.LatentGP` with ``subset=``).
 """
 
 from __future__ import annotations

@@ -36,9 +36,9 @@ inherits as one small interface. Long runs (thousands of frames):
   :meth:`LatentGP.trace_method`), so no ``K_y^-1`` is formed; below, ``K_y^-1`` is exact (float32
   where that is accurate enough, ``gradient_precision="auto"``, see :meth:`LatentGP.gradient_dtype`).
   While ``fit`` runs, the step's buffers are kept between evaluations.
-* ``fit(subset=...)`` fits the hyper-parameters on a subset of frames (stratified in time and pose,
-  :mod:`viewgp.subset`), then solves once on all frames; ``optimizer="lbfgs"`` (quasi-Newton with a
-  strong-Wolfe line search) converges in far fewer evaluations than Adam.
+* ``LatentGP(subset=...)`` fits the hyper-parameters on a subset of frames (stratified in time and
+  pose, :mod:`viewgp.subset`), then solves once on all frames; ``optimizer="lbfgs"`` (quasi-Newton
+  with a strong-Wolfe line search) converges in far fewer evaluations than Adam.
 * ``solver="inducing"`` replaces the exact solve on all frames by a FITC approximation with inducing
   frames chosen to cover the run in kernel correlation (:mod:`viewgp.inducing`), O(N M^2) time and
   O(N M) memory; ``solver="auto"`` takes it only when the exact N x N factor does not fit in memory.
@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import warnings
 from typing import Callable, Optional
 
@@ -75,6 +76,37 @@ def default_fit_steps(n_obs: int) -> int:
     return 0 if n_obs < 6 else 150
 
 
+def _check_fit_options(optimizer, steps, lr, subset, seed) -> None:
+    """One clear ``ValueError`` naming the first bad fit option (see :class:`LatentGP`); the subset's
+    indices are checked against the number of frames by :meth:`LatentGP.fit`."""
+    if optimizer not in (None, "auto", "adam", "lbfgs"):
+        raise ValueError(f"optimizer must be None, 'auto', 'adam' or 'lbfgs', got {optimizer!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0):
+        raise ValueError(f"steps must be None or a non-negative integer, got {steps!r}")
+    bad_lr = isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0)
+    if lr is not None and bad_lr:
+        raise ValueError(f"lr must be None or a positive number, got {lr!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if subset is None:
+        return
+    if isinstance(subset, str):
+        if subset != "auto":
+            raise ValueError(f"subset must be None, 'auto', a number of frames or indices, got {subset!r}")
+    elif isinstance(subset, numbers.Real) and not isinstance(subset, bool):
+        if not (math.isfinite(subset) and subset >= 2):
+            raise ValueError(f"subset: need at least 2 frames, got {subset}")
+    else:
+        try:
+            idx = torch.as_tensor(subset).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"subset must be None, 'auto', a number of frames or indices, got {subset!r}") from None
+        if idx.dtype == torch.bool:
+            raise ValueError("subset: expected frame indices or a number of frames, got a boolean mask")
+        if idx.numel() < 2 or int(idx.min()) < 0:
+            raise ValueError(f"subset: expected at least 2 non-negative frame indices, got {idx.numel()}")
+
+
 def _check_finite(x: Tensor, name: str) -> None:
     bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
     if bool(bad.any()):
@@ -84,6 +116,13 @@ def _check_finite(x: Tensor, name: str) -> None:
 
 class LatentGP(FastLikelihood, nn.Module):
     """GP over ``(N, D)`` latents indexed by poses, hyper-parameters shared across the D dimensions.
+
+    scikit-learn style: the configuration, how to fit included, is given here and stored under the
+    arguments' own names (``optimizer``, ``steps``, ...); :meth:`fit` takes the data; the fitted state
+    ends in ``_``::
+
+        gp = LatentGP(optimizer="adam", steps=100, subset=None).fit(poses, latents)
+        mean, var = gp.predict(query_poses)
 
     Args:
         kernel: any GPyTorch kernel on the pose features; default ``ScaleKernel(ViewKernel())``. It is
@@ -117,13 +156,44 @@ class LatentGP(FastLikelihood, nn.Module):
             ``"auto"`` (exact when its N x N factors fit in memory).
         max_inducing, inducing_tol: the inducing frames are added greedily until every frame has
             kernel correlation >= ``1 - inducing_tol`` with one of them, or ``max_inducing`` are chosen.
+        optimizer: how :meth:`fit` finds the hyper-parameters (type-II maximum likelihood):
+            ``"auto"`` (the default): L-BFGS, and on fits of at most ``AUTO_COMPARE_MAX_FRAMES``
+            frames (all of them fitted) also ``steps`` Adam steps from the same start, keeping the one
+            whose closed-form leave-one-out error on the fitted frames (:meth:`loo_error`) is lower.
+            With few frames the likelihood is flat and its converged optimum can interpolate
+            noise-free with short lengthscales; the early-stopped Adam schedule then predicts better
+            (measured on 8(c)). ``optimizer_`` says which was kept, ``loo_errors_`` both errors.
+            ``"adam"``; ``"lbfgs"`` (quasi-Newton with a strong-Wolfe line search; it stops when the
+            gradient or the change of the loss vanishes, typically after 15-40 evaluations where Adam
+            takes its full ``steps``); ``None``: no optimisation, :meth:`fit` keeps the current
+            hyper-parameters (e.g. fixed values of the paper) and only solves.
+        steps: Adam steps, or the most L-BFGS iterations (default :func:`default_fit_steps` of the
+            number of frames N: 150, none below 6); 0 optimises nothing, as ``optimizer=None``.
+        lr: Adam's learning rate (default 0.05) or L-BFGS's initial step (default 1).
+        subset: frames to fit the hyper-parameters on: ``"auto"`` (the default:
+            :func:`viewgp.subset.auto_subset_size` frames, all up to 1,500), ``None`` (all), a number of
+            frames (chosen by :func:`viewgp.subset.stratified_subset`, seeded by ``seed``), or explicit
+            indices. The solve for prediction always uses all frames.
+        seed: of the stratified subset.
+
+    The default fit options are the fast path the pipeline uses (:func:`viewgp.predict.gp_predict`):
+    L-BFGS on a stratified subset of at most ``auto_subset_size(N)`` frames (all up to 1,500),
+    compared with the Adam schedule on fits of up to 512 frames; at N = 10,000 fit + predict take
+    seconds. ``optimizer="adam", subset=None`` is the plain full-data Adam schedule (minutes at that
+    N). Bad values of the fit options raise a ``ValueError`` naming the argument here (the subset's
+    indices are checked against the frames in :meth:`fit`).
+
+    ``history_`` holds the negative log marginal likelihood per latent value (divided by m D, on the
+    fitted frames) at every evaluation. If the loss turns non-finite or the kernel matrix stops being
+    positive definite, Adam stops with a warning and L-BFGS backtracks; in any case the best
+    parameters seen are kept.
 
     The noise is constrained by ``GreaterThan(1e-8)`` so near-noise-free interpolation stays
     expressible; the constant mean is not a parameter but recomputed from the latents by :meth:`fit`.
 
     Fitted state (scikit-learn style, set by :meth:`fit`; ``None`` before):
 
-    * ``train_poses_`` ``(N, P)``: the pose features fitted on;
+    * ``train_poses_`` ``(N, P)``: the pose features fitted on (as a rule ``(N, 13)``);
     * ``mean_`` ``(D,)``: the per-dimension prior mean (empirical, or zeros);
     * ``cholesky_`` ``(N, N)``: lower Cholesky factor of ``K_y = K + s_n^2 I`` (retry jitter included);
     * ``alpha_`` ``(N, D)``: ``K_y^-1 (Z - mean_)``, so the posterior mean is ``mean_ + K(x, X) alpha_``;
@@ -155,6 +225,11 @@ class LatentGP(FastLikelihood, nn.Module):
         solver: str = "exact",
         max_inducing: int = 4096,
         inducing_tol: float = 1e-3,
+        optimizer: Optional[str] = "auto",
+        steps: Optional[int] = None,
+        lr: Optional[float] = None,
+        subset="auto",
+        seed: int = 0,
     ):
         super().__init__()
         if kernel is None:
@@ -175,6 +250,7 @@ class LatentGP(FastLikelihood, nn.Module):
             raise ValueError(f"trace_probes must be at least 1, got {trace_probes}")
         if solver not in ("exact", "inducing", "auto"):
             raise ValueError(f"solver must be 'exact', 'inducing' or 'auto', got {solver!r}")
+        _check_fit_options(optimizer, steps, lr, subset, seed)
         # scikit-learn style: the kernel passed in is left untouched (fit() and .to() change the copy's
         # hyper-parameters, dtype and device); the fitted one is ``self.kernel``.
         self.kernel = copy.deepcopy(kernel)
@@ -190,6 +266,12 @@ class LatentGP(FastLikelihood, nn.Module):
         self.latent_geometry = latent_geometry
         self.jitter = jitter
         self.max_jitter_tries = max_jitter_tries
+        # How fit() runs, stored unchanged (scikit-learn convention; fit() validates them again).
+        self.optimizer = optimizer
+        self.steps = steps
+        self.lr = lr
+        self.subset = subset
+        self.seed = seed
         self.raw_noise = nn.Parameter(torch.zeros(()))
         self.noise_constraint = GreaterThan(1e-8)
         self.to(dtype=dtype, device=device)
@@ -280,72 +362,48 @@ class LatentGP(FastLikelihood, nn.Module):
         return torch.linalg.qr(r.transpose(0, 1), mode="r")[1].transpose(0, 1)
 
     # ---------------------------------------------------------------- public API
-    def fit(
-        self,
-        poses,
-        latents,
-        steps: Optional[int] = None,
-        lr: Optional[float] = None,
-        optimize: bool = True,
-        progress: bool = False,
-        callback: Optional[Callable[[int, float], None]] = None,
-        optimizer: str = "auto",
-        subset="auto",
-        seed: int = 0,
-    ) -> "LatentGP":
-        """Type-II maximum likelihood of the hyper-parameters, then cache the solve on all frames for
-        prediction.
-
-        The defaults are the fast path the pipeline uses (:func:`viewgp.predict.gp_predict`): L-BFGS
-        on a stratified subset of at most ``auto_subset_size(N)`` frames (all up to 1,500), compared
-        with the Adam schedule on fits of up to 512 frames; at N = 10,000 fit + predict take seconds.
-        ``optimizer="adam", subset=None`` is the plain full-data Adam schedule (minutes at that N).
+    def fit(self, poses, latents, progress: bool = False,
+            callback: Optional[Callable[[int, float], None]] = None) -> "LatentGP":
+        """Type-II maximum likelihood of the hyper-parameters as configured (``optimizer``, ``steps``,
+        ``lr``, ``subset``, ``seed``; see :class:`LatentGP`), then cache the solve on all frames for
+        prediction. With ``optimizer=None`` (or ``steps=0``) only the solve, at the current
+        hyper-parameters.
 
         Args:
-            poses: ``(N, P)`` pose features (e.g. ``(N, 12)`` or ``(N, 13)``).
+            poses: ``(N, P)`` pose features, as a rule ``(N, 13)`` from
+                :func:`viewgp.poses.pose_features` (rotation, translation, time; ``(N, 12)`` without
+                times).
             latents: ``(N, D)`` or ``(N, *latent_shape)``; the shape is restored on output.
-            steps: Adam steps, or the most L-BFGS iterations (default :func:`default_fit_steps`: 150,
-                none below 6 frames); ``optimize=False`` keeps the current hyper-parameters (e.g. fixed
-                values of the paper) and only solves.
-            lr: Adam's learning rate (default 0.05) or L-BFGS's initial step (default 1).
-            optimizer: ``"auto"`` (the default, below), ``"adam"``, ``"lbfgs"`` (quasi-Newton with a strong-Wolfe line search; it
-                stops when the gradient or the change of the loss vanishes, typically after 15-40
-                evaluations where Adam takes its full ``steps``) or ``"auto"``: L-BFGS, and on fits of
-                at most ``AUTO_COMPARE_MAX_FRAMES`` frames (all of them fitted) also ``steps`` Adam steps
-                from the same start, keeping the one whose closed-form leave-one-out error on the
-                fitted frames (:meth:`loo_error`) is lower. With few frames the likelihood is flat and
-                its converged optimum can interpolate noise-free with short lengthscales; the
-                early-stopped Adam schedule then predicts better (measured on 8(c)). ``optimizer_``
-                says which was kept, ``loo_errors_`` both errors.
-            subset: frames to fit the hyper-parameters on: ``"auto"`` (the default:
-                :func:`viewgp.subset.auto_subset_size` frames, all up to 1,500), ``None`` (all), a number of frames
-                (chosen by :func:`viewgp.subset.stratified_subset`, seeded by ``seed``), or explicit
-                indices. The solve for prediction always uses all frames.
-            progress: tqdm bar; callback: called as ``callback(step, nll_per_value)`` after each step
-                (each likelihood evaluation for L-BFGS).
+            progress: tqdm bar (a line per evaluation for L-BFGS); callback: called as
+                ``callback(step, nll_per_value)`` after each step (each likelihood evaluation for L-BFGS).
 
-        ``history_`` holds the negative log marginal likelihood per latent value (divided by m D, on
-        the fitted frames) at every evaluation. If the loss turns non-finite or the kernel matrix stops
-        being positive definite, Adam stops with a warning and L-BFGS backtracks; in any case the best
-        parameters seen are kept.
+        Returns ``self``, fitted (see the fitted state in :class:`LatentGP`).
         """
-        if optimizer not in ("adam", "lbfgs", "auto"):
-            raise ValueError(f"optimizer must be 'adam', 'lbfgs' or 'auto', got {optimizer!r}")
+        return self._fit(poses, latents, optimizer=self.optimizer, steps=self.steps, lr=self.lr,
+                         subset=self.subset, seed=self.seed, progress=progress, callback=callback)
+
+    def _fit(self, poses, latents, *, optimizer, steps=None, lr=None, subset=None, seed=0, progress=False,
+             callback=None) -> "LatentGP":
+        """:meth:`fit` with the fit options given here rather than the constructor's (for
+        ``optimizer="auto"``'s candidates and for :mod:`viewgp.bayes`, which fits a GP it did not
+        configure without changing its configuration)."""
+        _check_fit_options(optimizer, steps, lr, subset, seed)
         if steps is None:
             steps = default_fit_steps(len(poses))
         if optimizer == "auto":
-            return self._fit_auto(poses, latents, steps, lr, optimize, progress, callback, subset, seed)
-        self.optimizer_, self.loo_errors_ = (optimizer if optimize and steps > 0 else None), None
+            return self._fit_auto(poses, latents, steps, lr, progress, callback, subset, seed)
+        optimize = optimizer is not None and steps > 0
+        self.optimizer_, self.loo_errors_ = (optimizer if optimize else None), None
         x = self.as_poses(poses, new_data=True)
         z, shape = self._latents(latents, x.shape[0])
         mean, r = self._residuals(z.detach())
-        idx = self._subset_indices(x, subset, seed) if optimize and steps > 0 else None
+        idx = self._subset_indices(x, subset, seed) if optimize else None
         xs, rs = (x, r) if idx is None else (x[idx], r[idx])
         cs = self._factor(rs)
         d = r.shape[1]
         self.history_ = []
         best = (math.inf, None)
-        if optimize and steps > 0:
+        if optimize:
             params = [p for name, p in self.named_parameters() if name != "raw_noise" or self.learn_noise]
             run = self._adam if optimizer == "adam" else self._lbfgs
             self._step_cache = {}  # FastLikelihood keeps a step's operands and buffers here while fit() runs
@@ -379,24 +437,23 @@ class LatentGP(FastLikelihood, nn.Module):
         self.subset_ = idx
         return self
 
-    def _fit_auto(self, poses, latents, steps, lr, optimize, progress, callback, subset, seed) -> "LatentGP":
-        """``fit(optimizer="auto")``: see :meth:`fit`."""
-        args = dict(steps=steps, lr=lr, optimize=optimize, progress=progress, callback=callback, subset=subset,
-                    seed=seed)
+    def _fit_auto(self, poses, latents, steps, lr, progress, callback, subset, seed) -> "LatentGP":
+        """``optimizer="auto"``: see :class:`LatentGP`."""
+        args = dict(steps=steps, lr=lr, progress=progress, callback=callback, subset=subset, seed=seed)
         n = self.as_poses(poses, new_data=True).shape[0]
-        small = n <= AUTO_COMPARE_MAX_FRAMES and (subset is None or subset == "auto")
-        if not (optimize and steps > 0 and small):
-            return self.fit(poses, latents, optimizer="lbfgs", **args)
+        small = n <= AUTO_COMPARE_MAX_FRAMES and (subset is None or isinstance(subset, str))  # str: "auto"
+        if not (steps > 0 and small):
+            return self._fit(poses, latents, optimizer="lbfgs", **args)
         start = copy.deepcopy(self.state_dict())
-        self.fit(poses, latents, optimizer="lbfgs", **args)
+        self._fit(poses, latents, optimizer="lbfgs", **args)
         fitted = {"lbfgs": (self.loo_error(), copy.deepcopy(self.state_dict()), self.history_)}
         self.load_state_dict(start)
-        self.fit(poses, latents, optimizer="adam", **args)
+        self._fit(poses, latents, optimizer="adam", **args)
         fitted["adam"] = (self.loo_error(), None, self.history_)
         errors = {k: v[0] for k, v in fitted.items()}
         if errors["lbfgs"] <= errors["adam"]:  # ties go to the converged optimum
             self.load_state_dict(fitted["lbfgs"][1])
-            self.fit(poses, latents, optimize=False)  # the solve at the kept hyper-parameters
+            self._fit(poses, latents, optimizer=None)  # the solve at the kept hyper-parameters
             self.optimizer_, self.history_ = "lbfgs", fitted["lbfgs"][2]
         self.loo_errors_ = errors
         return self
@@ -407,14 +464,10 @@ class LatentGP(FastLikelihood, nn.Module):
         n = x.shape[0]
         if subset is None:
             return None
-        if isinstance(subset, str):
-            if subset != "auto":
-                raise ValueError(f"subset must be None, 'auto', a number of frames or indices, got {subset!r}")
+        if isinstance(subset, str):  # "auto" (checked by _check_fit_options)
             subset = auto_subset_size(n)
-        if isinstance(subset, (int, float)) and not isinstance(subset, bool):
-            m = int(subset)
-            if m < 2:
-                raise ValueError(f"subset: need at least 2 frames, got {subset}")
+        if isinstance(subset, numbers.Real) and not isinstance(subset, bool):
+            m = int(subset)  # at least 2 (checked by _check_fit_options)
             return None if m >= n else stratified_subset(x, m, self.correlation(x), seed=seed)
         idx = torch.as_tensor(subset, dtype=torch.long, device=x.device).reshape(-1)
         if idx.numel() < 2 or int(idx.min()) < 0 or int(idx.max()) >= n:
@@ -451,11 +504,11 @@ class LatentGP(FastLikelihood, nn.Module):
             try:
                 loss, value = self._evaluate(x, c, d, best)
             except ValueError as e:  # NotPSDError, or a kernel matrix with NaN/inf entries
-                warnings.warn(f"LatentGP.fit: stopped at step {step}: {e}", RuntimeWarning, stacklevel=3)
+                warnings.warn(f"LatentGP.fit: stopped at step {step}: {e}", RuntimeWarning, stacklevel=4)
                 break
             if not math.isfinite(value):
                 warnings.warn(f"LatentGP.fit: non-finite loss at step {step}; keeping the best parameters",
-                              RuntimeWarning, stacklevel=3)
+                              RuntimeWarning, stacklevel=4)
                 break
             loss.backward()
             opt.step()
@@ -500,14 +553,14 @@ class LatentGP(FastLikelihood, nn.Module):
             try:
                 opt.step(closure)
             except _Stop as e:
-                warnings.warn(f"LatentGP.fit: L-BFGS stopped at the start: {e}", RuntimeWarning, stacklevel=3)
+                warnings.warn(f"LatentGP.fit: L-BFGS stopped at the start: {e}", RuntimeWarning, stacklevel=4)
                 break
             if len(failures) == seen or len(self.history_) >= 2 * steps:
                 break
             self.load_state_dict(best[1])
         if failures:
             warnings.warn(f"LatentGP.fit: {len(failures)} L-BFGS evaluations were not positive definite or not "
-                          "finite and were backtracked from", RuntimeWarning, stacklevel=3)
+                          "finite and were backtracked from", RuntimeWarning, stacklevel=4)
         return best[0], best[1]
 
     def _lbfgs_tolerance(self, n: int) -> float:

@@ -151,8 +151,8 @@ def build_gp(
         poses_obs ``(N, P)`` and poses_query ``(M, P)``: pose features (the lengthscales' median
         heuristic uses both: query poses are known even where frames are missing);
         z_flat ``(N, D)``: the observed values (their spread sets the output scale).
-        gp_options: further :class:`LatentGP` arguments (``solver=``, ``max_inducing=``,
-            ``gradient_precision=``, ...).
+        gp_options: further :class:`LatentGP` arguments (``optimizer=``, ``steps=``, ``subset=``,
+            ``solver=``, ``max_inducing=``, ``gradient_precision=``, ...).
     """
     from gpytorch.kernels import ScaleKernel
 
@@ -197,7 +197,7 @@ def gp_predict(
             with ``fixed`` hyper-parameters nothing is optimised.
         n_samples: joint posterior samples over the query frames (seeded by ``seed``): of observations,
             scaled by the leave-one-out scale, with ``calibrated``; of the latent function otherwise.
-        optimizer, subset: of :meth:`LatentGP.fit` (default: ``"auto"``, L-BFGS, compared with the Adam
+        optimizer, subset: of :class:`LatentGP` (default: ``"auto"``, L-BFGS, compared with the Adam
             schedule by leave-one-out error up to 512 frames; on all frames up to 1,500, on a
             stratified subset beyond; the solve always uses all frames).
         solver: ``"exact"``, ``"inducing"`` or ``"auto"`` (exact while it fits in memory), and
@@ -206,11 +206,10 @@ def gp_predict(
             rows, and :meth:`Prediction.at` predicts at any chunk of poses later.
     """
     z, flat = _flat(z_obs)
-    gp = build_gp(method, poses_obs, poses_query, flat, geometry, fixed, device, solver=solver, **gp_options)
-    steps = default_fit_steps(len(z)) if steps is None else steps
+    gp = build_gp(method, poses_obs, poses_query, flat, geometry, fixed, device, solver=solver,
+                  optimizer=None if fixed else optimizer, steps=steps, subset=subset, seed=seed, **gp_options)
     t0 = time.perf_counter()
-    gp.fit(poses_obs, torch.from_numpy(z), steps=steps, optimize=steps > 0 and not fixed, progress=progress,
-           optimizer=optimizer, subset=subset, seed=seed)
+    gp.fit(poses_obs, torch.from_numpy(z), progress=progress)
     fit_s = time.perf_counter() - t0
     if predict:
         mean, var = gp.predict(poses_query)
@@ -409,7 +408,8 @@ def predict_residuals(
         var[s : s + chunk] = model.observation_var(v)
     gp = model.gp
     gp.noise = relative_noise * float(gp.kernel.outputscale.detach())
-    gp.fit(poses_obs, r, optimize=False)
+    gp.optimizer = None  # the solve at the lowered noise, nothing optimised
+    gp.fit(poses_obs, r)
     for s in range(0, m, chunk):
         mu, _ = gp.predict(poses_query[s : s + chunk])
         mean[s : s + chunk] = mu.cpu().numpy()
@@ -434,9 +434,9 @@ class ResidualGP:
         queries there will be) enter only the data-driven start values (:func:`build_gp`)."""
         r = torch.as_tensor(residuals, dtype=torch.float64)
         r = r.reshape(r.shape[0], -1)
-        gp = build_gp(method, poses_obs, poses_query, r, device=device)
-        steps = default_fit_steps(r.shape[0]) if steps is None else steps
-        gp.fit(poses_obs, r, steps=steps, optimize=steps > 0, optimizer="adam", subset=None)  # the schedule its tables were measured with
+        # Adam on all frames: the schedule its tables were measured with.
+        gp = build_gp(method, poses_obs, poses_query, r, device=device, optimizer="adam", steps=steps, subset=None)
+        gp.fit(poses_obs, r)
         c2 = gp.loo_scale(per_dimension=True)  # (D,) per-dimension LOO scale c_d^2
         scale = torch.from_numpy(shrunk_variance(c2.cpu().numpy(), r.shape[0])).to(c2)
         return cls(gp, float(gp.noise.detach()), scale, gp.hyperparameters())
