@@ -336,9 +336,9 @@ def test_chunked_run_scores_as_one_chunk(tmp_path, phone):
 
 
 def test_long_run_limits_scored_and_sampled_frames(tmp_path, phone):
-    """Past ``score_frames`` targets SSIM / LPIPS are scored at evenly spaced frames (``None`` elsewhere),
-    MSE at all; past ``sample_frames`` the samples are decoded at one frame per window and carried to
-    the others: the sd maps stay finite and calibrated sums still cover every held-out pixel."""
+    """Past ``score_frames`` targets SSIM, LPIPS and the calibration are scored at evenly spaced frames
+    (``None`` elsewhere), MSE at all; past ``sample_frames`` the samples are decoded at one frame per
+    window and carried to the others: the sd maps stay finite and the calibration meaningful."""
     from viewgp.keyframes import parse_keyframes
     from sequences.pipeline.latents import sample_stride
 
@@ -347,7 +347,7 @@ def test_long_run_limits_scored_and_sampled_frames(tmp_path, phone):
     cfg = PipelineConfig(methods=("view",), n_samples=3, progress=False, score_frames=10, sample_frames=10,
                          chunk_frames=12, media=False)
     m = run_pipeline(run, TinyBackbone(), str(tmp_path), cfg)
-    assert m["scored_frames"] == {"mse": 30, "ssim_lpips": 10}
+    assert m["scored_frames"] == {"mse": 30, "ssim_lpips_calibration": 10}
     view = m["methods"]["view"]
     ssim = view["per_frame"]["ssim"]
     assert len(ssim) == 30 and sum(v is not None for v in ssim) == 10 and ssim[0] is not None and ssim[-1] is not None

@@ -52,6 +52,7 @@ __all__ = [
     "predict_latents",
     "predict_residuals",
     "ResidualGP",
+    "PIXEL_FIT_FRAMES",
 ]
 
 BASELINES = ("linear", "linear-pose", "nearest", "independent")
@@ -416,6 +417,19 @@ def predict_residuals(
     return mean, var, model.hyperparameters
 
 
+#: Hyper-parameters of GPs on whole frames of pixels (the residual detail, the px-gp baseline) are fitted
+#: on at most this many observed frames, stratified in time and pose (the solve uses them all): with
+#: D = 196,608 values a frame at 256 px, 150 Adam steps on 1,000 keyframes took 37 s on 2 cores, on
+#: 256 of them a tenth of that.
+PIXEL_FIT_FRAMES = 256
+
+
+def pixel_fit_subset(n_obs: int) -> Optional[int]:
+    """The ``subset`` of a pixel GP's fit for ``n_obs`` observed frames: all (``None``) up to
+    :data:`PIXEL_FIT_FRAMES`, else that many."""
+    return None if n_obs <= PIXEL_FIT_FRAMES else PIXEL_FIT_FRAMES
+
+
 @dataclass
 class ResidualGP:
     """The residual GP of :func:`predict_residuals`, fitted once on the keyframes' residuals and then
@@ -434,8 +448,9 @@ class ResidualGP:
         queries there will be) enter only the data-driven start values (:func:`build_gp`)."""
         r = torch.as_tensor(residuals, dtype=torch.float64)
         r = r.reshape(r.shape[0], -1)
-        # Adam on all frames: the schedule its tables were measured with.
-        gp = build_gp(method, poses_obs, poses_query, r, device=device, optimizer="adam", steps=steps, subset=None)
+        # Adam, the schedule its tables were measured with (on all frames of such runs).
+        gp = build_gp(method, poses_obs, poses_query, r, device=device, optimizer="adam", steps=steps,
+                      subset=pixel_fit_subset(r.shape[0]))
         gp.fit(poses_obs, r)
         c2 = gp.loo_scale(per_dimension=True)  # (D,) per-dimension LOO scale c_d^2
         scale = torch.from_numpy(shrunk_variance(c2.cpu().numpy(), r.shape[0])).to(c2)

@@ -51,10 +51,22 @@ def combine_sd(latent_sd: Optional[np.ndarray], extra_var: Optional[np.ndarray],
     ``extra_var`` ``(S, S)`` or ``(M, S, S)``; either may be ``None``. Returns float32 ``(M, S, S)``."""
     if latent_sd is None and extra_var is None:
         raise ValueError("combine_sd needs a latent sd map, an extra variance, or both")
-    var = 0.0 if latent_sd is None else resize_maps(latent_sd, size).astype(np.float64) ** 2
-    if extra_var is not None:
-        var = var + np.asarray(extra_var, np.float64)
-    return np.sqrt(var).astype(np.float32)
+    # float32, 64 frames at a time into the output: these maps are (M, S, S) per method (a long run's
+    # chunk: 500 x 256 x 256), and whole-stack temporaries cost more in page faults than in arithmetic
+    m = len(latent_sd) if latent_sd is not None else len(extra_var)
+    extra = None if extra_var is None else np.asarray(extra_var, np.float32)
+    out = np.empty((m, int(size), int(size)), np.float32)
+    for s in range(0, m, 64):
+        block = out[s : s + 64]
+        if latent_sd is None:
+            block[:] = 0.0
+        else:
+            block[:] = resize_maps(latent_sd[s : s + 64], size)
+            np.square(block, out=block)
+        if extra is not None:
+            block += extra if extra.ndim == 2 else extra[s : s + 64]
+        np.sqrt(block, out=block)
+    return out
 
 
 def rescaled_sd(head_sd: np.ndarray, head_var: np.ndarray, target_var: np.ndarray) -> np.ndarray:

@@ -23,14 +23,14 @@ def fit_pixel_gp(keyframes: np.ndarray, poses_obs: torch.Tensor, poses_query: to
     :class:`~viewgp.latent_gp.LatentGP` and kernel as the latent GP; one Cholesky for all values); a
     :class:`viewgp.predict.Prediction` without rows, asked at each chunk of ``poses_query`` by
     :func:`pixel_baselines`."""
-    from viewgp.predict import gp_predict
+    from viewgp.predict import gp_predict, pixel_fit_subset
 
     flat = keyframes.reshape(len(keyframes), -1).astype(np.float64) / 255.0
     # Adam from the median-heuristic start, as the latent GPs had it: on pixels, full type-II ML (which
     # L-BFGS reaches) drives the lengthscales to zero, since raw pixels of moving frames barely correlate,
     # and then predicts the mean image (demo run: held-out MSE 0.0245 vs 0.0161 with Adam's 150 steps).
-    return gp_predict(kernel, poses_obs, flat, poses_query, steps=steps, device=device, optimizer="adam", subset=None,
-                      predict=False)
+    return gp_predict(kernel, poses_obs, flat, poses_query, steps=steps, device=device, optimizer="adam",
+                      subset=pixel_fit_subset(len(flat)), predict=False)
 
 
 def pixel_baselines(

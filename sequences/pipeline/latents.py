@@ -135,7 +135,9 @@ def _decode(state: PipelineState) -> None:
             if head_sd is not None:
                 state.sd_maps[f"{head}+detail"] = combine_sd(head_sd, res_var, size)
                 state.sd_maps[f"{head}+warp"] = combine_sd(head_sd, res_var + spread, size)
-                state.ablation = sd_ablation(head_sd, h.predictive_var, h.var, h.noise, res_var, spread, size)
+                rows = state.scored_rows()  # the ablation only enters the calibration: its scored targets
+                state.ablation = sd_ablation(head_sd[rows], h.predictive_var[rows], h.var[rows], h.noise, res_var[rows],
+                                             spread[rows], size)
         for m, frames in decoded.items():
             state.outputs[m] = square_resize_frames(frames, size)
         warp = f"{head}+warp"

@@ -15,30 +15,20 @@ from sequences.capture.video import video_codec
 from sequences.pipeline.baselines import PIXEL_BASELINES
 from sequences.pipeline.evaluate import frame_errors, lpips_distance, pixel_calibration_parts, psnr_of
 from sequences.pipeline.latents import DIAGNOSTICS
-from sequences.pipeline.state import PipelineState
+from sequences.pipeline.state import PipelineState, score_rows
 from viewgp.calibration import merge_parts, summary_of
 from viewgp.predict import BASELINES
 
-__all__ = ["Scorer", "method_kind", "score_rows"]
+__all__ = ["Scorer", "method_kind"]
 
 #: LPIPS-delta and the RMSE-delta smoothness compare frames this many apart (the view-aware paper's).
 DELTA = 5
 
 
-def score_rows(n_targets: int, limit: Optional[int]) -> np.ndarray:
-    """``(n_targets,)`` bool: the targets SSIM and LPIPS are scored on, every one up to ``limit``,
-    else ``limit`` evenly spaced (first and last included)."""
-    rows = np.ones(n_targets, bool)
-    if limit is not None and n_targets > int(limit):
-        rows[:] = False
-        rows[np.round(np.linspace(0, n_targets - 1, max(int(limit), 2))).astype(np.int64)] = True
-    return rows
-
-
 class Scorer:
     """``metrics.json``'s scores, a chunk of targets at a time (:meth:`add` after each chunk's outputs,
-    :meth:`finish` at the end): per-frame MSE / PSNR of every method at every target, SSIM and LPIPS
-    at the targets of :func:`score_rows`, the smoothness over pairs of frames ``DELTA`` apart (across
+    :meth:`finish` at the end): per-frame MSE / PSNR of every method at every target, SSIM, LPIPS and
+    the calibration's sums at the targets of :func:`~sequences.pipeline.state.score_rows`, the smoothness over pairs of frames ``DELTA`` apart (across
     chunk borders too), the calibration's sums of every sd map and of the headline's sd ablation.
     What comes out does not depend on the chunk size."""
 
@@ -64,15 +54,16 @@ class Scorer:
             for m, part in zip(names, found):
                 self._merge(m, part)
             warp = f"{state.head}+warp"  # the sd map built up part by part is the warp's (the fused one is made from it)
-            if truth is not None and state.ablation and held.any():
-                parts = _parallel_map(lambda sd: pixel_calibration_parts(state.outputs[warp], truth, sd, held),
-                                      list(state.ablation.values()))
+            rows = state.scored_rows()  # the ablation's maps exist at these targets only
+            if truth is not None and state.ablation and held[rows].any():
+                parts = _parallel_map(lambda sd: pixel_calibration_parts(state.outputs[warp][rows], truth[rows], sd,
+                                                                         held[rows]), list(state.ablation.values()))
                 for row, part in zip(state.ablation, parts):
                     self.ablation[row] = merge_parts(self.ablation.get(row), part)
 
     def _chunk(self, state: PipelineState, m: str, frames: np.ndarray) -> dict[str, Any]:
         truth, held, lpips = state.truth, state.held, self.lpips
-        rows = np.flatnonzero(self.rows[state.start : state.start + len(frames)])
+        rows = state.scored_rows()
         tail = self.tails.get(m, frames[:0])
         ext = np.concatenate([tail, frames]) if len(tail) else frames
         pairs = max(len(ext) - DELTA, 0)  # every pair (i, i + DELTA) with its second frame in this chunk
@@ -91,7 +82,8 @@ class Scorer:
                 out["lpips"] = _at_rows(len(frames), rows, lpips(frames[rows], truth[rows]) if len(rows) else [])
             out["held"] = held.tolist()
             if m in state.sd_maps:
-                out["calibration"] = pixel_calibration_parts(frames, truth, state.sd_maps[m], held, state.dofs.get(m))
+                out["calibration"] = pixel_calibration_parts(frames[rows], truth[rows], state.sd_maps[m][rows], held[rows],
+                                                             state.dofs.get(m))
                 out["dof"] = state.dofs.get(m)
         return out
 
@@ -120,7 +112,7 @@ class Scorer:
                    "precision": state.precision.to_dict() | {"used_for": "posterior samples and adaptation (scored frames: fp32)"},
                    "video": {"codec": video_codec(), "fps": round(state.fps, 6)},
                    "lpips": "alexnet v0.1" if self.lpips is not None else f"unavailable: {self.lpips_reason}",
-                   "scored_frames": {"mse": int(state.n_targets), "ssim_lpips": int(self.rows.sum())}}
+                   "scored_frames": {"mse": int(state.n_targets), "ssim_lpips_calibration": int(self.rows.sum())}}
         if self.recon:
             metrics["per_frame_reconstruction_mse"] = float(np.mean(self.recon))
         metrics["methods"] = {m: self._entry(state, m, sc) for m, sc in self.scores.items()}

@@ -21,7 +21,7 @@ import torch
 from generative.images.geometry import square_resize_frames
 from generative.precision import Precision, choose_precision
 
-__all__ = ["PipelineConfig", "PipelineState", "output_size", "MAX_COORDINATE", "check_run_for_pipeline"]
+__all__ = ["PipelineConfig", "PipelineState", "output_size", "score_rows", "MAX_COORDINATE", "check_run_for_pipeline"]
 
 
 @dataclass
@@ -60,9 +60,9 @@ class PipelineConfig:
     # many at a time, so memory does not grow with the run's length (a 256 px panel is 0.2 GB per 1,000
     # frames, and a run has a dozen panels and their sd maps).
     chunk_frames: int = 500
-    # SSIM and LPIPS (and LPIPS-delta) are scored on at most this many target frames, evenly spaced (all
-    # of them in shorter runs); MSE / PSNR and the calibration use every frame.
-    score_frames: int = 1000
+    # SSIM, LPIPS (and LPIPS-delta) and the calibration are scored on at most this many target frames,
+    # evenly spaced (all of them in shorter runs); MSE / PSNR on every frame.
+    score_frames: Optional[int] = 1000
     # Posterior samples decoded at most at this many target frames, evenly spaced; the sd maps of the
     # frames between carry the nearest decoded map, rescaled by the predictive variance (first order,
     # generative.latents.uncertainty.rescaled_sd). None: at every frame.
@@ -155,6 +155,12 @@ class PipelineState:
                        preds={m: p.rows(rows) for m, p in self.preds.items()}, outputs={}, sd_maps={}, dofs={},
                        diagnostics={}, ablation={}, have=None)
 
+    def scored_rows(self) -> np.ndarray:
+        """The targets of this chunk (indices into it) that SSIM, LPIPS and the calibration score
+        (:func:`score_rows` of the whole run)."""
+        m = len(self.times_q)
+        return np.flatnonzero(score_rows(self.n_targets, self.config.score_frames)[self.start : self.start + m])
+
     def chunks(self) -> Iterator[tuple[int, int]]:
         """``(start, stop)`` of each chunk of ``config.chunk_frames`` targets."""
         m, step = len(self.times_q), max(1, int(self.config.chunk_frames))
@@ -180,6 +186,16 @@ class PipelineState:
         t0 = time.perf_counter()
         yield
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+def score_rows(n_targets: int, limit: Optional[int]) -> np.ndarray:
+    """``(n_targets,)`` bool: the targets scored by the costly measures, every one up to ``limit``
+    (``None``: no limit), else ``limit`` evenly spaced (first and last included)."""
+    rows = np.ones(n_targets, bool)
+    if limit is not None and n_targets > int(limit):
+        rows[:] = False
+        rows[np.round(np.linspace(0, n_targets - 1, max(int(limit), 2))).astype(np.int64)] = True
+    return rows
 
 
 def output_size(run, requested: Optional[int]) -> int:
