@@ -120,7 +120,7 @@ def long_run(args) -> None:
             sys.exit(f"viewgp interpolate exited with {rc}")
         metrics = json.loads((out / "metrics.json").read_text())
         t, n = metrics["timings"], metrics["n_frames"]
-        methods = tuple(m for m in metrics["methods"] if metrics["methods"][m].get("hyperparameters"))
+        methods = tuple(m for m in metrics["methods"] if f"{m}_s" in t)  # the fitted methods, timed as <m>_s
         print(f"\nviewgp interpolate, {n} frames streamed from {video.name} ({args.keyframes}, "
               f"{metrics['n_observed']} keyframes, {args.size} px, samples in {metrics['precision']['precision']}): "
               "seconds (frames/s)")

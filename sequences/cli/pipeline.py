@@ -80,6 +80,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     out.add_argument("--diagnostics", action="store_true",
                      help="also score the warp driven by each held-out frame's own reconstruction (a perfect latent "
                           "prediction) and by the true frame (a perfect decoder): rows per-frame+warp, truth+warp")
+    out.add_argument("--score-frames", type=non_negative_int, default=1000, metavar="N",
+                     help="score SSIM, LPIPS and the calibration on at most N evenly spaced frames of a long run "
+                          "(MSE on all); 0 = every frame (default 1000)")
+    out.add_argument("--sample-frames", type=non_negative_int, default=1000, metavar="N",
+                     help="decode the posterior samples at most at N frames of a long run (one per window, the largest "
+                          "variance), the others' sd maps carried from the nearest; 0 = every frame (default 1000)")
     out.add_argument("--adapt-steps", type=non_negative_int, default=0, metavar="N",
                      help="fine-tune the backbone for N steps on the observed frames before encoding (default 0)")
     p.add_argument("--bayes", action="store_true",
@@ -154,7 +160,8 @@ def _config(args, backbone):
                           lpips_weights=args.lpips_weights, output_size=args.output_size or None,
                           detail=not args.no_detail, pixel_baselines=not args.no_pixel_baselines,
                           adapt_steps=args.adapt_steps, precision=args.precision,
-                          diagnostics=args.diagnostics)
+                          diagnostics=args.diagnostics, score_frames=args.score_frames or None,
+                          sample_frames=args.sample_frames or None)
 
 
 def _nuts(args) -> dict | None:

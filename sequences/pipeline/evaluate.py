@@ -18,16 +18,20 @@ def psnr_of(mse: float) -> float:
     return float(10 * np.log10(1.0 / max(float(mse), 1e-12)))
 
 
-def _frame_mse(pred: np.ndarray, truth: np.ndarray, chunk: int = 64) -> np.ndarray:
-    """Per-frame MSE on the [0, 1] scale of uint8 stacks ``(N, H, W, 3)``: squared differences summed
-    exactly in integers (no float64 copies of whole stacks), a chunk of frames at a time."""
+def _frame_mse(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-frame MSE on the [0, 1] scale of uint8 stacks ``(N, H, W, 3)``, a frame at a time (no float
+    copies of whole stacks)."""
     if pred.shape != truth.shape:
         raise ValueError(f"frames of shape {pred.shape} cannot be scored against ground truth of shape {truth.shape}")
+    import cv2
+
     n, per = len(pred), int(np.prod(pred.shape[1:]))
     out = np.empty(n, np.float64)
-    for s in range(0, n, chunk):
-        d = pred[s : s + chunk].astype(np.int32) - truth[s : s + chunk].astype(np.int32)
-        out[s : s + chunk] = np.square(d, out=d).reshape(len(d), -1).sum(1, dtype=np.int64)
+    for i in range(n):
+        # OpenCV's sum of squared differences of uint8 images, accumulated in float64 (equal to the
+        # integer sum to float64 rounding), without numpy's int32 copies of both stacks
+        out[i] = cv2.norm(np.ascontiguousarray(pred[i]).reshape(-1, 1), np.ascontiguousarray(truth[i]).reshape(-1, 1),
+                          cv2.NORM_L2SQR)
     return out / (per * 255.0**2)
 
 

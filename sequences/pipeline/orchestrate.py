@@ -52,7 +52,7 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     scorer, media = Scorer(state), start_media(state)
     try:
         for start, stop in tqdm(list(state.chunks()), desc="frames", unit="chunk",
-                                disable=not config.progress or state.n_targets <= config.chunk_frames):
+                                disable=not config.progress or state.n_targets <= state.chunk_size()):
             chunk = state.chunk(start, stop)
             decode_latents(chunk)  # 4. frames at the output size, detail layers, per-pixel sd maps
             if config.pixel_baselines:
@@ -63,6 +63,7 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
             add_media(media, chunk)  # 6. videos and strips, this chunk's frames appended
             scorer.add(chunk)  # 7. every method against the truth, calibration sums
             state.dofs = chunk.dofs
+            del chunk  # before the next one is read: never two chunks' frames at once
     except BaseException:
         if media is not None:
             media.abort()

@@ -101,14 +101,18 @@ def panel_grid(panels: Mapping[str, np.ndarray], columns: int, label_height: int
     """Equally sized panels ``{label: (M, S, S, 3)}`` tiled in rows of ``columns``, each row with a
     label bar above it; ``(M, rows * (label_height + S), columns * S, 3)``."""
     labels, stacks = list(panels), list(panels.values())
-    m, s = stacks[0].shape[:2]
-    blank = np.full_like(stacks[0], 255)
-    rows = []
+    m, s, w = stacks[0].shape[:3]
+    n_rows = -(-len(stacks) // columns)
+    out = np.full((m, n_rows * (label_height + s), columns * w, 3), 255, np.uint8)  # one copy of every panel
     for i in range(0, len(stacks), columns):
+        top = (i // columns) * (label_height + s)
         row_labels = labels[i : i + columns]
-        row = stacks[i : i + columns] + [blank] * (columns - len(row_labels))
-        rows.append(with_header(np.concatenate(row, axis=2), row_labels + [""] * (columns - len(row_labels)), label_height))
-    return np.concatenate(rows, axis=1)
+        # the label bar alone (a frame of zero height under it), broadcast down the frames
+        out[:, top : top + label_height] = with_header(np.zeros((1, 0, columns * w, 3), np.uint8),
+                                                       row_labels + [""] * (columns - len(row_labels)), label_height)
+        for j, stack in enumerate(stacks[i : i + columns]):
+            out[:, top + label_height : top + label_height + s, j * w : (j + 1) * w] = stack
+    return out
 
 
 class LazyPanelGrid:
@@ -197,8 +201,9 @@ class FrameOutputs:
             panels["uncertainty (sd)"] = heat
         self.labels = list(panels)
         grid = LazyPanelGrid(panels, self.columns)
-        for s in range(0, len(grid), 64):
-            self._video("comparison.mp4", grid[s : s + 64])
+        block = int(np.clip(2e8 // np.prod(grid.shape[1:]), 1, 64))  # about 200 MB of grid frames at a time
+        for s in range(0, len(grid), block):
+            self._video("comparison.mp4", grid[s : s + block])
         m = len(panels[self.labels[0]])
         keep = [i for i in range(m) if (self.done + i) % self.step == 0]
         for label, frames in panels.items():

@@ -57,9 +57,10 @@ class PipelineConfig:
     # (generative.precision); "fp32" / "bf16" force one. Scored predictions are always decoded in float32.
     precision: str = "auto"
     # Target frames decoded, scored and written per chunk: steps 4-7 stream through the targets this
-    # many at a time, so memory does not grow with the run's length (a 256 px panel is 0.2 GB per 1,000
-    # frames, and a run has a dozen panels and their sd maps).
-    chunk_frames: int = 500
+    # many at a time, so memory does not grow with the run's length. None: as many as fit in about
+    # CHUNK_BYTES at the output size (a chunk's dozen panels and their sd maps: 250 frames at 256 px,
+    # 8 at 1080 px).
+    chunk_frames: Optional[int] = None
     # SSIM, LPIPS (and LPIPS-delta) and the calibration are scored on at most this many target frames,
     # evenly spaced (all of them in shorter runs); MSE / PSNR on every frame.
     score_frames: Optional[int] = 1000
@@ -155,6 +156,12 @@ class PipelineState:
                        preds={m: p.rows(rows) for m, p in self.preds.items()}, outputs={}, sd_maps={}, dofs={},
                        diagnostics={}, ablation={}, have=None)
 
+    def chunk_size(self) -> int:
+        """Targets per chunk: ``config.chunk_frames``, or those whose outputs fit in :data:`CHUNK_BYTES`."""
+        if self.config.chunk_frames:
+            return max(1, int(self.config.chunk_frames))
+        return int(np.clip(CHUNK_BYTES // (BYTES_PER_PIXEL * self.size * self.size), 8, 500))
+
     def scored_rows(self) -> np.ndarray:
         """The targets of this chunk (indices into it) that SSIM, LPIPS and the calibration score
         (:func:`score_rows` of the whole run)."""
@@ -162,8 +169,8 @@ class PipelineState:
         return np.flatnonzero(score_rows(self.n_targets, self.config.score_frames)[self.start : self.start + m])
 
     def chunks(self) -> Iterator[tuple[int, int]]:
-        """``(start, stop)`` of each chunk of ``config.chunk_frames`` targets."""
-        m, step = len(self.times_q), max(1, int(self.config.chunk_frames))
+        """``(start, stop)`` of each chunk of :meth:`chunk_size` targets."""
+        m, step = len(self.times_q), self.chunk_size()
         return ((s, min(s + step, m)) for s in range(0, m, step))
 
     @property
@@ -186,6 +193,12 @@ class PipelineState:
         t0 = time.perf_counter()
         yield
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+#: Memory for one chunk's outputs, and what one target frame takes per output pixel: about 16 uint8
+#: RGB panels (ground truth, methods, baselines) and 8 float32 sd maps.
+CHUNK_BYTES = 1.3e9
+BYTES_PER_PIXEL = 16 * 3 + 8 * 4
 
 
 def score_rows(n_targets: int, limit: Optional[int]) -> np.ndarray:
