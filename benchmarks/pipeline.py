@@ -100,6 +100,7 @@ def render_video_run(n: int, size: int, folder: Path, seed: int = 0) -> tuple[Pa
 def long_run(args) -> None:
     """``viewgp interpolate`` on a rendered video of ``args.frames`` frames, timed as a child process."""
     import json
+    import shutil
     import subprocess
 
     folder = Path(args.workdir or Path.home() / ".cache" / "viewgp-bench" / f"phone-{args.frames}-{args.size}")
@@ -108,6 +109,7 @@ def long_run(args) -> None:
     print(f"rendered run: {video} ({time.perf_counter() - t0:.0f} s; reused when present)")
     for prec in args.precisions:
         out = folder / f"out-{prec}"
+        shutil.rmtree(out, ignore_errors=True)  # its cache would spare the encoding
         cmd = [sys.executable, "-m", "sequences.cli", "interpolate", "--video", str(video), "--poses", str(poses),
                "--keyframes", args.keyframes, "--out", str(out), "--overwrite", "--output-size", str(args.size),
                "--precision", prec] + (["--quiet"] if args.quiet else [])

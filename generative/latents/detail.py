@@ -170,7 +170,8 @@ def warp_detail(
         over which neighbour is right, large where they disagree (occlusions, flow errors, ghosts).
     """
     s = int(size or keyframes.shape[1])
-    up_obs = square_resize_frames(decoded_obs, s)
+    used = np.unique(np.asarray(neighbours)[np.asarray(weights) > 0])  # a chunk of queries needs a few keyframes
+    up_obs = dict(zip(used.tolist(), square_resize_frames(decoded_obs[used], s)))
     up_q = square_resize_frames(decoded_query, s)
     out = np.empty((len(up_q), s, s, 3), np.uint8)
     spread = np.zeros((len(up_q), s, s), np.float32)

@@ -49,11 +49,13 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     encode_latents(state)  # 2. every frame's latent (or the keyframes' inversions)
     predict_latents(state)  # 3. each method fitted on the observed latents, predicted at the targets
     decode_keyframes(state)  # 4a. what every chunk shares: the keyframes' decodes, the detail GP
-    scorer, media = Scorer(state), start_media(state)
+    # a long run shows one bar over its frames instead of every chunk's own bars
+    many = state.n_targets > state.chunk_size()
+    scorer, media = Scorer(state), start_media(state, progress=config.progress and not many)
+    bar = tqdm(total=state.n_targets, desc="decode, score, write", unit="frame", disable=not (config.progress and many))
     try:
-        for start, stop in tqdm(list(state.chunks()), desc="frames", unit="chunk",
-                                disable=not config.progress or state.n_targets <= state.chunk_size()):
-            chunk = state.chunk(start, stop)
+        for start, stop in state.chunks():
+            chunk = state.chunk(start, stop, progress=config.progress and not many)
             decode_latents(chunk)  # 4. frames at the output size, detail layers, per-pixel sd maps
             if config.pixel_baselines:
                 add_pixel_baselines(chunk)  # 5. the no-backbone methods on the keyframes' pixels
@@ -64,10 +66,13 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
             scorer.add(chunk)  # 7. every method against the truth, calibration sums
             state.dofs = chunk.dofs
             del chunk  # before the next one is read: never two chunks' frames at once
+            bar.update(stop - start)
     except BaseException:
         if media is not None:
             media.abort()
         raise
+    finally:
+        bar.close()
     finish_media(media, state)  # 6. videos finished, strips, latent and kernel plots
     metrics = scorer.finish(state)  # 7. every method's scores and calibration
     write_report(state, metrics)  # 8. reliability diagram, report.html, metrics.json

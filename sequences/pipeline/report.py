@@ -149,6 +149,10 @@ def pose_kernel_matrices(poses: Tensor) -> dict[str, np.ndarray]:
     return out
 
 
+#: The comparison video's grid frames are made this many bytes at a time (1080 px panels: 4 frames).
+GRID_BLOCK_BYTES = 2e8
+
+
 class FrameOutputs:
     """Videos and strips of a run, written a chunk of frames at a time (:meth:`add`, then :meth:`close`).
 
@@ -176,20 +180,21 @@ class FrameOutputs:
         self.labels: Optional[list[str]] = None
         self.done = 0
 
-    def _video(self, name: str, frames: np.ndarray) -> None:
+    def _video(self, name: str, frames: np.ndarray, first: int) -> None:
+        """Append ``frames`` (the run's frames ``first``, ``first + 1``, ...) to the video ``name``."""
         from sequences.capture.video import VideoWriter
 
         if name not in self.writers:
             self.writers[name] = VideoWriter(os.path.join(self.out_dir, name), self.fps, self.progress, total=self.n)
         self.writers[name].write(frames)
-        if self.done <= self.poster_at < self.done + len(frames):
-            self.posters[name] = np.ascontiguousarray(frames[self.poster_at - self.done])
+        if first <= self.poster_at < first + len(frames):
+            self.posters[name] = np.ascontiguousarray(frames[self.poster_at - first])
 
     def add(self, panels: Mapping[str, np.ndarray], std: Optional[np.ndarray], observed: Optional[np.ndarray]) -> None:
         """Append one chunk's frames to every video and keep its strip frames."""
         show = lambda frames: upscale_for_display(frames, self.display_size)  # noqa: E731
         panels = {k: show(v) for k, v in panels.items()}
-        self._video("interpolated.mp4", panels[self.headline])
+        self._video("interpolated.mp4", panels[self.headline], self.done)
         if observed is not None and observed.any() and not observed.all():
             first = next(iter(panels))
             panels[first] = mark_keyframes(panels[first], observed)
@@ -197,13 +202,13 @@ class FrameOutputs:
             if self.top is None:  # a few extreme pixels would leave the rest of the map black
                 self.top = float(np.percentile(std, 99.5))
             heat = with_colour_scale(show(std_to_rgb(std, self.top)), self.top)
-            self._video("uncertainty.mp4", heat)
+            self._video("uncertainty.mp4", heat, self.done)
             panels["uncertainty (sd)"] = heat
         self.labels = list(panels)
         grid = LazyPanelGrid(panels, self.columns)
-        block = int(np.clip(2e8 // np.prod(grid.shape[1:]), 1, 64))  # about 200 MB of grid frames at a time
+        block = int(np.clip(GRID_BLOCK_BYTES // np.prod(grid.shape[1:]), 1, 64))
         for s in range(0, len(grid), block):
-            self._video("comparison.mp4", grid[s : s + block])
+            self._video("comparison.mp4", grid[s : s + block], self.done + s)
         m = len(panels[self.labels[0]])
         keep = [i for i in range(m) if (self.done + i) % self.step == 0]
         for label, frames in panels.items():
@@ -480,12 +485,13 @@ def write_html(out_dir: str, metrics: Mapping[str, Any], title: str = "viewgp ru
 
 
 # ------------------------------------------------------------------------------ the pipeline's steps
-def start_media(state) -> Optional[FrameOutputs]:
-    """The run's :class:`FrameOutputs` (``None`` without ``config.media``)."""
+def start_media(state, progress: Optional[bool] = None) -> Optional[FrameOutputs]:
+    """The run's :class:`FrameOutputs` (``None`` without ``config.media``; ``progress``: a bar per
+    video, default the config's)."""
     if not state.config.media:
         return None
     return FrameOutputs(state.out_dir, state.n_targets, state.headline or state.head, state.fps,
-                        state.config.display_size, progress=state.config.progress)
+                        state.config.display_size, progress=state.config.progress if progress is None else progress)
 
 
 def add_media(media: Optional[FrameOutputs], state) -> None:

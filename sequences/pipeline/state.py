@@ -141,16 +141,18 @@ class PipelineState:
                    target_obs=obs.copy() if not novel else np.zeros(len(times_q), bool),
                    n_targets=len(times_q), all_poses_q=target.pose_features(with_time=True))
 
-    def chunk(self, start: int, stop: int) -> "PipelineState":
+    def chunk(self, start: int, stop: int, progress: Optional[bool] = None) -> "PipelineState":
         """The state restricted to targets ``start:stop``: their poses, times, truth (read and resized
         now, a block of frames at a time), masks, latents and every prediction's rows; empty outputs.
-        Settings, keyframes, the keyframe layer, fitted models and ``timings`` are shared."""
+        Settings (``progress``: the steps' own bars, default the config's), keyframes, the keyframe
+        layer, fitted models and ``timings`` are shared."""
         from dataclasses import replace
 
         rows = slice(start, stop)
         target = self.run if self.query is None else self.query
         truth = None if target.frames is None else square_resize_frames(target.frames[rows], self.size)
-        return replace(self, poses_q=self.poses_q[rows], times_q=self.times_q[rows], held=self.held[rows],
+        config = self.config if progress is None else replace(self.config, progress=bool(progress))
+        return replace(self, config=config, poses_q=self.poses_q[rows], times_q=self.times_q[rows], held=self.held[rows],
                        target_obs=self.target_obs[rows], truth=truth, start=start,
                        target_latents=None if self.novel else self.latents[rows],
                        preds={m: p.rows(rows) for m, p in self.preds.items()}, outputs={}, sd_maps={}, dofs={},
