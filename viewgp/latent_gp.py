@@ -591,7 +591,9 @@ class LatentGP(FastLikelihood, nn.Module):
             plan = self._plan()
             L = self._gram_cholesky(x, plan, float(self.noise)) if plan is not None else self._cholesky(self._Ky(x))
             y = torch.linalg.solve_triangular(L, r, upper=False)
-            alpha = torch.linalg.solve_triangular(L.mT, y, upper=True)
+            # the second solve in place: with a whole frame of pixels per row (D = 196,608 at 256 px,
+            # 1,000 keyframes) each (N, D) float64 copy is 1.6 GB
+            alpha = torch.linalg.solve_triangular(L.mT, y, upper=True, out=y)
         self.cholesky_, self.alpha_, self.inducing_ = L, alpha, None
         return L
 

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-__all__ = ["PIXEL_BASELINES", "fit_pixel_gp", "pixel_baselines", "add_pixel_baselines"]
+__all__ = ["PIXEL_BASELINES", "fit_pixel_gp", "pixel_baselines", "fit_pixel_baselines", "add_pixel_baselines"]
 
 #: Methods that use no backbone at all: what a user could do without us (keys of :func:`pixel_baselines`).
 PIXEL_BASELINES = ("px-nearest-time", "px-nearest-pose", "px-blend", "px-blend-pose", "px-flow", "px-gp")
@@ -108,18 +108,24 @@ def pixel_baselines(
     return out
 
 
-def add_pixel_baselines(state) -> None:
-    """The no-backbone methods of :func:`pixel_baselines` on the keyframes' pixels at this chunk's
-    targets (the pixel GP fitted on the first call, with the headline's kernel; ``"view"`` when the
-    headline is a latent baseline), added to the state's outputs with their sd maps and Student-t
-    degrees of freedom."""
+def fit_pixel_baselines(state) -> None:
+    """The baselines that are fitted once for every chunk (``px-gp``, with the headline's kernel;
+    ``"view"`` when the headline is a latent baseline), before the first chunk's frames exist."""
     from viewgp.predict import BASELINES
 
     kernel = state.head if state.head not in BASELINES else "view"
     with state.timed("pixel_baselines_s"):
-        if "px-gp" not in state.pixel_models:  # fitted once for every chunk (the dict is shared)
-            state.pixel_models["px-gp"] = fit_pixel_gp(state.keyframes, state.poses_obs, state.all_poses_q, kernel,
-                                                       device=state.config.device)
+        state.pixel_models["px-gp"] = fit_pixel_gp(state.keyframes, state.poses_obs, state.all_poses_q, kernel,
+                                                   device=state.config.device)
+
+
+def add_pixel_baselines(state) -> None:
+    """The no-backbone methods of :func:`pixel_baselines` on the keyframes' pixels at this chunk's
+    targets (the pixel GP as :func:`fit_pixel_baselines` fitted it), added to the state's outputs with
+    their sd maps and Student-t degrees of freedom."""
+    if "px-gp" not in state.pixel_models:
+        fit_pixel_baselines(state)
+    with state.timed("pixel_baselines_s"):
         found = pixel_baselines(state.keyframes, state.times_obs, state.poses_obs, state.times_q, state.poses_q,
                                 state.pixel_models["px-gp"], novel=state.novel)
         size = state.size

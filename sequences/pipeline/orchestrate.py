@@ -21,7 +21,7 @@ import os
 import torch
 from tqdm.auto import tqdm
 
-from sequences.pipeline.baselines import add_pixel_baselines
+from sequences.pipeline.baselines import add_pixel_baselines, fit_pixel_baselines
 from sequences.pipeline.latents import (adapt_backbone, decode_keyframes, decode_latents, encode_latents,
                                         predict_latents, warp_diagnostics)
 from sequences.pipeline.report import add_media, finish_media, start_media, write_report
@@ -49,6 +49,8 @@ def run_pipeline(run, backbone, out_dir: str, config: PipelineConfig = PipelineC
     encode_latents(state)  # 2. every frame's latent (or the keyframes' inversions)
     predict_latents(state)  # 3. each method fitted on the observed latents, predicted at the targets
     decode_keyframes(state)  # 4a. what every chunk shares: the keyframes' decodes, the detail GP
+    if config.pixel_baselines:
+        fit_pixel_baselines(state)  # 5a. and the pixel GP
     # a long run shows one bar over its frames instead of every chunk's own bars
     many = state.n_targets > state.chunk_size()
     scorer, media = Scorer(state), start_media(state, progress=config.progress and not many)
