@@ -74,12 +74,13 @@ class PipelineConfig:
 class PipelineState:
     """One run of the pipeline. Set at the start: the inputs, the observed mask ``obs`` ``(N,)``, the
     output side ``size``, the keyframes' pixels ``(K, S, S, 3)`` at that size, the query poses
-    ``(M, 13)`` and times ``(M,)`` (the run's own frames, or a ``query`` run's novel views) and the truth
-    ``(M, S, S, 3)`` where the targets have frames. Filled in by the steps: ``latents`` ``(N, *latent)``,
+    ``(M, 13)`` and times ``(M,)`` (the run's own frames, or a ``query`` run's novel views); a chunk of
+    the targets (:meth:`chunk`) also holds their truth ``(M, S, S, 3)`` where the targets have frames.
+    Filled in by the steps (the per-target ones on each chunk): ``latents`` ``(N, *latent)``,
     ``preds`` (method -> :class:`viewgp.predict.Prediction`), ``outputs`` (panel -> uint8 ``(M, S, S, 3)``),
     ``sd_maps`` / ``dofs`` (per-pixel sd ``(M, S, S)`` and its Student-t degrees of freedom), ``have``
     (frames with a reconstruction; ``None`` for novel views) and ``ablation`` (the headline's sd map
-    built up one part at a time)."""
+    built up one part at a time, at the chunk's :meth:`scored_rows`)."""
 
     run: Any
     backbone: Any
@@ -131,15 +132,16 @@ class PipelineState:
         size = output_size(run, config.output_size)
         target, novel = (run, False) if query is None else (query, True)
         times_q = np.asarray(target.timestamps, np.float64)
+        poses_q = target.pose_features(with_time=True)
         return cls(run, backbone, out_dir, config, query, novel=novel, head=config.methods[0], obs=obs,
                    held=~obs if not novel else np.ones(len(times_q), bool),
                    poses_obs=run.pose_features(with_time=True)[torch.from_numpy(obs)],
                    times_obs=np.asarray(run.timestamps)[obs], fps=float(config.fps or run.frame_rate or 30.0),
                    size=size, precision=choose_precision(config.precision, config.device),
                    keyframes=square_resize_frames(run.frames[np.flatnonzero(obs)], size),
-                   poses_q=target.pose_features(with_time=True), times_q=times_q,
+                   poses_q=poses_q, times_q=times_q,
                    target_obs=obs.copy() if not novel else np.zeros(len(times_q), bool),
-                   n_targets=len(times_q), all_poses_q=target.pose_features(with_time=True))
+                   n_targets=len(times_q), all_poses_q=poses_q)
 
     def chunk(self, start: int, stop: int, progress: Optional[bool] = None) -> "PipelineState":
         """The state restricted to targets ``start:stop``: their poses, times, truth (read and resized
