@@ -406,8 +406,6 @@ class VideoWriter:
 def write_video(path: PathLike, frames, fps: float, progress: bool = False) -> Path:
     """Write RGB uint8 frames ``(N, H, W, 3)`` (array or frame source, read 64 frames at a time) as MP4
     at ``fps`` with a :class:`VideoWriter` (codec, padding to even sizes, atomic and checked)."""
-    if not (fps > 0 and np.isfinite(fps)):
-        raise ValueError(f"fps must be positive, got {fps}")
     if not hasattr(frames, "shape"):
         frames = np.asarray(frames)
     if len(frames.shape) != 4 or frames.shape[3] != 3 or frames.shape[0] == 0:

@@ -123,8 +123,6 @@ def add_pixel_baselines(state) -> None:
     """The no-backbone methods of :func:`pixel_baselines` on the keyframes' pixels at this chunk's
     targets (the pixel GP as :func:`fit_pixel_baselines` fitted it), added to the state's outputs with
     their sd maps and Student-t degrees of freedom."""
-    if "px-gp" not in state.pixel_models:
-        fit_pixel_baselines(state)
     with state.timed("pixel_baselines_s"):
         found = pixel_baselines(state.keyframes, state.times_obs, state.poses_obs, state.times_q, state.poses_q,
                                 state.pixel_models["px-gp"], novel=state.novel)

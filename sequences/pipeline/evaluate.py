@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-__all__ = ["pixel_calibration", "pixel_calibration_parts", "psnr_of", "frame_errors", "delta_smoothness", "lpips_distance", "method_metrics"]
+__all__ = ["pixel_calibration", "pixel_calibration_parts", "psnr_of", "frame_errors", "delta_distances", "delta_smoothness", "lpips_distance"]
 
 def psnr_of(mse: float) -> float:
     """PSNR (dB) of a mean squared error on the [0, 1] scale (capped at 120 dB for identical frames)."""
@@ -48,6 +48,17 @@ def frame_errors(pred: np.ndarray, truth: np.ndarray, ssim: bool = False) -> dic
     return out
 
 
+def delta_distances(frames: np.ndarray, delta: int = 5, distance=None, first=None) -> np.ndarray:
+    """Distances between frames ``delta`` apart: of the pairs ``(i, i + delta)`` for every ``i`` (or the
+    ``first`` given), ``(P,)`` float64. ``distance`` maps two uint8 stacks to per-pair distances; the
+    default is RMSE in [0, 1] units."""
+    first = np.arange(max(len(frames) - delta, 0)) if first is None else np.asarray(first, np.int64)
+    if len(first) == 0:
+        return np.zeros(0)
+    a, b = frames[first], frames[first + delta]
+    return np.sqrt(_frame_mse(a, b)) if distance is None else np.asarray(distance(a, b), np.float64)
+
+
 def delta_smoothness(frames: np.ndarray, delta: int = 5, distance=None) -> Optional[float]:
     """'LPIPS-delta' of the view-aware paper: mean distance between generated frames ``delta`` apart
     (``None`` for runs of at most ``delta`` frames).
@@ -55,14 +66,8 @@ def delta_smoothness(frames: np.ndarray, delta: int = 5, distance=None) -> Optio
     ``distance`` maps two uint8 stacks to per-pair distances; the default is RMSE in [0, 1] units
     (pass an LPIPS callable for the paper's metric).
     """
-    if len(frames) <= delta:
-        return None
-    a, b = frames[:-delta], frames[delta:]
-    if distance is None:
-        d = np.sqrt(_frame_mse(a, b))
-    else:
-        d = np.asarray(distance(a, b), np.float64)
-    return float(np.mean(d))
+    d = delta_distances(frames, delta, distance)
+    return float(np.mean(d)) if len(d) else None
 
 
 def lpips_distance(weights_dir: Optional[str] = None, device: str | torch.device = "cpu"):
@@ -95,42 +100,6 @@ def lpips_distance(weights_dir: Optional[str] = None, device: str | torch.device
         return np.concatenate(out) if out else np.zeros(0)
 
     return distance, None
-
-
-def method_metrics(
-    frames: np.ndarray,
-    truth: Optional[np.ndarray],
-    held: np.ndarray,
-    var: Optional[np.ndarray] = None,
-    lpips: Optional[Callable] = None,
-) -> dict[str, Any]:
-    """The scores of one method's frames ``(M, r, r, 3)``: smoothness, and with ``truth`` per-frame
-    MSE / PSNR / SSIM (and LPIPS) over all frames and over the ``held`` ``(M,)`` out ones; with the latent
-    posterior variance ``var`` ``(M,)``, its mean sd at observed and held-out frames."""
-    entry: dict[str, Any] = {"delta_smoothness_rmse": delta_smoothness(frames)}
-    if lpips is not None:
-        entry["delta_smoothness_lpips"] = delta_smoothness(frames, distance=lpips)
-    if truth is not None:
-        err = frame_errors(frames, truth, ssim=True)
-        entry["per_frame"] = err
-        entry["mse_all"] = float(np.mean(err["mse"]))
-        entry["ssim_all"] = float(np.mean(err["ssim"]))
-        if held.any():
-            entry["mse_held_out"] = float(np.mean(np.asarray(err["mse"])[held]))
-            entry["ssim_held_out"] = float(np.mean(np.asarray(err["ssim"])[held]))
-            # PSNR of the mean held-out MSE: a mean of per-frame PSNRs is dominated by frames that happen
-            # to equal a keyframe (a standstill gives 120 dB), not by the frames that are hard.
-            entry["psnr_held_out"] = psnr_of(entry["mse_held_out"])
-        if lpips is not None:
-            d = lpips(frames, truth)
-            entry["per_frame"]["lpips"] = d.tolist()
-            entry["lpips_all"] = float(d.mean())
-            if held.any():
-                entry["lpips_held_out"] = float(d[held].mean())
-    if var is not None:
-        entry["posterior_sd_observed"] = float(np.sqrt(var[~held]).mean()) if (~held).any() else None
-        entry["posterior_sd_held_out"] = float(np.sqrt(var[held]).mean()) if held.any() else None
-    return entry
 
 
 def pixel_calibration(frames: np.ndarray, truth: np.ndarray, sd: np.ndarray, held: np.ndarray,

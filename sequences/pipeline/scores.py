@@ -13,7 +13,7 @@ import numpy as np
 from generative.metrics import ssim_uint8
 from sequences.capture.video import video_codec
 from sequences.pipeline.baselines import PIXEL_BASELINES
-from sequences.pipeline.evaluate import frame_errors, lpips_distance, pixel_calibration_parts, psnr_of
+from sequences.pipeline.evaluate import delta_distances, frame_errors, lpips_distance, pixel_calibration_parts, psnr_of
 from sequences.pipeline.latents import DIAGNOSTICS
 from sequences.pipeline.state import PipelineState, score_rows
 from viewgp.calibration import merge_parts, summary_of
@@ -38,7 +38,8 @@ class Scorer:
         self.scores: dict[str, dict[str, Any]] = {}
         self.tails: dict[str, np.ndarray] = {}  # the last DELTA frames of each method, for pairs across chunks
         self.ablation: dict[str, Optional[dict]] = {}
-        self.recon: list[float] = []  # per-frame reconstruction MSE where a latent exists
+        self.recon: list[float] = []  # per-frame reconstruction MSE where a latent exists (inverted backbones)
+        self.have: list[bool] = []  # frames with a reconstruction, where per-frame is scored as a method
 
     def add(self, state: PipelineState) -> None:
         """Score one chunk's outputs (``state`` from :meth:`PipelineState.chunk`), timed as ``metrics_s``."""
@@ -46,7 +47,10 @@ class Scorer:
             outputs, truth, held = state.outputs | state.diagnostics, state.truth, state.held
             encoded = state.every_frame_encoded
             if state.have is not None and truth is not None:
-                self.recon += np.asarray(frame_errors(outputs["per-frame"], truth)["mse"])[state.have].tolist()
+                if encoded:  # per-frame is scored as a method: its MSE is taken from there in finish()
+                    self.have += state.have.tolist()
+                else:
+                    self.recon += np.asarray(frame_errors(outputs["per-frame"], truth)["mse"])[state.have].tolist()
             # inverted backbones: reconstructions at the keyframes only, not scored as a method
             names = [m for m in outputs if not (m == "per-frame" and not encoded)]
             found = _parallel_map(lambda m: self._chunk(state, m, outputs[m]), names,
@@ -68,12 +72,9 @@ class Scorer:
         ext = np.concatenate([tail, frames]) if len(tail) else frames
         pairs = max(len(ext) - DELTA, 0)  # every pair (i, i + DELTA) with its second frame in this chunk
         first = state.start - len(tail) + np.arange(pairs)  # the pairs' first targets
-        out: dict[str, Any] = {"tail": ext[-DELTA:].copy(), "delta_rmse": []}
-        if pairs:
-            out["delta_rmse"] = np.sqrt(frame_errors(ext[:pairs], ext[DELTA:])["mse"]).tolist()
+        out: dict[str, Any] = {"tail": ext[-DELTA:].copy(), "delta_rmse": delta_distances(ext, DELTA).tolist()}
         if lpips is not None:
-            scored = np.flatnonzero(self.rows[first]) if pairs else np.zeros(0, np.int64)
-            out["delta_lpips"] = lpips(ext[scored], ext[scored + DELTA]).tolist() if len(scored) else []
+            out["delta_lpips"] = delta_distances(ext, DELTA, lpips, first=np.flatnonzero(self.rows[first])).tolist()
         if truth is not None:
             err = frame_errors(frames, truth)
             out["mse"], out["psnr"] = err["mse"], err["psnr"]
@@ -113,6 +114,8 @@ class Scorer:
                    "video": {"codec": video_codec(), "fps": round(state.fps, 6)},
                    "lpips": "alexnet v0.1" if self.lpips is not None else f"unavailable: {self.lpips_reason}",
                    "scored_frames": {"mse": int(state.n_targets), "ssim_lpips_calibration": int(self.rows.sum())}}
+        if self.have and "mse" in self.scores.get("per-frame", {}):
+            self.recon = np.asarray(self.scores["per-frame"]["mse"])[np.asarray(self.have, bool)].tolist()
         if self.recon:
             metrics["per_frame_reconstruction_mse"] = float(np.mean(self.recon))
         metrics["methods"] = {m: self._entry(state, m, sc) for m, sc in self.scores.items()}
@@ -127,8 +130,8 @@ class Scorer:
         return metrics
 
     def _entry(self, state: PipelineState, m: str, sc: dict[str, Any]) -> dict[str, Any]:
-        """One method's entry, as :func:`~sequences.pipeline.evaluate.method_metrics` makes it for a whole
-        stack, with its kind, fitted hyper-parameters and calibration."""
+        """One method's entry: kind, fitted hyper-parameters, smoothness, per-frame and mean errors over
+        all and held-out frames, posterior sd, calibration."""
         pred, held = state.preds.get(m.split("+")[0]), state.held
         entry = {"kind": method_kind(m), "hyperparameters": pred.hyperparameters if pred else {},
                  "fit_seconds": pred.fit_seconds if pred else 0.0,
