@@ -158,6 +158,30 @@ def test_video_writer_appends_blocks_and_leaves_nothing_on_failure(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
 
 
+def test_video_writer_copies_each_block_and_reports_a_dead_encoder(tmp_path):
+    """Blocks are fed to ffmpeg from a thread: a caller that reuses one buffer for every block still
+    gets each block as it was written; an encoder that dies mid-video raises a VideoError naming the
+    file and leaves no file and no temporary."""
+    from sequences.capture.video import VideoError, VideoWriter, video_codec
+
+    frames = _frames(6)
+    buffer = np.empty_like(frames[:2])
+    with VideoWriter(tmp_path / "v.mp4", fps=10) as writer:
+        for s in (0, 2, 4):
+            buffer[:] = frames[s : s + 2]
+            writer.write(buffer)
+    assert [_index_of(f) for f in VideoFrames(tmp_path / "v.mp4")[:]] == list(range(6))
+    if video_codec() != "h264":
+        pytest.skip("no ffmpeg H.264 encoder here: the mp4v writer has no encoder process to lose")
+    with pytest.raises(VideoError, match="w.mp4"):
+        with VideoWriter(tmp_path / "w.mp4", fps=10) as writer:
+            writer.write(frames[:2])
+            writer._proc.kill()
+            for _ in range(50):  # the dead pipe is found by the feeding thread, then by write or close
+                writer.write(frames[2:4])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
 def test_written_video_and_strip_get_normal_file_permissions(tmp_path):
     # mkstemp creates private 0600 files; outputs must be readable like any file open() would create.
     old = os.umask(0o022)

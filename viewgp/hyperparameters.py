@@ -68,6 +68,18 @@ def lengthscale_from_median(kernel, median: float) -> float:
     return _FROM_MEDIAN[distance](median)
 
 
+def _mean_square(z: Tensor, centred: bool, columns: int = 8192) -> float:
+    """Mean square of ``z`` ``(N, D)`` (about each column's mean when ``centred``), in float64 a block of
+    columns at a time: a whole frame of pixels per row is 1.6 GB per float64 copy."""
+    total = 0.0
+    for s in range(0, z.shape[1], columns):
+        block = z[:, s : s + columns].to(torch.float64)
+        if centred:
+            block = block - block.mean(0, keepdim=True)
+        total += float(block.square().sum())
+    return total / max(z.numel(), 1)
+
+
 def init_hyperparameters(gp, poses_obs: Tensor, poses_query: Tensor, z_flat: Tensor) -> None:
     """Data-driven starting values; they are also the final values when there is too little data to fit.
 
@@ -75,9 +87,7 @@ def init_hyperparameters(gp, poses_obs: Tensor, poses_query: Tensor, z_flat: Ten
     lengthscale = median distance between all (observed and query) poses in that kernel's columns.
     """
     allp = torch.cat([poses_obs, poses_query], 0)
-    centred = z_flat - z_flat.mean(0, keepdim=True)
-    spread = float(centred.pow(2).mean()) if z_flat.shape[0] > 1 else float(z_flat.pow(2).mean())
-    spread = max(spread, 1e-8)
+    spread = max(_mean_square(z_flat, centred=z_flat.shape[0] > 1), 1e-8)
     with torch.no_grad():
         gp.kernel.outputscale = torch.as_tensor(spread, dtype=torch.float64)
         gp.noise = torch.as_tensor(1e-2 * spread, dtype=torch.float64)

@@ -64,6 +64,9 @@ __all__ = ["LatentGP", "NotPSDError", "default_fit_steps"]
 
 # Queries per block in predict(): bounds the (block, N) cross-covariance and its solve.
 _PREDICT_BLOCK = 2048
+#: Columns (latent or pixel values) per block of the solve and the leave-one-out sums: (N, D) temporaries
+#: of a GP on whole frames of pixels (D = 196,608 at 256 px) would be 1.6 GB each per 1,000 frames.
+_SOLVE_COLUMNS = 8192
 # L-BFGS's tolerance_change when the gradient's trace term is estimated (see LatentGP._lbfgs_tolerance).
 LBFGS_ESTIMATED_TOLERANCE = 1e-6
 # optimizer="auto" compares L-BFGS with the Adam schedule by leave-one-out error up to this many frames.
@@ -156,6 +159,10 @@ class LatentGP(FastLikelihood, nn.Module):
             ``"auto"`` (exact when its N x N factors fit in memory).
         max_inducing, inducing_tol: the inducing frames are added greedily until every frame has
             kernel correlation >= ``1 - inducing_tol`` with one of them, or ``max_inducing`` are chosen.
+        mean_dtype: of the fitted ``alpha_`` and ``mean_`` and so of posterior means (default: ``dtype``).
+            ``torch.float32`` halves the memory and time of the means of a GP on whole frames of pixels
+            (1,000 frames x 196,608 values at 256 px: 0.8 GB instead of 1.6); the factor, the
+            variances and the likelihood stay in ``dtype``.
         optimizer: how :meth:`fit` finds the hyper-parameters (type-II maximum likelihood):
             ``"auto"`` (the default): L-BFGS, and on fits of at most ``AUTO_COMPARE_MAX_FRAMES``
             frames (all of them fitted) also ``steps`` Adam steps from the same start, keeping the one
@@ -197,7 +204,8 @@ class LatentGP(FastLikelihood, nn.Module):
     * ``mean_`` ``(D,)``: the per-dimension prior mean (empirical, or zeros);
     * ``cholesky_`` ``(N, N)``: lower Cholesky factor of ``K_y = K + s_n^2 I`` (retry jitter included);
     * ``alpha_`` ``(N, D)``: ``K_y^-1 (Z - mean_)``, so the posterior mean is ``mean_ + K(x, X) alpha_``;
-    * ``residual_factor_`` ``(N, min(N, D))``: ``C`` with ``C C^T = R R^T`` (the likelihood's data term);
+    * ``residual_factor_`` ``(N, min(N, D))``: ``C`` with ``C C^T = R R^T`` (the likelihood's data term;
+      after a fit on a subset with D > N made when first asked for, from ``cholesky_`` and ``alpha_``);
     * ``latent_shape_``: the shape of one latent (``(D,)`` or e.g. ``(18, 512)``), restored on output;
     * ``subset_`` ``(m,)``: indices of the frames the hyper-parameters were fitted on (``None``: all);
     * ``optimizer_``: the optimiser whose hyper-parameters were kept (``None``: none ran);
@@ -225,6 +233,7 @@ class LatentGP(FastLikelihood, nn.Module):
         solver: str = "exact",
         max_inducing: int = 4096,
         inducing_tol: float = 1e-3,
+        mean_dtype: Optional[torch.dtype] = None,
         optimizer: Optional[str] = "auto",
         steps: Optional[int] = None,
         lr: Optional[float] = None,
@@ -261,6 +270,7 @@ class LatentGP(FastLikelihood, nn.Module):
         self.solver = solver
         self.max_inducing = int(max_inducing)
         self.inducing_tol = float(inducing_tol)
+        self.mean_dtype = mean_dtype
         self.mean_mode = mean
         self.learn_noise = learn_noise
         self.latent_geometry = latent_geometry
@@ -281,7 +291,7 @@ class LatentGP(FastLikelihood, nn.Module):
         self.mean_: Optional[Tensor] = None
         self.cholesky_: Optional[Tensor] = None
         self.alpha_: Optional[Tensor] = None
-        self.residual_factor_: Optional[Tensor] = None
+        self._residual_factor: Optional[Tensor] = None
         self.latent_shape_: Optional[tuple] = None
         self.subset_: Optional[Tensor] = None
         self.optimizer_: Optional[str] = None
@@ -338,21 +348,25 @@ class LatentGP(FastLikelihood, nn.Module):
             raise ValueError(f"{name}: {x.shape[1]} pose columns but the GP was fitted on {self.train_poses_.shape[1]}")
         return x
 
-    def _latents(self, latents, n: int) -> tuple[Tensor, tuple]:
-        z = torch.as_tensor(latents).to(dtype=self._dtype, device=self._device)
+    def _latents(self, latents, n: int) -> tuple[Tensor, tuple, bool]:
+        """``(N, D)`` latents in the GP's dtype and device, the shape of one, and whether that is a copy
+        (which :meth:`fit` may then change in place)."""
+        given = torch.as_tensor(latents)
+        z = given.to(dtype=self._dtype, device=self._device)
         if z.dim() < 2 or z.shape[0] != n:
             raise ValueError(f"latents: expected shape (N, D) or (N, *latent_shape) with N = {n}, got {tuple(z.shape)}")
         _check_finite(z, "latents")
-        return z.reshape(n, -1), tuple(z.shape[1:])
+        return z.reshape(n, -1), tuple(z.shape[1:]), z.data_ptr() != given.data_ptr()
 
     def kernel_diag(self, x: Tensor) -> Tensor:
         """Prior variances ``k(x_i, x_i)`` ``(N,)`` of validated poses ``x``."""
         return self.kernel(x, x, diag=True)
 
-    def _residuals(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-dimension mean ``(D,)`` (empirical for ``mean="constant"``) and residuals ``(N, D)``."""
+    def _residuals(self, z: Tensor, in_place: bool = False) -> tuple[Tensor, Tensor]:
+        """Per-dimension mean ``(D,)`` (empirical for ``mean="constant"``) and residuals ``(N, D)``
+        (``in_place``: ``z`` itself, changed; a whole frame of pixels per row is 1.6 GB per copy)."""
         mean = z.mean(0) if self.mean_mode == "constant" else torch.zeros_like(z[0])
-        return mean, z - mean
+        return mean, (z.sub_(mean) if in_place else z - mean)
 
     @staticmethod
     def _factor(r: Tensor) -> Tensor:
@@ -360,6 +374,20 @@ class LatentGP(FastLikelihood, nn.Module):
         if r.shape[1] <= r.shape[0]:
             return r
         return torch.linalg.qr(r.transpose(0, 1), mode="r")[1].transpose(0, 1)
+
+    @property
+    def residual_factor_(self) -> Optional[Tensor]:
+        if self._residual_factor is None and self.cholesky_ is not None:
+            # R = K_y alpha = L (L^T alpha): with a whole frame of pixels per row (D = 196,608) the QR of R
+            # costs seconds and a copy of R, so a fit whose likelihood never needed it leaves it to here
+            with torch.no_grad():
+                r = self.cholesky_ @ (self.cholesky_.mT @ self._alpha())
+            self._residual_factor = self._factor(r)
+        return self._residual_factor
+
+    @residual_factor_.setter
+    def residual_factor_(self, value: Optional[Tensor]) -> None:
+        self._residual_factor = value
 
     # ---------------------------------------------------------------- public API
     def fit(self, poses, latents, progress: bool = False,
@@ -395,8 +423,9 @@ class LatentGP(FastLikelihood, nn.Module):
         optimize = optimizer is not None and steps > 0
         self.optimizer_, self.loo_errors_ = (optimizer if optimize else None), None
         x = self.as_poses(poses, new_data=True)
-        z, shape = self._latents(latents, x.shape[0])
-        mean, r = self._residuals(z.detach())
+        z, shape, copied = self._latents(latents, x.shape[0])
+        mean, r = self._residuals(z.detach(), in_place=copied)
+        del z
         idx = self._subset_indices(x, subset, seed) if optimize else None
         xs, rs = (x, r) if idx is None else (x[idx], r[idx])
         cs = self._factor(rs)
@@ -423,10 +452,13 @@ class LatentGP(FastLikelihood, nn.Module):
             if not (math.isfinite(final) and final <= best[0]):
                 self.load_state_dict(best[1])
             best = (math.inf, None)
-        c = cs if idx is None else self._factor(r)
+        c = cs if idx is None else None  # all frames' factor only when asked for (residual_factor_)
+        if c is None and self._resolve_solver(x.shape[0]) == "inducing":
+            c = self._factor(r)  # no exact factor to make it from later
         try:
             L = self._factorize(x, r, mean, c, shape)
-            final = math.inf if L is None else self._nll_from_factor(L, c, d) / (x.shape[0] * d)
+            # compared below only with the best of a full-data optimisation (c is then its factor)
+            final = math.inf if L is None or best[1] is None else self._nll_from_factor(L, c, d) / (x.shape[0] * d)
         except ValueError:  # NotPSDError or a non-finite kernel matrix at the last parameters
             if best[1] is None:
                 raise
@@ -584,16 +616,20 @@ class LatentGP(FastLikelihood, nn.Module):
 
             index = kernel_cover(self.correlation(x), x.shape[0], self.max_inducing, tol=self.inducing_tol,
                                  device=x.device)
-            self.inducing_, self.alpha_ = fit_inducing(self, x, r, index)
+            self.inducing_, alpha = fit_inducing(self, x, r, index)
+            self.alpha_, self.mean_ = alpha.to(self.mean_dtype or alpha.dtype), mean.to(self.mean_dtype or mean.dtype)
             self.cholesky_ = None
             return None
         with torch.no_grad():
             plan = self._plan()
             L = self._gram_cholesky(x, plan, float(self.noise)) if plan is not None else self._cholesky(self._Ky(x))
-            y = torch.linalg.solve_triangular(L, r, upper=False)
-            # the second solve in place: with a whole frame of pixels per row (D = 196,608 at 256 px,
-            # 1,000 keyframes) each (N, D) float64 copy is 1.6 GB
-            alpha = torch.linalg.solve_triangular(L.mT, y, upper=True, out=y)
+            # a block of columns at a time into alpha: with a whole frame of pixels per row (D = 196,608
+            # at 256 px, 1,000 keyframes) each (N, D) float64 copy is 1.6 GB
+            alpha = torch.empty(r.shape, dtype=self.mean_dtype or r.dtype, device=r.device)
+            for s in range(0, r.shape[1], _SOLVE_COLUMNS):
+                y = torch.linalg.solve_triangular(L, r[:, s : s + _SOLVE_COLUMNS], upper=False)
+                alpha[:, s : s + _SOLVE_COLUMNS] = torch.linalg.solve_triangular(L.mT, y, upper=True, out=y)
+        self.mean_ = mean.to(alpha.dtype)
         self.cholesky_, self.alpha_, self.inducing_ = L, alpha, None
         return L
 
@@ -607,7 +643,7 @@ class LatentGP(FastLikelihood, nn.Module):
         if poses is None or latents is None:
             raise ValueError("pass both poses and latents, or neither (then the fitted data are used)")
         x = self.as_poses(poses)
-        z, _ = self._latents(latents, x.shape[0])
+        z, _, _ = self._latents(latents, x.shape[0])
         _, r = self._residuals(z)
         return -self.neg_log_marginal_likelihood(x, r, r.shape[1])
 
@@ -640,7 +676,7 @@ class LatentGP(FastLikelihood, nn.Module):
         Kq = self._K(xq, self.train_poses_)
         # V^T = Kq L^-T: a right-sided solve reads Kq as it is laid out (no transposed copy).
         Vt = torch.linalg.solve_triangular(self.cholesky_.mT, Kq, upper=True, left=False)
-        return self.mean_ + Kq @ self.alpha_, Vt.mT, None
+        return self.mean_ + Kq.to(self.alpha_.dtype) @ self.alpha_, Vt.mT, None
 
     def _covariance(self, xq: Tensor, V: Tensor, W: Optional[Tensor]) -> Tensor:
         cov = self._K(xq, xq) - V.T @ V
@@ -679,6 +715,10 @@ class LatentGP(FastLikelihood, nn.Module):
             mean = self.project(mean.reshape((-1,) + self.latent_shape_))
         return mean, out2.detach()
 
+    def _alpha(self, columns: slice = slice(None)) -> Tensor:
+        """``alpha_[:, columns]`` in the GP's ``dtype`` (it may be stored in ``mean_dtype``)."""
+        return self.alpha_[:, columns].to(self._dtype)
+
     def _loo_precision(self) -> Tensor:
         """``[K_y^-1]_ii`` ``(N,)`` of the fitted frames, from the one Cholesky factor (no refit)."""
         self._require_fit()
@@ -692,14 +732,15 @@ class LatentGP(FastLikelihood, nn.Module):
         from the one Cholesky factor, no refit."""
         with torch.no_grad():
             inv_diag = self._loo_precision()
-            r = self._Ky(self.train_poses_) @ self.alpha_  # Z - mean
-            return self.mean_ + r - self.alpha_ / inv_diag[:, None], 1.0 / inv_diag
+            alpha = self._alpha()
+            r = self._Ky(self.train_poses_) @ alpha  # Z - mean
+            return self.mean_.to(r.dtype) + r - alpha / inv_diag[:, None], 1.0 / inv_diag
 
     def loo_error(self) -> float:
         """Mean squared leave-one-out error of the fitted frames over frames and dimensions,
         ``mean((alpha / [K_y^-1]_ii)^2)`` (closed form, as :meth:`loo`)."""
         with torch.no_grad():
-            return float((self.alpha_ / self._loo_precision()[:, None]).pow(2).mean())
+            return float((self._alpha() / self._loo_precision()[:, None]).pow(2).mean())
 
     def loo_scale(self, per_dimension: bool = False):
         """The variance scale ``c^2`` that calibrates the leave-one-out predictions of the fitted frames:
@@ -707,8 +748,12 @@ class LatentGP(FastLikelihood, nn.Module):
         (about 1 for a well-specified model). Multiply predictive variances by it; it is chosen from the
         observed frames alone. ``per_dimension``: the mean over frames only, ``(D,)`` tensor ``c_d^2``."""
         with torch.no_grad():
-            terms = self.alpha_.pow(2) / self._loo_precision()[:, None]
-            return terms.mean(0) if per_dimension else float(terms.mean())
+            precision = self._loo_precision()[:, None]
+            d = self.alpha_.shape[1]
+            out = torch.empty(d, dtype=precision.dtype, device=precision.device)
+            for s in range(0, d, _SOLVE_COLUMNS):  # a block of columns at a time: no (N, D) temporaries
+                out[s : s + _SOLVE_COLUMNS] = (self._alpha(slice(s, s + _SOLVE_COLUMNS)).square() / precision).mean(0)
+            return out if per_dimension else float(out.mean())
 
     def sample(self, poses, n: int, generator: Optional[torch.Generator] = None, scale: float = 1.0,
                include_noise: bool = False) -> Tensor:

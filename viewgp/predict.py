@@ -167,7 +167,9 @@ def build_gp(
 
 
 def _flat(z_obs) -> tuple[np.ndarray, Tensor]:
-    z = np.asarray(z_obs, np.float64)
+    z = np.asarray(z_obs)  # float32 stays (the GP makes its own float64 copy: one, not two)
+    if z.dtype not in (np.float32, np.float64):
+        z = z.astype(np.float64)
     return z, torch.from_numpy(z.reshape(z.shape[0], -1))
 
 
@@ -446,27 +448,36 @@ class ResidualGP:
             device: str | torch.device | None = None) -> "ResidualGP":
         """Fit to residuals ``(N, D)`` at ``poses_obs`` ``(N, P)``; ``poses_query`` ``(M, P)`` (all the
         queries there will be) enter only the data-driven start values (:func:`build_gp`)."""
-        r = torch.as_tensor(residuals, dtype=torch.float64)
+        r = torch.as_tensor(residuals)  # float32 or float64; the GP makes its own float64 copy
         r = r.reshape(r.shape[0], -1)
-        # Adam, the schedule its tables were measured with (on all frames of such runs).
+        # Adam, the schedule its tables were measured with (on all frames of such runs); the means in
+        # float32: a whole frame of pixels per keyframe (values in [-1, 1], rounded to 1/255 on output)
         gp = build_gp(method, poses_obs, poses_query, r, device=device, optimizer="adam", steps=steps,
-                      subset=pixel_fit_subset(r.shape[0]))
+                      subset=pixel_fit_subset(r.shape[0]), mean_dtype=torch.float32)
         gp.fit(poses_obs, r)
         c2 = gp.loo_scale(per_dimension=True)  # (D,) per-dimension LOO scale c_d^2
         scale = torch.from_numpy(shrunk_variance(c2.cpu().numpy(), r.shape[0])).to(c2)
         return cls(gp, float(gp.noise.detach()), scale, gp.hyperparameters())
 
-    def observation_var(self, v: Tensor) -> np.ndarray:
-        """``(m, D)`` calibrated variance of an observation from the latent function's ``(m,)``."""
-        return ((v[:, None] + self.noise) * self.scale[None, :]).cpu().numpy()
+    def observation_var(self, v: Tensor, channels: int = 1) -> np.ndarray:
+        """``(m, D / channels)`` calibrated variance of an observation from the latent function's ``(m,)``,
+        averaged over each run of ``channels`` consecutive values (e.g. 3: per pixel of RGB frames)."""
+        scale = self.scale if channels == 1 else self.scale.reshape(-1, channels).mean(1)
+        return ((v[:, None] + self.noise) * scale[None, :]).cpu().numpy()
 
     def predict(self, poses_query: Tensor, consume: Callable[[int, int, np.ndarray, np.ndarray], None],
-                chunk: int = 32) -> None:
-        """``consume(s, e, mean, var)`` (float32 ``(e - s, D)`` each) for queries ``s:e``, ``chunk`` at a time."""
+                chunk: int = 32, channels: int = 1, block: int = 256) -> None:
+        """``consume(s, e, mean, var)`` (float32 ``(e - s, D)`` and ``(e - s, D / channels)``, see
+        :meth:`observation_var`) for queries ``s:e``, ``chunk`` at a time; the means are computed
+        ``block`` queries at a time (each product reads all of ``alpha_``: 0.8 GB at 1,000 keyframes
+        of 256 px)."""
         m = poses_query.shape[0]
-        for s in range(0, m, chunk):
-            mu, v = self.gp.predict(poses_query[s : s + chunk])
-            consume(s, min(s + chunk, m), mu.cpu().numpy().astype(np.float32), self.observation_var(v).astype(np.float32))
+        for b in range(0, m, block):
+            mu, v = self.gp.predict(poses_query[b : b + block])
+            mu = mu.cpu().numpy().astype(np.float32, copy=False)
+            var = self.observation_var(v, channels).astype(np.float32, copy=False)
+            for s in range(0, len(mu), chunk):
+                consume(b + s, b + min(s + chunk, len(mu)), mu[s : s + chunk], var[s : s + chunk])
 
 
 def predict_latents(

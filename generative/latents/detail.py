@@ -32,7 +32,7 @@ from torch import Tensor
 
 from generative.images.geometry import square_resize_frames
 
-__all__ = ["resize_maps", "fit_detail", "add_detail", "optical_flow", "warp_image", "warp_detail"]
+__all__ = ["FLOW_SIZE", "resize_maps", "fit_detail", "add_detail", "optical_flow", "resize_flow", "warp_image", "warp_detail"]
 
 
 def resize_maps(maps: np.ndarray, size: int) -> np.ndarray:
@@ -63,9 +63,7 @@ def fit_detail(method: str, poses_obs: Tensor, keyframes: np.ndarray, decoded_ob
     residual = keyframes.astype(np.float32)  # one float copy of the keyframes, changed in place
     residual -= square_resize_frames(decoded_obs, s)
     residual /= 255.0
-    r = torch.from_numpy(residual.reshape(len(residual), -1)).double()
-    del residual  # (1,000 keyframes at 256 px: 0.8 GB)
-    return ResidualGP.fit(method, poses_obs, r, poses_query)
+    return ResidualGP.fit(method, poses_obs, torch.from_numpy(residual.reshape(len(residual), -1)), poses_query)
 
 
 def add_detail(model, poses_query: Tensor, decoded_query: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,11 +83,15 @@ def add_detail(model, poses_query: Tensor, decoded_query: np.ndarray, size: int)
 
     def consume(a: int, b: int, mean: np.ndarray, var: np.ndarray) -> None:
         """Query frames ``a:b`` from their chunk of the residual GP (no float stack of all queries)."""
-        up_q = square_resize_frames(decoded_query[a:b], s).astype(np.float32) / 255.0
-        frames[a:b] = np.round(np.clip(up_q + mean.reshape(up_q.shape), 0.0, 1.0) * 255.0).astype(np.uint8)
-        var_rgb[a:b] = var.reshape(up_q.shape).mean(-1)
+        up = square_resize_frames(decoded_query[a:b], s).astype(np.float32)
+        up /= 255.0
+        up += mean.reshape(up.shape)
+        np.clip(up, 0.0, 1.0, out=up)
+        up *= 255.0
+        frames[a:b] = np.round(up, out=up)
+        var_rgb[a:b] = var.reshape(b - a, s, s)
 
-    model.predict(poses_query, consume)
+    model.predict(poses_query, consume, channels=3)
     return frames, var_rgb
 
 
@@ -152,6 +154,26 @@ def flow_interpolation(keyframes: np.ndarray, neighbours: np.ndarray, weights: n
     return out
 
 
+#: The warp's flows between decoded frames are measured at no more than this size and resized to the
+#: output size: a decode holds no detail finer than the backbone's resolution (64 px for the bundled
+#: one), so DIS on it upsampled to 256 px spent 4x the time on interpolated pixels.
+FLOW_SIZE = 128
+
+
+def resize_flow(flow: np.ndarray, size: int) -> np.ndarray:
+    """A dense flow ``(h, w, 2)`` measured on frames resized to ``h x w`` as the flow of the same frames at
+    ``size x size`` (bilinear, vectors scaled with the frame)."""
+    import cv2
+
+    h, w = flow.shape[:2]
+    if (h, w) == (size, size):
+        return flow
+    out = cv2.resize(flow, (int(size), int(size)), interpolation=cv2.INTER_LINEAR)
+    out[..., 0] *= size / w
+    out[..., 1] *= size / h
+    return out
+
+
 def warp_detail(
     keyframes: np.ndarray,
     decoded_obs: np.ndarray,
@@ -160,6 +182,7 @@ def warp_detail(
     weights: np.ndarray,
     size: Optional[int] = None,
     progress: bool = False,
+    flow_size: Optional[int] = FLOW_SIZE,
 ) -> np.ndarray:
     """Query frames made of warped keyframe pixels (``progress``: a bar over the query frames).
 
@@ -169,22 +192,24 @@ def warp_detail(
             the observed and the query poses (upsampled to ``S`` here).
         neighbours ``(M, K)`` indices into the keyframes, weights ``(M, K)`` summing to 1 (e.g.
             :func:`viewgp.predict.time_neighbours` or :func:`~viewgp.predict.pose_neighbours`).
+        flow_size: the decoded frames' size for the flows (:data:`FLOW_SIZE`; at most ``S``; ``None``: ``S``).
     Returns:
         uint8 ``(M, S, S, 3)`` and the spread of the warped neighbours around their blend ``(M, S, S)``
         (``sum_k w_k (warp_k - blend)^2``, mean over RGB, [0, 1] units): the variance of the mixture
         over which neighbour is right, large where they disagree (occlusions, flow errors, ghosts).
     """
     s = int(size or keyframes.shape[1])
+    f = s if flow_size is None else min(s, int(flow_size))
     used = np.unique(np.asarray(neighbours)[np.asarray(weights) > 0])  # a chunk of queries needs a few keyframes
-    up_obs = dict(zip(used.tolist(), square_resize_frames(decoded_obs[used], s)))
-    up_q = square_resize_frames(decoded_query, s)
+    up_obs = dict(zip(used.tolist(), square_resize_frames(decoded_obs[used], f)))
+    up_q = square_resize_frames(decoded_query, f)
     out = np.empty((len(up_q), s, s, 3), np.uint8)
     spread = np.zeros((len(up_q), s, s), np.float32)
     from tqdm.auto import tqdm
 
     for q in tqdm(range(len(up_q)), desc="warp keyframes", unit="frame", disable=not progress):
         acc = np.zeros((s, s, 3), np.float32)
-        warped = [(float(w), warp_image(keyframes[k], optical_flow(up_q[q], up_obs[k])))
+        warped = [(float(w), warp_image(keyframes[k], resize_flow(optical_flow(up_q[q], up_obs[k]), s)))
                   for k, w in zip(neighbours[q], weights[q]) if w > 0]
         for w, image in warped:
             acc += w * image

@@ -51,20 +51,20 @@ def combine_sd(latent_sd: Optional[np.ndarray], extra_var: Optional[np.ndarray],
     ``extra_var`` ``(S, S)`` or ``(M, S, S)``; either may be ``None``. Returns float32 ``(M, S, S)``."""
     if latent_sd is None and extra_var is None:
         raise ValueError("combine_sd needs a latent sd map, an extra variance, or both")
-    # float32, 64 frames at a time into the output: these maps are (M, S, S) per method (a long run's
-    # chunk: 500 x 256 x 256), and whole-stack temporaries cost more in page faults than in arithmetic
+    # float32, 16 frames at a time into the output: these maps are (M, S, S) per method (a long run's
+    # chunk: 247 x 256 x 256), and whole-stack temporaries cost more in page faults than in arithmetic
     m = len(latent_sd) if latent_sd is not None else len(extra_var)
     extra = None if extra_var is None else np.asarray(extra_var, np.float32)
     out = np.empty((m, int(size), int(size)), np.float32)
-    for s in range(0, m, 64):
-        block = out[s : s + 64]
+    for s in range(0, m, 16):
+        block = out[s : s + 16]
         if latent_sd is None:
             block[:] = 0.0
         else:
-            block[:] = resize_maps(latent_sd[s : s + 64], size)
+            block[:] = resize_maps(latent_sd[s : s + 16], size)
             np.square(block, out=block)
         if extra is not None:
-            block += extra if extra.ndim == 2 else extra[s : s + 64]
+            block += extra if extra.ndim == 2 else extra[s : s + 16]
         np.sqrt(block, out=block)
     return out
 
@@ -95,7 +95,7 @@ def sd_ablation(head_sd: np.ndarray, head_var: np.ndarray, var: np.ndarray, nois
 
 
 def fuse_by_variance(a: np.ndarray, sd_a: np.ndarray, b: np.ndarray, sd_b: np.ndarray,
-                     keep_a: Optional[np.ndarray] = None, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                     keep_a: Optional[np.ndarray] = None, chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Two predictions of the same frames fused per pixel by their predictive variances: ``w a + (1 - w) b``
     with ``w = sd_b^2 / (sd_a^2 + sd_b^2)`` (the inverse-variance weights), so each pixel follows the
     prediction that is surer there (e.g. warped keyframe pixels where the neighbours agree, the decoded
@@ -107,7 +107,7 @@ def fuse_by_variance(a: np.ndarray, sd_a: np.ndarray, b: np.ndarray, sd_b: np.nd
     Args: uint8 frames ``a``, ``b`` ``(M, S, S, 3)``; their sd maps ``(M, S, S)`` ([0, 1] units); ``keep_a``
         ``(M,)`` bool: frames where ``a`` is taken as it is (e.g. observed frames, which the warp returns exactly).
     Returns the fused uint8 frames ``(M, S, S, 3)`` and sd ``(M, S, S)`` float32 (``chunk`` frames at a time:
-    no float copy of all frames).
+    no float copy of all frames, and temporaries small enough to stay in cache).
     """
     if a.shape != b.shape or sd_a.shape != sd_b.shape or sd_a.shape != a.shape[:3]:
         raise ValueError(f"fuse_by_variance: frames {a.shape} / {b.shape} and sd maps {sd_a.shape} / {sd_b.shape} "
@@ -115,13 +115,16 @@ def fuse_by_variance(a: np.ndarray, sd_a: np.ndarray, b: np.ndarray, sd_b: np.nd
     out = np.empty_like(a)
     sd = np.empty(sd_a.shape, np.float32)
     for s in range(0, len(a), chunk):
-        va, vb = sd_a[s : s + chunk].astype(np.float32) ** 2, sd_b[s : s + chunk].astype(np.float32) ** 2
+        e = s + chunk
+        va, vb = np.square(sd_a[s:e], dtype=np.float32), np.square(sd_b[s:e], dtype=np.float32)
         total = va + vb
         # where neither has any variance (both exact, e.g. at a keyframe) take a: the warp returns keyframes exactly
-        w = np.where(total > 0, vb / np.where(total > 0, total, 1.0), 1.0)
+        w = np.divide(vb, total, out=np.ones_like(vb), where=total > 0)
         if keep_a is not None:
-            w[np.asarray(keep_a, bool)[s : s + chunk]] = 1.0
-        out[s : s + chunk] = np.clip(np.round(w[..., None] * a[s : s + chunk] + (1 - w[..., None]) * b[s : s + chunk]),
-                                     0, 255).astype(np.uint8)
-        sd[s : s + chunk] = w * sd_a[s : s + chunk] + (1 - w) * sd_b[s : s + chunk]
+            w[np.asarray(keep_a, bool)[s:e]] = 1.0
+        fused = w[..., None] * a[s:e]
+        fused += (1 - w)[..., None] * b[s:e]
+        np.round(fused, out=fused)
+        out[s:e] = np.clip(fused, 0, 255, out=fused)
+        sd[s:e] = w * sd_a[s:e] + (1 - w) * sd_b[s:e]
     return out, sd

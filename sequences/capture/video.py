@@ -22,8 +22,10 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import queue
 import subprocess
 import tempfile
+import threading
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -282,6 +284,10 @@ def video_codec() -> str:
     return "h264"
 
 
+#: Blocks of frames queued for ffmpeg at most (:class:`VideoWriter`); the writer waits beyond that.
+QUEUED_BLOCKS = 4
+
+
 class VideoWriter:
     """An MP4 written a block of frames at a time (:meth:`write`), for videos longer than memory: in the
     codec of :func:`video_codec` (H.264 through an ffmpeg pipe where the machine can, else OpenCV's
@@ -289,7 +295,11 @@ class VideoWriter:
     with every frame at the right size and moves it into place, so ``path`` is never half-written (an
     exception inside ``with`` removes the temporary file). Frames of odd height or width gain one
     repeated row or column (both codecs store 2x2 chroma blocks; OpenCV's mp4v writer silently crops an
-    odd edge, and reads back short). ``total``: the frame count for the progress bar (``progress``)."""
+    odd edge, and reads back short). ``total``: the frame count for the progress bar (``progress``).
+
+    Blocks go to ffmpeg from a thread of their own (a copy of each, at most :data:`QUEUED_BLOCKS`
+    waiting), so the caller computes the next block while ffmpeg encodes this one instead of waiting
+    on the pipe: on 2 cores that overlap was most of the comparison video's time in a long run."""
 
     def __init__(self, path: PathLike, fps: float, progress: bool = False, total: Optional[int] = None) -> None:
         if not (fps > 0 and np.isfinite(fps)):
@@ -299,7 +309,9 @@ class VideoWriter:
         fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent)
         os.close(fd)  # OpenCV picks the container from the file name: the temporary file keeps the extension
         self.hw: Optional[tuple[int, int]] = None
-        self._proc = self._cv_writer = self._log = None
+        self._proc = self._cv_writer = self._log = self._feeder = None
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUED_BLOCKS)
+        self._feed_failed = False
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=total, desc=f"write {self.path.name}", unit="frame", disable=not progress)
@@ -314,6 +326,8 @@ class VideoWriter:
                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-f", "mp4", self.tmp]
             self._log = tempfile.TemporaryFile()  # a file, not a pipe: ffmpeg never blocks on a full stderr pipe
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+            self._feeder = threading.Thread(target=self._feed, args=(self._proc.stdin,), daemon=True)
+            self._feeder.start()
         else:
             cv2 = _cv2()
             self._cv_writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (W, H))
@@ -333,10 +347,9 @@ class VideoWriter:
         if h % 2 or w % 2:
             block = np.pad(block, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         if self._proc is not None:
-            try:
-                self._proc.stdin.write(np.ascontiguousarray(block).tobytes())
-            except BrokenPipeError:
+            if self._feed_failed:
                 self._finish_h264()  # raises with ffmpeg's own message
+            self._queue.put(np.array(block, copy=True))  # the caller may reuse its buffer
         else:
             cv2 = _cv2()
             for img in block:
@@ -344,7 +357,24 @@ class VideoWriter:
         self.n += len(block)
         self._bar.update(len(block))
 
+    def _feed(self, pipe) -> None:
+        """The feeding thread: queued blocks into ffmpeg's stdin until ``None``; after a failed write
+        (ffmpeg gone) it only drains the queue, and :meth:`write` / :meth:`close` raise."""
+        while (block := self._queue.get()) is not None:
+            if not self._feed_failed:
+                try:
+                    pipe.write(memoryview(block).cast("B"))  # no bytes copy; the GIL is released while it waits
+                except (BrokenPipeError, OSError, ValueError):
+                    self._feed_failed = True
+
+    def _stop_feeder(self) -> None:
+        if self._feeder is not None:
+            self._queue.put(None)
+            self._feeder.join()
+            self._feeder = None
+
     def _finish_h264(self) -> None:
+        self._stop_feeder()
         proc, self._proc = self._proc, None
         try:
             proc.stdin.close()
@@ -386,6 +416,7 @@ class VideoWriter:
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait()
+            self._stop_feeder()  # its write fails on the dead pipe; then it drains to the stop
             self._proc = None
         if self._cv_writer is not None:
             self._cv_writer.release()

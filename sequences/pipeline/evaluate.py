@@ -18,21 +18,23 @@ def psnr_of(mse: float) -> float:
     return float(10 * np.log10(1.0 / max(float(mse), 1e-12)))
 
 
+def _pair_mse(a: np.ndarray, b: np.ndarray) -> float:
+    """MSE on the [0, 1] scale of two uint8 frames of the same shape: OpenCV's sum of squared
+    differences, accumulated in float64 (equal to the integer sum to float64 rounding), without numpy's
+    int32 copies; as one row, which its vectorised loop takes (a column of single values was 50x
+    slower: 0.8 ms a 256 px frame)."""
+    import cv2
+
+    return cv2.norm(np.ascontiguousarray(a).reshape(1, -1), np.ascontiguousarray(b).reshape(1, -1),
+                    cv2.NORM_L2SQR) / (a.size * 255.0**2)
+
+
 def _frame_mse(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-frame MSE on the [0, 1] scale of uint8 stacks ``(N, H, W, 3)``, a frame at a time (no float
     copies of whole stacks)."""
     if pred.shape != truth.shape:
         raise ValueError(f"frames of shape {pred.shape} cannot be scored against ground truth of shape {truth.shape}")
-    import cv2
-
-    n, per = len(pred), int(np.prod(pred.shape[1:]))
-    out = np.empty(n, np.float64)
-    for i in range(n):
-        # OpenCV's sum of squared differences of uint8 images, accumulated in float64 (equal to the
-        # integer sum to float64 rounding), without numpy's int32 copies of both stacks
-        out[i] = cv2.norm(np.ascontiguousarray(pred[i]).reshape(-1, 1), np.ascontiguousarray(truth[i]).reshape(-1, 1),
-                          cv2.NORM_L2SQR)
-    return out / (per * 255.0**2)
+    return np.array([_pair_mse(p, t) for p, t in zip(pred, truth)], np.float64)
 
 
 def frame_errors(pred: np.ndarray, truth: np.ndarray, ssim: bool = False) -> dict[str, list[float]]:
@@ -55,8 +57,9 @@ def delta_distances(frames: np.ndarray, delta: int = 5, distance=None, first=Non
     first = np.arange(max(len(frames) - delta, 0)) if first is None else np.asarray(first, np.int64)
     if len(first) == 0:
         return np.zeros(0)
-    a, b = frames[first], frames[first + delta]
-    return np.sqrt(_frame_mse(a, b)) if distance is None else np.asarray(distance(a, b), np.float64)
+    if distance is None:  # pair by pair: no copies of the two stacks
+        return np.sqrt(np.array([_pair_mse(frames[i], frames[i + delta]) for i in first], np.float64))
+    return np.asarray(distance(frames[first], frames[first + delta]), np.float64)
 
 
 def delta_smoothness(frames: np.ndarray, delta: int = 5, distance=None) -> Optional[float]:

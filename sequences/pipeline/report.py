@@ -67,8 +67,9 @@ def std_to_rgb(std: np.ndarray, top: Optional[float] = None) -> np.ndarray:
     import cv2
 
     top = max(float(std.max()) if top is None else float(top), 1e-6)
-    gray = np.clip(std / top * 255.0, 0, 255).astype(np.uint8)
-    return np.stack([cv2.applyColorMap(g, cv2.COLORMAP_INFERNO)[..., ::-1] for g in gray])
+    # a frame at a time: whole-stack float temporaries cost more in page faults than in arithmetic
+    return np.stack([cv2.applyColorMap(np.clip(g / top * 255.0, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
+                     for g in std])
 
 
 def with_colour_scale(heat: np.ndarray, top: float, height: int = 14) -> np.ndarray:
@@ -110,28 +111,45 @@ def panel_grid(panels: Mapping[str, np.ndarray], columns: int, label_height: int
         # the label bar alone (a frame of zero height under it), broadcast down the frames
         out[:, top : top + label_height] = with_header(np.zeros((1, 0, columns * w, 3), np.uint8),
                                                        row_labels + [""] * (columns - len(row_labels)), label_height)
-        for j, stack in enumerate(stacks[i : i + columns]):
-            out[:, top + label_height : top + label_height + s, j * w : (j + 1) * w] = stack
+    _place_panels(out, stacks, columns, label_height)
     return out
+
+
+def _place_panels(out: np.ndarray, stacks: Sequence[np.ndarray], columns: int, label_height: int) -> None:
+    """The panels' frames into their cells of :func:`panel_grid`'s frames ``out`` (label bars untouched)."""
+    s, w = stacks[0].shape[1:3]
+    for i, stack in enumerate(stacks):
+        top = (i // columns) * (label_height + s) + label_height
+        out[:, top : top + s, (i % columns) * w : (i % columns + 1) * w] = stack
 
 
 class LazyPanelGrid:
     """:func:`panel_grid` of ``panels`` made a block of frames at a time, as a frame source for
     :func:`sequences.capture.video.write_video`: the whole grid video of a long run does not fit in memory
-    (13 panels of 256 px: 3 MB a frame, 3 GB per 1,000 frames)."""
+    (13 panels of 256 px: 3 MB a frame, 3 GB per 1,000 frames). A block of frames is written into one
+    buffer, reused by the next block of no more frames (label bars drawn once): a block stays valid
+    until the next one is asked for."""
 
     def __init__(self, panels: Mapping[str, np.ndarray], columns: int) -> None:
-        self.panels, self.columns = dict(panels), columns
-        first = panel_grid({k: v[:1] for k, v in self.panels.items()}, columns)
+        self.panels, self.columns, self.label_height = dict(panels), columns, 18
+        first = panel_grid({k: v[:1] for k, v in self.panels.items()}, columns, self.label_height)
         self.shape = (len(next(iter(self.panels.values()))),) + first.shape[1:]
+        self._buffer: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
-            return self[index : index + 1][0]
-        return panel_grid({k: v[index] for k, v in self.panels.items()}, self.columns)
+            return self[index : index + 1][0].copy()
+        stacks = [v[index] for v in self.panels.values()]
+        m = len(stacks[0])
+        if self._buffer is None or len(self._buffer) < m:
+            self._buffer = panel_grid(dict(zip(self.panels, stacks)), self.columns, self.label_height)
+            return self._buffer
+        out = self._buffer[:m]
+        _place_panels(out, stacks, self.columns, self.label_height)
+        return out
 
 
 def pose_kernel_matrices(poses: Tensor) -> dict[str, np.ndarray]:
@@ -149,8 +167,9 @@ def pose_kernel_matrices(poses: Tensor) -> dict[str, np.ndarray]:
     return out
 
 
-#: The comparison video's grid frames are made this many bytes at a time (1080 px panels: 4 frames).
-GRID_BLOCK_BYTES = 2e8
+#: The comparison video's grid frames are made this many bytes at a time (256 px panels: 15 frames,
+#: 1080 px: one); the video writer queues a few such blocks (sequences.capture.video.QUEUED_BLOCKS).
+GRID_BLOCK_BYTES = 5e7
 
 
 class FrameOutputs:
@@ -188,7 +207,7 @@ class FrameOutputs:
             self.writers[name] = VideoWriter(os.path.join(self.out_dir, name), self.fps, self.progress, total=self.n)
         self.writers[name].write(frames)
         if first <= self.poster_at < first + len(frames):
-            self.posters[name] = np.ascontiguousarray(frames[self.poster_at - first])
+            self.posters[name] = np.array(frames[self.poster_at - first])  # a copy: blocks may share a buffer
 
     def add(self, panels: Mapping[str, np.ndarray], std: Optional[np.ndarray], observed: Optional[np.ndarray]) -> None:
         """Append one chunk's frames to every video and keep its strip frames."""
