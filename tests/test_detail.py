@@ -73,6 +73,25 @@ def test_warp_moves_keyframe_pixels_with_the_decoded_motion():
     assert np.array_equal(out[1], tex)  # the keyframe itself comes back exactly
 
 
+def test_warp_flow_measured_at_a_lower_size_moves_pixels_as_at_the_output_size():
+    """The warp's flows are measured on the decoded frames at ``flow_size`` and resized to the output
+    size with their vectors scaled: a 4 px shift at 128 px is found as 2 px at 64 px and comes back as 4."""
+    from generative.latents.detail import optical_flow, resize_flow, warp_detail
+
+    tex = _textured(1, 128, seed=5)[0]
+    shifted = np.roll(tex, 4, axis=1)
+    small = resize_flow(optical_flow(shifted[::2, ::2], tex[::2, ::2]), 128)
+    inner = np.s_[16:-16, 16:-16]
+    assert small.shape == (128, 128, 2) and np.abs(small[inner][..., 0] + 4).mean() < 1.0
+    key = np.stack([tex])
+    weights, nb = np.array([[1.0, 0.0]] * 2), np.array([[0, 0], [0, 0]])
+    full, _ = warp_detail(key, key, np.stack([shifted, tex]), nb, weights, flow_size=None)
+    half, _ = warp_detail(key, key, np.stack([shifted, tex]), nb, weights, flow_size=64)
+    assert np.abs(half[0][inner].astype(int) - shifted[inner]).mean() < 1.5 * max(
+        np.abs(full[0][inner].astype(int) - shifted[inner]).mean(), 2.0)
+    assert np.array_equal(half[1], tex)  # the keyframe itself still comes back exactly
+
+
 def test_flow_interpolation_moves_pixels_where_a_blend_leaves_a_double_image():
     from generative.latents.detail import flow_interpolation
 

@@ -397,6 +397,38 @@ def test_fit_on_a_subset_solves_on_all_frames():
     assert _gp(subset="auto", steps=2).fit(x, z).subset_ is None  # 150 frames: all of them
 
 
+def test_subset_fit_makes_the_full_residual_factor_only_when_asked_and_it_is_right():
+    """A fit on a subset with more values than frames (whole frames of pixels) skips the QR of all
+    frames' residuals; ``residual_factor_`` then made from the factor and ``alpha_`` is the same
+    likelihood's data term (C C^T = R R^T) and the log likelihood equals the one from the data."""
+    x, z = _trajectory(40, d=64)
+    gp = _gp(optimizer="lbfgs", subset=20).fit(x, z)
+    assert gp._residual_factor is None
+    c = gp.residual_factor_
+    r = z - z.mean(0)
+    assert c.shape == (40, 40)
+    torch.testing.assert_close(c @ c.T, r @ r.T, rtol=1e-9, atol=1e-9)
+    assert float(gp.log_marginal_likelihood()) == pytest.approx(float(gp.log_marginal_likelihood(x, z)), rel=1e-9)
+
+
+def test_float32_means_of_a_pixel_gp_match_float64_and_leave_the_input_alone():
+    """``mean_dtype=torch.float32`` keeps ``alpha_`` and ``mean_`` in float32 (half the memory of a GP
+    on whole frames) and predicts the same means to float32 rounding, the same variances exactly; the
+    latents given are never changed (the residuals are made in place only in the GP's own copy)."""
+    x, z = _trajectory(60, d=300)
+    z32 = z.float()
+    before = z32.clone()
+    a = _gp(optimizer=None).fit(x, z32)
+    b = _gp(optimizer=None, mean_dtype=torch.float32).fit(x, z32)
+    assert torch.equal(z32, before)
+    assert b.alpha_.dtype == torch.float32 and b.mean_.dtype == torch.float32 and a.alpha_.dtype == torch.float64
+    (ma, va), (mb, vb) = a.predict(x[::3] + 0.01), b.predict(x[::3] + 0.01)
+    assert mb.dtype == torch.float32 and torch.equal(va, vb)
+    assert float((ma - mb.double()).abs().max()) < 1e-5 * float(ma.abs().max())
+    assert a.loo_scale() == pytest.approx(b.loo_scale(), rel=1e-5)
+    torch.testing.assert_close(a.loo_scale(per_dimension=True), b.loo_scale(per_dimension=True), rtol=1e-5, atol=0)
+
+
 # ------------------------------------------------------------------------------------ inducing points
 def test_inducing_solver_with_every_frame_equals_the_exact_posterior():
     x, z = _trajectory(60, d=5)
