@@ -348,7 +348,8 @@ class VideoWriter:
             block = np.pad(block, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         if self._proc is not None:
             if self._feed_failed:
-                self._finish_h264()  # raises with ffmpeg's own message
+                self._finish_h264()  # raises with ffmpeg's own message where ffmpeg failed
+                raise VideoError(f"{self.path}: frames could not be written to ffmpeg")
             self._queue.put(np.array(block, copy=True))  # the caller may reuse its buffer
         else:
             cv2 = _cv2()
@@ -364,7 +365,7 @@ class VideoWriter:
             if not self._feed_failed:
                 try:
                     pipe.write(memoryview(block).cast("B"))  # no bytes copy; the GIL is released while it waits
-                except (BrokenPipeError, OSError, ValueError):
+                except Exception:  # ffmpeg gone (a broken pipe) or the pipe closed: write() and close() say so
                     self._feed_failed = True
 
     def _stop_feeder(self) -> None:
