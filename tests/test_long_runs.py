@@ -427,6 +427,11 @@ def test_float32_means_of_a_pixel_gp_match_float64_and_leave_the_input_alone():
     assert float((ma - mb.double()).abs().max()) < 1e-5 * float(ma.abs().max())
     assert a.loo_scale() == pytest.approx(b.loo_scale(), rel=1e-5)
     torch.testing.assert_close(a.loo_scale(per_dimension=True), b.loo_scale(per_dimension=True), rtol=1e-5, atol=0)
+    # the inducing solver (what solver="auto" takes when the exact factor does not fit) predicts with them too
+    c = _gp(optimizer=None, solver="inducing", mean_dtype=torch.float32).fit(x, z32)
+    d = _gp(optimizer=None, solver="inducing").fit(x, z32)
+    assert c.alpha_.dtype == torch.float32
+    assert float((c.predict(x[::3] + 0.01)[0].double() - d.predict(x[::3] + 0.01)[0]).abs().max()) < 1e-5 * float(ma.abs().max())
 
 
 # ------------------------------------------------------------------------------------ inducing points

@@ -68,4 +68,4 @@ def inducing_posterior_terms(gp, state: InducingPosterior, alpha: Tensor, mean: 
     kzq = gp._K(state.poses, xq)
     v = torch.linalg.solve_triangular(state.chol_zz, kzq, upper=False)
     w = torch.linalg.solve_triangular(state.chol_b, v, upper=False)
-    return mean + kzq.mT @ alpha, v, w
+    return mean + kzq.mT.to(alpha.dtype) @ alpha, v, w  # alpha may be stored in LatentGP's mean_dtype

@@ -609,7 +609,9 @@ class LatentGP(FastLikelihood, nn.Module):
 
     def _factorize(self, x: Tensor, r: Tensor, mean: Tensor, c: Tensor, shape: tuple) -> Optional[Tensor]:
         """Solve on all frames; returns the exact Cholesky factor (``None`` for the inducing solver)."""
-        self.train_poses_, self.mean_, self.residual_factor_, self.latent_shape_ = x, mean, c, shape
+        # the means (alpha_, mean_) in mean_dtype, everything else in the GP's dtype
+        dtype = self.mean_dtype or r.dtype
+        self.train_poses_, self.mean_, self.residual_factor_, self.latent_shape_ = x, mean.to(dtype), c, shape
         if self._resolve_solver(x.shape[0]) == "inducing":
             from viewgp.inducing import fit_inducing
             from viewgp.subset import kernel_cover
@@ -617,19 +619,17 @@ class LatentGP(FastLikelihood, nn.Module):
             index = kernel_cover(self.correlation(x), x.shape[0], self.max_inducing, tol=self.inducing_tol,
                                  device=x.device)
             self.inducing_, alpha = fit_inducing(self, x, r, index)
-            self.alpha_, self.mean_ = alpha.to(self.mean_dtype or alpha.dtype), mean.to(self.mean_dtype or mean.dtype)
-            self.cholesky_ = None
+            self.alpha_, self.cholesky_ = alpha.to(dtype), None
             return None
         with torch.no_grad():
             plan = self._plan()
             L = self._gram_cholesky(x, plan, float(self.noise)) if plan is not None else self._cholesky(self._Ky(x))
             # a block of columns at a time into alpha: with a whole frame of pixels per row (D = 196,608
             # at 256 px, 1,000 keyframes) each (N, D) float64 copy is 1.6 GB
-            alpha = torch.empty(r.shape, dtype=self.mean_dtype or r.dtype, device=r.device)
+            alpha = torch.empty(r.shape, dtype=dtype, device=r.device)
             for s in range(0, r.shape[1], _SOLVE_COLUMNS):
                 y = torch.linalg.solve_triangular(L, r[:, s : s + _SOLVE_COLUMNS], upper=False)
                 alpha[:, s : s + _SOLVE_COLUMNS] = torch.linalg.solve_triangular(L.mT, y, upper=True, out=y)
-        self.mean_ = mean.to(alpha.dtype)
         self.cholesky_, self.alpha_, self.inducing_ = L, alpha, None
         return L
 

@@ -55,9 +55,9 @@ def fit_detail(method: str, poses_obs: Tensor, keyframes: np.ndarray, decoded_ob
         poses_query ``(M, P)``: every query pose (start values only).
         size: output size ``S`` (default: the keyframes').
     """
-    from viewgp.predict import ResidualGP
-
     import torch
+
+    from viewgp.predict import ResidualGP
 
     s = int(size or keyframes.shape[1])
     residual = keyframes.astype(np.float32)  # one float copy of the keyframes, changed in place
